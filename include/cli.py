@@ -1,0 +1,283 @@
+"""``detection-pipeline``: every stage of the pipeline by hand, with the code the DAG runs.
+
+Stage subcommands take ``--input``/``--output`` URIs (local paths, ``file://`` or ``s3://``);
+options they do not get come from the validated configuration (``config show`` prints it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from include.configs import ConfigError, load_config
+
+
+def _print(result: Any) -> None:
+    print(json.dumps(result, indent=2, default=str))
+
+
+def _config(args: argparse.Namespace) -> Any:
+    overrides: dict[str, Any] = {}
+    if getattr(args, "backend", None):
+        overrides["backend"] = args.backend
+    return load_config(overrides=overrides)
+
+
+def _key_values(pairs: Sequence[str] | None) -> dict[str, str]:
+    out = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"expected NAME=VALUE, got {pair!r}")
+        out[key] = value
+    return out
+
+
+# --- stage commands -----------------------------------------------------------------------
+
+
+def cmd_ingest(args: argparse.Namespace) -> Any:
+    from include.preprocess.ingest import ingest
+
+    ds = _config(args).dataset
+    return ingest(
+        args.format,
+        args.source,
+        args.output,
+        classes=args.classes or None,
+        label_attribute=args.label_attribute or ds.label_attribute,
+        validation_fraction=args.validation_fraction or ds.validation_fraction,
+        seed=ds.seed if args.seed is None else args.seed,
+        image_policy=args.image_policy or ds.image_policy,
+    )
+
+
+def cmd_validate(args: argparse.Namespace) -> Any:
+    from include.preprocess.quality import validate
+
+    cfg = _config(args)
+    return validate(
+        args.input,
+        args.output,
+        policy=args.policy or cfg.quality.policy,
+        label_width=args.label_width or int(cfg.training.hyperparameters.get("label_width", 350)),
+        min_box_side=cfg.quality.min_box_side,
+        tolerance=cfg.quality.tolerance,
+    )
+
+
+def cmd_build_recordio(args: argparse.Namespace) -> Any:
+    from include.preprocess.recordio import build_recordio
+
+    cfg = _config(args)
+    r = cfg.recordio
+    return build_recordio(
+        args.input,
+        args.output,
+        resize=r.resize if args.resize is None else (args.resize or None),
+        quality=args.quality or r.quality,
+        flip="none" if args.no_flip else r.flip,
+        shards=args.shards or r.shards,
+        label_width=int(cfg.training.hyperparameters.get("label_width", 350)),
+    )
+
+
+def cmd_train(args: argparse.Namespace) -> Any:
+    from include.training.pipeline_training import train
+
+    cfg = _config(args)
+    return train(cfg, args.input, args.output, hyperparameters=_key_values(args.hyperparameter))
+
+
+def cmd_tune(args: argparse.Namespace) -> Any:
+    from include.training.pipeline_training import tune
+
+    cfg = _config(args)
+    return tune(cfg, args.input, args.output, hyperparameters=_key_values(args.hyperparameter))
+
+
+def cmd_evaluate(args: argparse.Namespace) -> Any:
+    from include.evaluation.evaluate import evaluate
+
+    cfg = _config(args)
+    result = evaluate(
+        args.input,
+        args.data,
+        args.output,
+        score_threshold=cfg.evaluation.score_threshold if args.score_threshold is None else args.score_threshold,
+        samples=cfg.evaluation.samples,
+    )
+    print(f"report: {result['report_uri']}", file=sys.stderr)
+    return result
+
+
+def cmd_deploy(args: argparse.Namespace) -> Any:
+    from include.deployment import deploy_artifact
+
+    return deploy_artifact(_config(args), args.input, name=args.name, keep_minutes=args.keep_minutes)
+
+
+def cmd_invoke(args: argparse.Namespace) -> Any:
+    from include.deployment import invoke_endpoint
+
+    return invoke_endpoint(_config(args), args.endpoint, args.image, draw=args.draw, threshold=args.threshold)
+
+
+def cmd_teardown(args: argparse.Namespace) -> Any:
+    from include.deployment import teardown_endpoints
+
+    return teardown_endpoints(_config(args), args.endpoint)
+
+
+def cmd_run(args: argparse.Namespace) -> Any:
+    from include.pipeline_run import run_pipeline
+
+    params = {k: v for k, v in vars(args).items() if k in _RUN_PARAMS and v is not None}
+    return run_pipeline(params, run_id=args.run_id)
+
+
+_RUN_PARAMS = ("backend", "dataset_source", "dataset_format", "classes", "epochs", "tune", "deploy")
+
+
+def cmd_config_show(args: argparse.Namespace) -> Any:
+    overrides: dict[str, Any] = {}
+    if args.backend:
+        overrides["backend"] = args.backend
+    return load_config(overrides=overrides).model_dump(mode="json")
+
+
+def cmd_stack(args: argparse.Namespace) -> Any:
+    from include import local_stack
+
+    if args.action == "up":
+        details = local_stack.start()
+        print(
+            f"Airflow is up at {details['url']}  user: {details['username']}  password: {details['password']}\n"
+            f"Stop it with: make airflow-down   (log: {details['log']})",
+            file=sys.stderr,
+        )
+        return details
+    if args.action == "down":
+        return {"stopped": local_stack.stop()}
+    from include.pipeline_run import run_dag_on_local_stack
+
+    return run_dag_on_local_stack(conf=_key_values(args.conf), keep_running=args.keep_running)
+
+
+# --- parser -------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="detection-pipeline", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, func: Callable[[argparse.Namespace], Any], help_: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.set_defaults(func=func)
+        p.add_argument("--backend", choices=["local", "sagemaker"], help="configuration profile (default: config)")
+        return p
+
+    p = add("ingest", cmd_ingest, "read a data set into annotations.parquet + classes.json")
+    p.add_argument("--format", required=True, choices=["cub", "voc", "groundtruth", "imagejson"])
+    p.add_argument("--source", required=True, help="data set root URI (or the manifest for groundtruth)")
+    p.add_argument("--output", required=True)
+    p.add_argument("--classes", nargs="*", help="class subset, by id or name")
+    p.add_argument("--label-attribute", help="Ground Truth label attribute (default: found automatically)")
+    p.add_argument("--validation-fraction", type=float)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--image-policy", choices=["convert", "reject"])
+
+    p = add("validate", cmd_validate, "the bounding-box quality gate: quality.json, quality.html, cleaned table")
+    p.add_argument("--input", required=True, help="ingest output URI")
+    p.add_argument("--output", required=True)
+    p.add_argument("--policy", choices=["fail", "drop"])
+    p.add_argument("--label-width", type=int)
+
+    p = add("build-recordio", cmd_build_recordio, "train/ and validation/ .lst, .rec, .idx and recordio.json")
+    p.add_argument("--input", required=True, help="validate (or ingest) output URI")
+    p.add_argument("--output", required=True)
+    p.add_argument("--resize", type=int, help="shorter side to N pixels (0 = keep originals)")
+    p.add_argument("--quality", type=int, help="JPEG quality")
+    p.add_argument("--no-flip", action="store_true", help="no horizontal-flip augmentation")
+    p.add_argument("--shards", type=int)
+
+    for name, func, help_ in (
+        ("train", cmd_train, "run a training job: model.tar.gz, training.log, training.json"),
+        ("tune", cmd_tune, "run a tuning job: tuning.json and the best model"),
+    ):
+        p = add(name, func, help_)
+        p.add_argument("--input", required=True, help="build-recordio output URI")
+        p.add_argument("--output", required=True)
+        p.add_argument("--hyperparameter", "-H", action="append", metavar="NAME=VALUE", help="override one")
+
+    p = add("evaluate", cmd_evaluate, "evaluation.json, charts, sample detections and report.html")
+    p.add_argument("--input", required=True, help="training output URI")
+    p.add_argument("--data", help="build-recordio output URI (default: recorded in the training output)")
+    p.add_argument("--output", required=True)
+    p.add_argument("--score-threshold", type=float)
+
+    p = add("deploy", cmd_deploy, "start an endpoint serving a training output")
+    p.add_argument("--input", required=True, help="training output URI (or a model.tar.gz)")
+    p.add_argument("--name", help="endpoint name (default: derived from the input)")
+    p.add_argument("--keep-minutes", type=int, default=0, help="tag for the sweeper: tear down after N minutes")
+
+    p = add("invoke", cmd_invoke, "send an image to an endpoint and print the detections")
+    p.add_argument("--endpoint", required=True, help="endpoint name or URL")
+    p.add_argument("--image", required=True)
+    p.add_argument("--draw", metavar="OUT.png", help="draw the detections into this PNG")
+    p.add_argument("--threshold", type=float, default=0.5, help="score threshold for drawing")
+
+    p = add("teardown", cmd_teardown, "remove what deploy created")
+    p.add_argument("--endpoint", help="one endpoint name or URL (default: every endpoint deploy recorded)")
+
+    p = add("run", cmd_run, "the whole pipeline outside Airflow, in this process")
+    p.add_argument("--run-id", help="run id (default: manual__<timestamp>)")
+    p.add_argument("--dataset-source")
+    p.add_argument("--dataset-format", choices=["cub", "voc", "groundtruth", "imagejson"])
+    p.add_argument("--classes", help="comma-separated class subset")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--tune", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--deploy", action=argparse.BooleanOptionalAction, default=None)
+
+    p = sub.add_parser("config", help="configuration")
+    p.add_argument("action", choices=["show"])
+    p.add_argument("--backend", choices=["local", "sagemaker"])
+    p.set_defaults(func=cmd_config_show)
+
+    p = sub.add_parser("stack", help="the local Airflow stack (airflow standalone)")
+    p.add_argument("action", choices=["up", "down", "run"], help="run: start it, trigger the DAG, wait, stop")
+    p.add_argument("--conf", action="append", metavar="PARAM=VALUE", help="DAG param for 'run'")
+    p.add_argument("--keep-running", action="store_true", help="leave the stack up after 'run'")
+    p.set_defaults(func=cmd_stack)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        result = args.func(args)
+    except ConfigError as exc:
+        print(f"detection-pipeline: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.startswith("include."):
+            print(f"detection-pipeline {args.command}: this stage is not available yet ({exc.name})", file=sys.stderr)
+            return 3
+        raise
+    except ValueError as exc:
+        print(f"detection-pipeline {args.command}: {exc}", file=sys.stderr)
+        return 1
+    _print(result)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

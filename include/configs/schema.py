@@ -1,0 +1,130 @@
+"""The validated shape of the pipeline configuration (pydantic models, unknown keys forbidden)."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt, PositiveInt, model_validator
+
+ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
+BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+INSTANCE_TYPE = r"^ml\.[a-z0-9]+\.[a-z0-9]+$"
+
+Scalar = str | int | float | bool
+
+
+class Section(BaseModel):
+    """A configuration section: unknown keys are errors, assignments are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class Storage(Section):
+    base_uri: str | None = None
+
+
+class Dataset(Section):
+    source: str = "sample"
+    format: Literal["cub", "voc", "groundtruth", "imagejson"] = "cub"
+    classes: list[str] = Field(default_factory=list)
+    label_attribute: str | None = None
+    validation_fraction: float = Field(0.2, gt=0, lt=1)
+    seed: int = 42
+    image_policy: Literal["convert", "reject"] = "convert"
+    sample_images: PositiveInt = 300
+
+
+class Quality(Section):
+    policy: Literal["fail", "drop"] = "fail"
+    min_box_side: NonNegativeFloat = 1.0
+    tolerance: NonNegativeFloat = 2.0
+
+
+class RecordIO(Section):
+    resize: PositiveInt | None = 256
+    quality: int = Field(95, ge=1, le=100)
+    flip: Literal["train", "none", "all"] = "train"
+    shards: PositiveInt = 2
+    channel_format: Literal["recordio", "augmented-manifest", "image-json"] = "recordio"
+
+
+class TuningRange(Section):
+    type: Literal["continuous", "integer", "categorical"]
+    min: float | None = None
+    max: float | None = None
+    values: list[str] | None = None
+    scaling: Literal["Auto", "Linear", "Logarithmic", "ReverseLogarithmic"] = "Auto"
+
+    @model_validator(mode="after")
+    def _bounds(self) -> TuningRange:
+        if self.type == "categorical":
+            if not self.values:
+                raise ValueError("a categorical range needs a non-empty 'values' list")
+        elif self.min is None or self.max is None or self.min > self.max:
+            raise ValueError(f"a {self.type} range needs min <= max (got min={self.min}, max={self.max})")
+        return self
+
+
+class Tuning(Section):
+    strategy: Literal["Bayesian", "Random"] = "Bayesian"
+    max_jobs: PositiveInt = 8
+    max_parallel_jobs: PositiveInt = 2
+    ranges: dict[str, TuningRange] = Field(default_factory=dict)
+
+
+class Training(Section):
+    tune: bool = False
+    hyperparameters: dict[str, Scalar] = Field(default_factory=dict)
+    tuning: Tuning = Field(default_factory=Tuning)
+
+
+class Evaluation(Section):
+    promotion_threshold: float = Field(0.5, ge=0, le=1)
+    score_threshold: float = Field(0.5, ge=0, le=1)
+    samples: NonNegativeInt = 6
+
+
+class Deploy(Section):
+    enabled: bool = True
+    keep_endpoint_minutes: NonNegativeInt = 0
+    smoke_images: PositiveInt = 4
+    max_body_mb: float = Field(6.0, gt=0)
+
+
+class Local(Section):
+    host: str = "127.0.0.1"
+    workers: PositiveInt = 2
+
+
+class SageMaker(Section):
+    region: str = Field("us-east-1", pattern=r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
+    role_arn: str | None = None
+    bucket: str | None = None
+    prefix: str = "object-detection"
+    aws_conn_id: str = "aws_default"
+    training_instance_type: str = Field("ml.p3.2xlarge", pattern=INSTANCE_TYPE)
+    training_instance_count: PositiveInt = 1
+    volume_size_gb: PositiveInt = 50
+    max_runtime_seconds: PositiveInt = 86400
+    managed_spot: bool = False
+    max_wait_seconds: PositiveInt = 172800
+    endpoint_instance_type: str = Field("ml.m5.xlarge", pattern=INSTANCE_TYPE)
+    endpoint_instance_count: PositiveInt = 1
+    deferrable: bool = True
+    check_interval_seconds: PositiveInt = 60
+
+
+class PipelineConfig(Section):
+    """The whole configuration of one pipeline run."""
+
+    backend: Literal["local", "sagemaker"] = "local"
+    storage: Storage = Field(default_factory=Storage)
+    dataset: Dataset = Field(default_factory=Dataset)
+    quality: Quality = Field(default_factory=Quality)
+    recordio: RecordIO = Field(default_factory=RecordIO)
+    training: Training = Field(default_factory=Training)
+    evaluation: Evaluation = Field(default_factory=Evaluation)
+    deploy: Deploy = Field(default_factory=Deploy)
+    local: Local = Field(default_factory=Local)
+    sagemaker: SageMaker = Field(default_factory=SageMaker)

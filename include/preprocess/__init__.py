@@ -1,0 +1,1 @@
+"""Data preparation: ingest, canonical annotation table, quality gate, .lst and RecordIO."""

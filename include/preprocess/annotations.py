@@ -1,0 +1,98 @@
+"""The canonical annotation table: one row per bounding box.
+
+Every ingest format produces this table and every later output (.lst, .rec, manifests,
+quality reports, evaluation) is built from it. It is stored as ``annotations.parquet``
+next to ``classes.json`` (``{"0": "name", ...}``, ids 0-based and consecutive).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import TYPE_CHECKING
+
+from include import storage
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+ANNOTATIONS_FILE = "annotations.parquet"
+CLASSES_FILE = "classes.json"
+
+#: column -> pandas dtype, in table order.
+COLUMNS: dict[str, str] = {
+    "image": "string",  # path relative to the data set root, '/' separated (the .lst path)
+    "image_uri": "string",  # absolute URI of the image file
+    "width": "int64",  # pixels, from the image itself after verification
+    "height": "int64",
+    "depth": "int64",
+    "class_id": "int64",  # 0-based, consecutive after subsetting
+    "class_name": "string",
+    "xmin": "float64",  # pixels, origin top-left
+    "ymin": "float64",
+    "xmax": "float64",
+    "ymax": "float64",
+    "xmin_norm": "float64",  # xmin / width, etc.
+    "ymin_norm": "float64",
+    "xmax_norm": "float64",
+    "ymax_norm": "float64",
+    "split": "string",  # 'train' or 'validation'
+    "source_file": "string",  # annotation file the box came from
+    "source_line": "int64",  # 1-based line (text/JSON Lines) or record/object number
+}
+
+SPLITS = ("train", "validation")
+
+
+def empty_table() -> pd.DataFrame:
+    """A table with the canonical columns and no rows."""
+    import pandas as pd
+
+    return pd.DataFrame({c: pd.Series(dtype=t) for c, t in COLUMNS.items()})
+
+
+def conform(df: pd.DataFrame) -> pd.DataFrame:
+    """Return ``df`` with the canonical columns in order and dtypes; extra columns are kept after them.
+
+    Raises ``ValueError`` naming the missing columns.
+    """
+    missing = [c for c in COLUMNS if c not in df.columns]
+    if missing:
+        raise ValueError(f"annotation table is missing columns: {', '.join(missing)}")
+    extra = [c for c in df.columns if c not in COLUMNS]
+    out = df[list(COLUMNS) + extra].copy()
+    return out.astype(COLUMNS)
+
+
+def add_normalized(df: pd.DataFrame) -> pd.DataFrame:
+    """Fill the ``*_norm`` columns from the pixel boxes and image sizes."""
+    df = df.copy()
+    for col, size in (("xmin", "width"), ("xmax", "width"), ("ymin", "height"), ("ymax", "height")):
+        df[f"{col}_norm"] = df[col] / df[size].where(df[size] > 0)
+    return df
+
+
+def write_table(df: pd.DataFrame, classes: dict[int, str], output_uri: str) -> dict[str, str]:
+    """Write ``annotations.parquet`` and ``classes.json`` under ``output_uri`` atomically."""
+    table_uri = storage.join(output_uri, ANNOTATIONS_FILE)
+    classes_uri = storage.join(output_uri, CLASSES_FILE)
+    buf = io.BytesIO()
+    conform(df).to_parquet(buf, index=False)
+    storage.write_bytes(table_uri, buf.getvalue())
+    storage.write_text(classes_uri, json.dumps({str(k): v for k, v in sorted(classes.items())}, indent=2))
+    return {"annotations": table_uri, "classes": classes_uri}
+
+
+def read_table(input_uri: str) -> pd.DataFrame:
+    """Read ``annotations.parquet`` from a folder URI (or the file URI itself)."""
+    import pandas as pd
+
+    uri = input_uri if input_uri.endswith(".parquet") else storage.join(input_uri, ANNOTATIONS_FILE)
+    with storage.open_read(uri) as fh:
+        return conform(pd.read_parquet(fh))
+
+
+def read_classes(input_uri: str) -> dict[int, str]:
+    """Read ``classes.json`` from a folder URI as ``{id: name}``."""
+    uri = input_uri if input_uri.endswith(".json") else storage.join(input_uri, CLASSES_FILE)
+    return {int(k): v for k, v in json.loads(storage.read_text(uri)).items()}

@@ -1,0 +1,71 @@
+"""docker-compose.yaml and Dockerfile, checked statically (no Docker engine runs here)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+AIRFLOW_SERVICES = ("airflow-init", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor",
+                    "airflow-triggerer")
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yaml").read_text())
+
+
+def test_every_service_is_there(compose: dict) -> None:
+    assert set(compose["services"]) == {"postgres", *AIRFLOW_SERVICES}
+
+
+def test_long_running_services_have_healthchecks(compose: dict) -> None:
+    for name, service in compose["services"].items():
+        if name != "airflow-init":
+            check = service.get("healthcheck", {})
+            assert check.get("test"), f"{name} has no healthcheck"
+            assert {"interval", "retries"} <= set(check), f"{name} healthcheck lacks interval/retries"
+
+
+def test_airflow_services_share_the_image_built_from_the_dockerfile(compose: dict) -> None:
+    images = {compose["services"][name]["image"] for name in AIRFLOW_SERVICES}
+    assert len(images) == 1
+    for name in AIRFLOW_SERVICES:
+        assert compose["services"][name]["build"]["dockerfile"] == "Dockerfile"
+
+
+def test_project_folders_are_mounted(compose: dict) -> None:
+    for name in AIRFLOW_SERVICES:
+        targets = {v.split(":")[1] for v in compose["services"][name]["volumes"]}
+        assert {"/opt/airflow/dags", "/opt/airflow/plugins", "/opt/airflow/include"} <= targets, name
+    assert set(compose["volumes"]) >= {"postgres-db"}
+
+
+def test_api_server_port_and_postgres_metadata_db(compose: dict) -> None:
+    assert "8080:8080" in compose["services"]["airflow-apiserver"]["ports"]
+    env = compose["services"]["airflow-scheduler"]["environment"]
+    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("postgresql+psycopg2://")
+    assert env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
+    for name in AIRFLOW_SERVICES[1:]:
+        deps = compose["services"][name]["depends_on"]
+        assert deps["postgres"]["condition"] == "service_healthy"
+        assert deps["airflow-init"]["condition"] == "service_completed_successfully"
+
+
+def test_aws_credentials_come_from_the_environment_only(compose: dict) -> None:
+    env = compose["services"]["airflow-scheduler"]["environment"]
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        assert re.fullmatch(r"\$\{" + key + r":-\}", env[key]), f"{key} must be passed through, not set"
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "AWS_SECRET_ACCESS_KEY" not in dockerfile and "AWS_ACCESS_KEY_ID" not in dockerfile
+
+
+def test_image_is_built_from_the_lock() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert re.search(r"^COPY pyproject.toml uv.lock", dockerfile, re.M)
+    syncs = re.findall(r"uv sync ([^\n\\]*)", dockerfile)
+    assert syncs and all("--frozen" in s for s in syncs), syncs
+    assert dockerfile.startswith("#") and "FROM python:3.11" in dockerfile

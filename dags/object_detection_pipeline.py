@@ -15,8 +15,12 @@ import os
 from datetime import datetime, timedelta
 
 from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable, Param, TriggerRule, dag, task
+from detection_airflow.deployment import DetectionEndpointOperator
+from detection_airflow.jobs import DetectionTrainingOperator, DetectionTuningOperator
 
 DAG_ID = "object_detection_pipeline"
+#: The backend is decided per run by ``resolve_config`` (param, else configuration).
+BACKEND = "{{ ti.xcom_pull(task_ids='resolve_config')['config']['backend'] }}"
 
 #: A new labelled data set or Ground Truth manifest landing; its event's ``extra`` may name
 #: ``dataset_source`` and ``dataset_format`` for the run.
@@ -126,21 +130,127 @@ def object_detection_pipeline():
 
         return stage(_ctx(run), shards)
 
-    @task(trigger_rule=TriggerRule.ALL_DONE)
-    def watcher(**context) -> None:
-        """Fail the run when any task failed, even though teardown tasks succeeded."""
-        failed = [
-            ti.task_id for ti in context["dag_run"].get_task_instances(state=["failed", "upstream_failed"])
-        ] if hasattr(context["dag_run"], "get_task_instances") else []
-        if failed:
-            raise RuntimeError(f"tasks failed in this run: {', '.join(failed)}")
+    @task.branch
+    def choose_training(run: dict) -> str:
+        """Train directly, or tune first and hand on the best trial (the ``tune`` param)."""
+        return "tune" if run["config"]["training"]["tune"] else "train"
+
+    train = DetectionTrainingOperator(
+        task_id="train",
+        backend=BACKEND,
+        request_builder=_train_request,
+        local_runner="include.training.local_executor:run_training_job",
+        deferrable=True,
+        check_interval=60,
+    )
+    tune = DetectionTuningOperator(
+        task_id="tune",
+        backend=BACKEND,
+        request_builder=_tune_request,
+        local_runner="include.training.local_tuner:run_tuning_job",
+        deferrable=True,
+        check_interval=60,
+    )
+
+    @task(trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
+    def evaluate(run: dict, **context) -> dict:
+        """mAP, per-class AP, COCO mAP, charts, sample detections and report.html."""
+        from include.stages import evaluate as stage
+
+        result = stage(_ctx(run), _trained(context))
+        print(f"report.html: {result['report_uri']}")
+        return result
+
+    @task.branch
+    def promotion_gate(run: dict, evaluation: dict, **context) -> list[str]:
+        """Deploy only when mAP clears the threshold and the current champion; else skip, saying why."""
+        from include.stages import promotion
+
+        decision = promotion(_ctx(run), evaluation, _trained(context))
+        if not decision["deploy"]:
+            why = decision["reason"] if not decision["promote"] else "deployment is switched off (deploy=false)"
+            print(f"deployment skipped: {why}")
+            return []
+        return ["deploy"]
+
+    deploy = DetectionEndpointOperator(
+        task_id="deploy",
+        backend=BACKEND,
+        request_builder=_deploy_request,
+        local_runner="include.deployment:run_local_deployment",
+        deferrable=True,
+        check_interval=30,
+    )
+
+    @task(retries=2)
+    def smoke_test(run: dict, deployed: dict) -> dict:
+        """Send validation images to the endpoint; check the response schema and that boxes come back."""
+        from include.stages import smoke_test as stage
+
+        return stage(_ctx(run), deployed)
+
+    @task(trigger_rule=TriggerRule.ALL_DONE_SETUP_SUCCESS)
+    def teardown(run: dict, **context) -> dict:
+        """Remove the run's endpoint, config and model, stop its jobs; keep a healthy endpoint if asked."""
+        from include.stages import teardown as stage
+
+        smoke = context["ti"].xcom_pull(task_ids="smoke_test")
+        keep = bool(smoke) and run["config"]["deploy"]["keep_endpoint_minutes"] > 0
+        return stage(_ctx(run), keep=keep)
+
+    @task(trigger_rule=TriggerRule.ONE_FAILED, retries=0)
+    def watcher() -> None:
+        """Fail the run whenever a task failed, even though the teardown succeeded."""
+        raise RuntimeError("a task of this run failed; see the failed task's log (teardown ran regardless)")
 
     run = resolve_config()
     ingested = ingest(run)
     validated = validate(run, ingested)
     specs = plan_recordio(run, validated)
     shards = build_recordio_shard.expand(spec=specs)
-    merge_recordio(run, shards)
+    data = merge_recordio(run, shards)
+    choice = choose_training(run)
+    data >> choice >> [train, tune]
+    evaluation = evaluate(run)
+    [train, tune] >> evaluation
+    gate = promotion_gate(run, evaluation)
+    gate >> deploy
+    smoke = smoke_test(run, deploy.output)
+    down = teardown(run)
+    smoke >> down
+    down.as_teardown(setups=deploy)
+    # The deploy setup itself is watched through smoke_test (upstream_failed counts as failed).
+    [run, ingested, validated, specs, shards, data, choice, train, tune, evaluation, gate, smoke, down] >> watcher()
+
+
+def _trained(context) -> dict:
+    """The result of whichever of ``train`` / ``tune`` ran."""
+    results = context["ti"].xcom_pull(task_ids=["train", "tune"])
+    return next(r for r in results if r)
+
+
+def _run_context(context):
+    from include.stages import RunContext
+
+    return RunContext.from_dict(context["ti"].xcom_pull(task_ids="resolve_config"), context["ti"].try_number)
+
+
+def _train_request(context, run_identity) -> dict:
+    from include.stages import training_request
+
+    return training_request(_run_context(context), run_identity, tune=False)
+
+
+def _tune_request(context, run_identity) -> dict:
+    from include.stages import training_request
+
+    return training_request(_run_context(context), run_identity, tune=True)
+
+
+def _deploy_request(context, run_identity) -> dict:
+    from include.stages import deployment_request
+
+    return deployment_request(_run_context(context), run_identity, context["ti"].xcom_pull(task_ids="evaluate"))
 
 
 object_detection_pipeline()

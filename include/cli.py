@@ -89,15 +89,13 @@ def cmd_build_recordio(args: argparse.Namespace) -> Any:
 def cmd_train(args: argparse.Namespace) -> Any:
     from include.training.pipeline_training import train
 
-    cfg = _config(args)
-    return train(cfg, args.input, args.output, hyperparameters=_key_values(args.hyperparameter))
+    return train(args.input, args.output, _key_values(args.hyperparameter), config=_config(args))
 
 
 def cmd_tune(args: argparse.Namespace) -> Any:
     from include.training.pipeline_training import tune
 
-    cfg = _config(args)
-    return tune(cfg, args.input, args.output, hyperparameters=_key_values(args.hyperparameter))
+    return tune(args.input, args.output, _key_values(args.hyperparameter), config=_config(args))
 
 
 def cmd_evaluate(args: argparse.Namespace) -> Any:
@@ -224,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("deploy", cmd_deploy, "start an endpoint serving a training output")
     p.add_argument("--input", required=True, help="training output URI (or a model.tar.gz)")
     p.add_argument("--name", help="endpoint name (default: derived from the input)")
-    p.add_argument("--keep-minutes", type=int, default=0, help="tag for the sweeper: tear down after N minutes")
+    p.add_argument("--keep-minutes", type=int, default=240, help="the sweeper tears it down after N minutes")
 
     p = add("invoke", cmd_invoke, "send an image to an endpoint and print the detections")
     p.add_argument("--endpoint", required=True, help="endpoint name or URL")
@@ -262,6 +260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
     try:
         result = args.func(args)
     except ConfigError as exc:

@@ -12,6 +12,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from include import storage
 from include.configs import PipelineConfig, load_config
 from include.run_layout import RunLayout
 
@@ -63,10 +64,7 @@ def ingest(ctx: RunContext) -> dict[str, Any]:
     ds = ctx.config.dataset
     source = ds.source
     if source == "sample":
-        from include.preprocess.sample_data import generate_sample
-        from include.storage import local_path
-
-        source = str(generate_sample(local_path(ctx.layout.dataset), n_images=ds.sample_images, seed=ds.seed))
+        source = str(_generate_sample(ctx))
     return run_ingest(
         ds.format,
         source,
@@ -76,6 +74,25 @@ def ingest(ctx: RunContext) -> dict[str, Any]:
         validation_fraction=ds.validation_fraction,
         seed=ds.seed,
         image_policy=ds.image_policy,
+    )
+
+
+def _generate_sample(ctx: RunContext) -> Any:
+    """Generate the embedded sample data set for this run (locally, also when storage is S3)."""
+    from include.configs.loader import PROJECT_ROOT
+    from include.preprocess.sample_data import generate_sample
+
+    ds = ctx.config.dataset
+    if ds.format not in ("cub", "groundtruth"):
+        raise ValueError(
+            f"dataset.source 'sample' comes in the cub or groundtruth format, not dataset.format={ds.format!r}"
+        )
+    folder = storage.local_path(ctx.layout.dataset) if storage.is_local(ctx.layout.dataset) else (
+        PROJECT_ROOT / "data" / "sample" / ctx.layout.root.rsplit("/", 1)[-1]
+    )
+    many = ds.format == "groundtruth"
+    return generate_sample(
+        folder, n_images=ds.sample_images, seed=ds.seed, layout=ds.format, max_objects=4 if many else 1
     )
 
 
@@ -130,3 +147,98 @@ def build_recordio(ctx: RunContext) -> dict[str, Any]:
     """The whole RecordIO build in one call (the CLI's ``run``)."""
     specs = plan_recordio(ctx)
     return merge_recordio(ctx, [build_recordio_shard(spec) for spec in specs])
+
+
+def training_request(ctx: RunContext, run: Any, tune: bool) -> dict[str, Any]:
+    """The CreateTrainingJob (or CreateHyperParameterTuningJob) request of this run and try.
+
+    On the sagemaker backend the channels are the ``.rec`` objects themselves (File mode downloads
+    everything under an S3 prefix, and the channel folders also hold the .lst and .idx files).
+    """
+    from include.training.pipeline_training import build_request
+
+    return build_request(
+        ctx.config,
+        ctx.layout.recordio,
+        ctx.layout.training,
+        name=run.name("tune" if tune else "train"),
+        tags=run.tags(),
+        tune=tune,
+        rec_file_channels=ctx.config.backend == "sagemaker",
+    )
+
+
+def training_output(ctx: RunContext, training: dict[str, Any]) -> str:
+    """The folder evaluation reads: the tuning job's (local tuning), else the model's own folder.
+
+    On SageMaker the job's DescribeTrainingJob answer is saved there as ``training.json`` first,
+    so evaluation finds the job (and its CloudWatch metrics) the way it finds a local record.
+    """
+    if ctx.config.backend == "local" and training.get("tuning_job_name"):
+        return storage.join(ctx.layout.training, training["tuning_job_name"])
+    folder = training["artifact_uri"].rsplit("/", 1)[0]
+    if ctx.config.backend == "sagemaker":
+        import json
+
+        from include.deployment import sagemaker_client
+
+        record = sagemaker_client(ctx.config).describe_training_job(TrainingJobName=training["job_name"])
+        record["data_uri"] = ctx.layout.recordio
+        storage.write_text(storage.join(folder, "training.json"), json.dumps(record, default=str, indent=2))
+    return folder
+
+
+def evaluate(ctx: RunContext, training: dict[str, Any]) -> dict[str, Any]:
+    """Independent evaluation of the trained artifact, charts, samples and report.html."""
+    from include.evaluation.evaluate import evaluate as run_evaluate
+
+    e = ctx.config.evaluation
+    result = run_evaluate(
+        training_output(ctx, training),
+        ctx.layout.recordio,
+        ctx.layout.evaluation,
+        score_threshold=e.score_threshold,
+        samples=e.samples,
+        quality_uri=storage.join(ctx.layout.quality, "quality.json"),
+    )
+    log.info("evaluation report: %s", result["report_uri"])
+    return result
+
+
+def promotion(ctx: RunContext, evaluation: dict[str, Any], training: dict[str, Any]) -> dict[str, Any]:
+    """The promotion gate: deploy only a model at least as good as the threshold and the champion."""
+    from include.evaluation.promotion import decide_promotion, record_champion, registry_uri
+
+    registry = registry_uri(ctx.config.storage.base_uri or "", ctx.dag_id)
+    candidate = {"run_id": ctx.run_id, "model_uri": evaluation["model_uri"], "job_name": training.get("job_name")}
+    decision = decide_promotion(evaluation, registry, ctx.config.evaluation.promotion_threshold, candidate)
+    log.info("promotion gate: %s", decision["reason"])
+    if decision["promote"]:
+        record_champion(registry, candidate, evaluation)
+    return {**decision, "registry_uri": registry, "deploy": decision["promote"] and ctx.config.deploy.enabled}
+
+
+def deployment_request(ctx: RunContext, run: Any, evaluation: dict[str, Any]) -> dict[str, Any]:
+    """The combined CreateModel / CreateEndpointConfig / CreateEndpoint request of this run and try."""
+    from include.deployment import deployment_request as build
+
+    return build(ctx.config, run, evaluation["model_uri"], ctx.config.deploy.keep_endpoint_minutes)
+
+
+def smoke_test(ctx: RunContext, deployed: dict[str, Any]) -> dict[str, Any]:
+    """Send validation images to the endpoint and check the answers."""
+    from include.deployment import smoke_test as run_smoke
+    from include.deployment import validation_images
+    from include.preprocess.annotations import read_classes
+
+    images = validation_images(ctx.layout.quality, ctx.config.deploy.smoke_images)
+    return run_smoke(ctx.config, deployed["endpoint_name"], images, len(read_classes(ctx.layout.quality)))
+
+
+def teardown(ctx: RunContext, keep: bool) -> dict[str, Any]:
+    """Remove the run's endpoints (keeping an unexpired one when ``keep``) and stop its cloud jobs."""
+    from include.deployment import teardown_run
+
+    result = teardown_run(ctx.config, ctx.dag_id, ctx.run_id, keep_unexpired=keep)
+    log.info("teardown: %s", result)
+    return result

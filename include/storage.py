@@ -69,10 +69,13 @@ def relative(uri: str, root: str) -> str:
 def filesystem(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
     """The fsspec file system and the path inside it for ``uri``."""
     uri = normalize(uri)
-    if is_local(uri):
-        return fsspec.filesystem("file"), str(local_path(uri))
+    if uri.startswith("file://"):
+        return _LOCAL_FS, uri[len("file://") :]
     fs, path = fsspec.core.url_to_fs(uri)
     return fs, path
+
+
+_LOCAL_FS = fsspec.filesystem("file")
 
 
 def exists(uri: str) -> bool:

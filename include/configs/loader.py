@@ -164,7 +164,8 @@ def _check_hyperparameters(cfg: PipelineConfig) -> None:
     """
     from include.training.hyperparameters import HyperparameterError, validate_hyperparameters
 
-    hp = {"num_classes": "1", "num_training_samples": "1"} | {k: str(v) for k, v in cfg.training.hyperparameters.items()}
+    from_data = {"num_classes": "1", "num_training_samples": "1"}
+    hp = from_data | {k: str(v) for k, v in cfg.training.hyperparameters.items()}
     try:
         validate_hyperparameters(hp, for_sagemaker=cfg.backend == "sagemaker")
     except HyperparameterError as exc:

@@ -95,6 +95,7 @@ class Deploy(Section):
 class Local(Section):
     host: str = "127.0.0.1"
     workers: PositiveInt = 2
+    endpoint_state_dir: str = "data/endpoints"
 
 
 class SageMaker(Section):

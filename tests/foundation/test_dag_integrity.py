@@ -31,7 +31,7 @@ def test_dags_have_required_metadata(dagbag) -> None:
         assert dag.description, f"{dag_id} has no description"
         assert dag.tags, f"{dag_id} has no tags"
         assert dag.params, f"{dag_id} has no params"
-        for name, param in dag.params.items():
+        for name in dag.params.keys():
             schema = dag.params.get_param(name).schema
             assert "type" in schema or "enum" in schema, f"{dag_id} param {name} has no schema type"
         for task in dag.tasks:

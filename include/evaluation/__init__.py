@@ -1,0 +1,1 @@
+"""Evaluation of a trained detector: metrics, charts, sample drawings, the HTML report, the promotion gate."""

@@ -1,0 +1,221 @@
+"""The evaluation report: one self-contained HTML page per run.
+
+Everything the page shows is inside it: charts and sample images as base64 ``data:`` URIs,
+CSS inline, no scripts and no external fetches, so it opens the same from S3, a laptop or an
+Airflow log link.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from include.evaluation.metrics import EvaluationMetrics
+
+CSS = """
+body{font-family:-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;margin:0;background:#f4f5f7;color:#1d2330}
+header{background:#232f3e;color:#fff;padding:18px 32px}
+header h1{margin:0 0 4px;font-size:22px} header p{margin:0;color:#c9d1dc;font-size:13px}
+main{max-width:1180px;margin:0 auto;padding:16px 32px 48px}
+section{background:#fff;border-radius:8px;padding:16px 22px;margin:16px 0;box-shadow:0 1px 3px rgba(0,0,0,.08)}
+h2{font-size:17px;margin:0 0 12px;border-bottom:1px solid #e3e6ea;padding-bottom:6px}
+.cards{display:flex;flex-wrap:wrap;gap:12px}
+.card{flex:1 1 120px;background:#f8f9fb;border:1px solid #e3e6ea;border-radius:6px;padding:10px 14px}
+.card .v{font-size:24px;font-weight:600} .card .k{font-size:12px;color:#5b6575}
+table{border-collapse:collapse;font-size:13px;margin:4px 0 8px}
+th,td{border-bottom:1px solid #e3e6ea;padding:5px 12px;text-align:left;vertical-align:top}
+th{background:#f8f9fb;font-weight:600} td.n{text-align:right;font-variant-numeric:tabular-nums}
+.ok{color:#137333;font-weight:600} .bad{color:#c5221f;font-weight:600}
+figure{margin:8px 0 16px} figure img{max-width:100%;border:1px solid #e3e6ea;border-radius:4px}
+figcaption{font-size:12px;color:#5b6575;margin-top:4px}
+.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(460px,1fr));gap:14px}
+.muted{color:#5b6575;font-size:12px} code{font-size:12px;word-break:break-all}
+"""
+
+TRAINING_LABELS = {
+    "job_name": "training job",
+    "best_epoch": "best epoch",
+    "best_validation_map": "best validation mAP",
+    "epochs_logged": "epochs logged",
+    "stop_reason": "stop reason",
+    "final_validation_map": "final validation mAP",
+}
+
+
+@dataclass(frozen=True)
+class Picture:
+    """A PNG shown in the report."""
+
+    title: str
+    png: bytes
+    caption: str = ""
+
+    def data_uri(self) -> str:
+        return "data:image/png;base64," + base64.b64encode(self.png).decode("ascii")
+
+
+@dataclass
+class ReportContent:
+    """What one run's report shows."""
+
+    title: str
+    metrics: EvaluationMetrics
+    training: dict[str, Any] = field(default_factory=dict)
+    hyperparameters: Mapping[str, Any] = field(default_factory=dict)
+    data_counts: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    quality: Mapping[str, Any] | None = None
+    charts: list[Picture] = field(default_factory=list)
+    samples: list[Picture] = field(default_factory=list)
+    trials: Sequence[Mapping[str, Any]] = ()
+    timings: Mapping[str, Any] = field(default_factory=dict)
+    artifacts: Mapping[str, str] = field(default_factory=dict)
+    notes: Sequence[str] = ()
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        size = abs(value)
+        if size >= 1000:
+            return f"{value:,.0f}"
+        return f"{value:.2f}" if size > 1 else f"{value:.4f}" if size >= 0.001 or size == 0 else f"{value:.3g}"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, default=str)
+    return str(value)
+
+
+def _cell(value: Any) -> str:
+    numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return f'<td class="n">{_e(_fmt(value))}</td>' if numeric else f"<td>{_e(_fmt(value))}</td>"
+
+
+def _table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    head = "".join(f"<th>{_e(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(_cell(v) for v in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _key_values(items: Mapping[str, Any]) -> str:
+    return _table(("name", "value"), sorted(items.items()))
+
+
+def _section(title: str, body: str) -> str:
+    return f"<section><h2>{_e(title)}</h2>{body}</section>"
+
+
+def _figure(picture: Picture) -> str:
+    caption = f"<figcaption>{_e(picture.caption)}</figcaption>" if picture.caption else ""
+    return f'<figure><img src="{picture.data_uri()}" alt="{_e(picture.title)}">{caption}</figure>'
+
+
+def _cards(content: ReportContent) -> str:
+    m = content.metrics
+    cards = [
+        (f"{m.map:.3f}", f"mAP @ IoU {m.iou:g} ({m.interpolation})"),
+        (f"{m.coco_map:.3f}", "COCO mAP @ [.50:.95]"),
+    ]
+    best = content.training.get("best_validation_map")
+    if best is not None:
+        cards.append((f"{best:.3f}", f"best validation mAP in training (epoch {content.training.get('best_epoch')})"))
+    cards += [(str(m.images), "validation images"), (str(m.gt_objects), "ground-truth objects"),
+              (str(m.detections), "detections scored")]
+    return '<div class="cards">' + "".join(
+        f'<div class="card"><div class="v">{_e(v)}</div><div class="k">{_e(k)}</div></div>' for v, k in cards
+    ) + "</div>"
+
+
+def _metrics_table(m: EvaluationMetrics) -> str:
+    headers = ("class", "id", "GT objects", "detections", f"TP @ {m.iou:g}", f"AP @ {m.iou:g}", "COCO AP",
+               f"detections ≥ {m.score_threshold:g}", f"precision ≥ {m.score_threshold:g}",
+               f"recall ≥ {m.score_threshold:g}")
+    rows = []
+    for c in m.classes:
+        shown = c.detections_above_threshold
+        precision = c.true_positives_above_threshold / shown if shown else None
+        recall = c.true_positives_above_threshold / c.gt_objects if c.gt_objects else None
+        rows.append((c.name, c.class_id, c.gt_objects, c.detections, c.true_positives, c.ap, c.coco_ap, shown,
+                     precision, recall))
+    rows.append(("all classes (mean)", "", m.gt_objects, m.detections, sum(c.true_positives for c in m.classes),
+                 m.map, m.coco_map, sum(c.detections_above_threshold for c in m.classes), None, None))
+    note = (f'<p class="muted">VOC AP at IoU {m.iou:g} with {m.interpolation} interpolation (the metric of '
+            "validation:mAP); COCO AP averages IoU 0.50..0.95 with 101-point interpolation. Classes without "
+            "ground truth have no AP and are left out of the means.</p>")
+    return _table(headers, rows) + note
+
+
+def _quality(quality: Mapping[str, Any]) -> str:
+    """The quality gate's verdict, counts and checks (``quality.json`` of the quality stage)."""
+    success = quality.get("success")
+    verdict = "passed" if success else "failed"
+    parts = [f'<p class="{"ok" if success else "bad"}">{verdict} (policy {_e(quality.get("policy", "?"))})</p>']
+    counts = {f"{k} checked": v for k, v in (quality.get("table") or {}).items()}
+    counts.update({f"{k} kept": v for k, v in (quality.get("output_table") or {}).items()})
+    counts.update({f"{k} dropped": v for k, v in (quality.get("dropped") or {}).items()})
+    if counts:
+        parts.append(_key_values(counts))
+    columns = ("name", "severity", "success", "evaluated", "failed", "description")
+    checks = quality.get("checks") or []
+    if checks:
+        parts.append(_table(columns, ([c.get(k) for k in columns] for c in checks)))
+    return "".join(parts)
+
+
+def _data(counts: Mapping[str, Mapping[str, Any]]) -> str:
+    keys = ("images", "flipped", "records", "objects")
+    return _table(("channel", *keys), ((split, *(c.get(k) for k in keys)) for split, c in counts.items()))
+
+
+def _trials(trials: Sequence[Mapping[str, Any]]) -> str:
+    names = sorted({k for t in trials for k in (t.get("hyperparameters") or {})})
+    rows = ((t.get("name"), t.get("objective"), *((t.get("hyperparameters") or {}).get(n) for n in names))
+            for t in trials)
+    return _table(("trial", "objective", *names), rows)
+
+
+def render_report(content: ReportContent) -> str:
+    """The report page as one HTML string."""
+    generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    sections = [_section("Summary", _cards(content))]
+    if content.notes:
+        sections.append(_section("Notes", "<ul>" + "".join(f"<li>{_e(n)}</li>" for n in content.notes) + "</ul>"))
+    if content.data_counts or content.quality:
+        body = _data(content.data_counts) if content.data_counts else ""
+        if content.quality:
+            body += "<h3>Quality gate</h3>" + _quality(content.quality)
+        sections.append(_section("Data", body))
+    if content.training or content.hyperparameters:
+        facts = {TRAINING_LABELS.get(k, k): v for k, v in content.training.items() if not isinstance(v, (dict, list))}
+        sections.append(_section("Training", _key_values(facts) + "<h3>Hyperparameters</h3>"
+                                 + _key_values(content.hyperparameters)))
+    if content.charts:
+        sections.append(_section("Charts", "".join(_figure(c) for c in content.charts)))
+    if content.trials:
+        sections.append(_section("Tuning trials", _trials(content.trials)))
+    sections.append(_section("Metrics on the validation split", _metrics_table(content.metrics)))
+    if content.samples:
+        sections.append(_section("Sample detections",
+                                 '<div class="grid">' + "".join(_figure(s) for s in content.samples) + "</div>"))
+    if content.timings:
+        sections.append(_section("Timings", _key_values(content.timings)))
+    if content.artifacts:
+        rows = "".join(f"<tr><td>{_e(k)}</td><td><code>{_e(v)}</code></td></tr>" for k, v in content.artifacts.items())
+        sections.append(_section("Artifacts", f"<table><tbody>{rows}</tbody></table>"))
+    return (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width,initial-scale=1">'
+        f"<title>{_e(content.title)}</title><style>{CSS}</style></head><body>"
+        f"<header><h1>{_e(content.title)}</h1><p>Evaluation report, generated {generated}</p></header>"
+        f"<main>{''.join(sections)}</main></body></html>\n"
+    )

@@ -1,0 +1,178 @@
+"""What a training (or tuning) run left behind, as evaluation reads it, from either backend.
+
+A training output folder (``<S3OutputPath>/<job>/output/``) holds ``model.tar.gz``,
+``training.log`` (the algorithm's metric lines) and ``training.json`` (a DescribeTrainingJob-
+shaped record; the local backend adds ``data_uri``, ``Timings``, ``BestEpoch``...). Per-epoch
+curves come from the log, read with :func:`include.training.metric_log.parse_metrics` (the
+trainer's own definition of the lines); a run without a log (SageMaker) is read from its job's
+CloudWatch streams by :mod:`include.sagemaker.training_metrics`. A tuning job's folder holds
+``tuning.json`` (DescribeHyperParameterTuningJob-shaped, with every trial) and the best model.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from include import storage
+from include.training.metric_log import parse_metrics
+
+VALIDATION_MAP = "validation:mAP"
+EPOCH_METRICS = (VALIDATION_MAP, "train:cross_entropy", "train:smooth_l1")
+
+TRAINING_LOG = "training.log"
+TRAINING_JSON = "training.json"
+TUNING_JSON = "tuning.json"
+
+
+class TrainingRecordError(ValueError):
+    """A training output folder without what evaluation needs."""
+
+
+@dataclass(frozen=True)
+class TrainingCurves:
+    """``{metric: [(epoch, value), ...]}`` for :data:`EPOCH_METRICS`, one value per epoch, sorted."""
+
+    series: dict[str, list[tuple[int, float]]]
+
+    @classmethod
+    def from_points(cls, points: dict[str, list[tuple[int, float]]]) -> TrainingCurves:
+        """Reduce ``(epoch, value)`` points in log order to one value per epoch: the epoch's last.
+
+        A loss is logged every few batches as a running average, so its last value in an epoch
+        is the epoch's loss; validation mAP is logged once per epoch.
+        """
+        return cls({name: sorted(dict(points.get(name, [])).items()) for name in EPOCH_METRICS})
+
+    @classmethod
+    def from_log(cls, log_text: str) -> TrainingCurves:
+        return cls.from_points(parse_metrics(log_text))
+
+    def values(self, name: str) -> tuple[list[int], list[float]]:
+        """Epochs and values of one metric (empty when it was not logged)."""
+        points = self.series.get(name, [])
+        return [e for e, _ in points], [v for _, v in points]
+
+    def best_epoch(self) -> tuple[int, float]:
+        """The epoch with the highest validation mAP (the first on ties, as the trainer keeps it) and that mAP."""
+        points = [(e, v) for e, v in zip(*self.values(VALIDATION_MAP), strict=True) if not math.isnan(v)]
+        if not points:
+            raise TrainingRecordError("the training run logged no validation mAP")
+        return max(points, key=lambda p: (p[1], -p[0]))
+
+
+def read_json_object(uri: str) -> dict[str, Any]:
+    """A JSON object from ``uri``; errors name the file and line."""
+    try:
+        data = json.loads(storage.read_text(uri))
+    except json.JSONDecodeError as exc:
+        raise TrainingRecordError(f"{uri} line {exc.lineno}: not valid JSON ({exc.msg})") from None
+    if not isinstance(data, dict):
+        raise TrainingRecordError(f"{uri}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def read_training_record(training_uri: str) -> dict[str, Any]:
+    """``training.json`` of a training output folder, parsed."""
+    uri = storage.join(training_uri, TRAINING_JSON)
+    if not storage.exists(uri):
+        raise TrainingRecordError(f"{uri} does not exist: {training_uri} is not a training output folder")
+    return read_json_object(uri)
+
+
+def resolve_training(training_uri: str) -> tuple[str, dict[str, Any], dict[str, Any] | None]:
+    """``(training folder, training.json record, tuning.json record or None)`` for a training or tuning folder.
+
+    A tuning job's folder (``tuning.json``, no ``training.json``) stands for its best trial,
+    whose own output folder the local tuner records as ``BestTrainingJob.output_uri``.
+    """
+    tuning_uri = storage.join(training_uri, TUNING_JSON)
+    tuning = read_json_object(tuning_uri) if storage.exists(tuning_uri) else None
+    if tuning is None or storage.exists(storage.join(training_uri, TRAINING_JSON)):
+        return training_uri, read_training_record(training_uri), tuning
+    best = tuning.get("BestTrainingJob") or {}
+    if not best.get("output_uri"):
+        raise TrainingRecordError(f"{tuning_uri}: no BestTrainingJob with an output_uri (no trial succeeded?)")
+    return best["output_uri"], read_training_record(best["output_uri"]), tuning
+
+
+def training_job_name(record: dict[str, Any]) -> str | None:
+    """The training job a record names (``DescribeTrainingJob`` shape or the pipeline's training result)."""
+    return record.get("TrainingJobName") or record.get("job_name")
+
+
+def training_facts(record: dict[str, Any]) -> dict[str, Any]:
+    """The record's scalar facts worth reporting: job, backend, status, best epoch, final mAP, stop reason."""
+    facts = {
+        "job_name": training_job_name(record),
+        "backend": record.get("Backend") or record.get("backend"),
+        "status": record.get("TrainingJobStatus") or record.get("status"),
+        "stop_reason": record.get("StopReason"),
+        "final_validation_map": record.get("FinalValidationMAP"),
+    }
+    return {k: v for k, v in facts.items() if v is not None}
+
+
+def training_timings(record: dict[str, Any]) -> dict[str, Any]:
+    """Seconds the training took, as far as the record says (local ``Timings``, SageMaker's time fields)."""
+    timings = dict(record.get("Timings") or record.get("timings") or {})
+    for key in ("TrainingTimeInSeconds", "BillableTimeInSeconds"):
+        if key in record:
+            timings[key] = record[key]
+    return timings
+
+
+def tuning_trials(tuning: dict[str, Any]) -> list[dict[str, Any]]:
+    """``[{"name", "hyperparameters", "objective"}]`` in launch order (``objective`` None for a failed trial).
+
+    Takes ``trials`` as written, or DescribeHyperParameterTuningJob's ``TrainingJobSummaries``
+    ordered by creation time.
+    """
+    if "trials" in tuning:
+        return list(tuning["trials"])
+    summaries = sorted(tuning.get("TrainingJobSummaries") or [],
+                       key=lambda s: (str(s.get("CreationTime") or ""), str(s.get("TrainingJobName"))))
+    return [
+        {
+            "name": s.get("TrainingJobName"),
+            "hyperparameters": dict(s.get("TunedHyperParameters") or {}),
+            "objective": (s.get("FinalHyperParameterTuningJobObjectiveMetric") or {}).get("Value"),
+        }
+        for s in summaries
+    ]
+
+
+def tuning_objective(tuning: dict[str, Any]) -> str:
+    """The tuning job's objective metric name (``validation:mAP`` when the record does not say)."""
+    config = tuning.get("HyperParameterTuningJobConfig") or {}
+    return (config.get("HyperParameterTuningJobObjective") or {}).get("MetricName") or VALIDATION_MAP
+
+
+def _region(record: dict[str, Any]) -> str | None:
+    """The job's AWS region: ``region`` when recorded, else the one in its ARN (None: the default chain's)."""
+    arn = str(record.get("TrainingJobArn") or "")
+    return record.get("region") or (arn.split(":")[3] if arn.startswith("arn:aws") and arn.count(":") >= 5 else None)
+
+
+def read_training_curves(training_uri: str, record: dict[str, Any]) -> TrainingCurves:
+    """Per-epoch series of a finished training run: its local log, else its SageMaker job's log streams."""
+    log_uri = storage.join(training_uri, TRAINING_LOG)
+    if storage.exists(log_uri):
+        return TrainingCurves.from_log(storage.read_text(log_uri))
+    job = training_job_name(record)
+    if not job:
+        raise TrainingRecordError(f"{log_uri} does not exist and training.json names no SageMaker training job")
+    import boto3
+
+    from include.sagemaker.training_metrics import training_job_metrics
+
+    region = _region(record)
+    rows = training_job_metrics(
+        job, sagemaker_client=boto3.client("sagemaker", region_name=region),
+        logs_client=boto3.client("logs", region_name=region),
+    )["epochs"]
+    return TrainingCurves.from_points(
+        {name: [(int(r["epoch"]), float(r[name])) for r in rows if r.get(name) is not None] for name in EPOCH_METRICS}
+    )

@@ -1,0 +1,170 @@
+"""The two other SageMaker object-detection input formats, from the same canonical table.
+
+* Augmented manifest (Pipe mode): ``train/train.manifest`` and
+  ``validation/validation.manifest``, JSON Lines in Ground Truth's bounding-box output
+  format: ``source-ref`` (the image URI) and ``<label attribute>`` (``image_size`` and pixel
+  ``annotations``) plus ``<label attribute>-metadata`` (class map, type). Mirrored copies
+  are written under ``images/flipped/<image>`` and referenced from the manifest.
+* Image + JSON (File mode): ``train/``, ``validation/`` hold the images at their relative
+  paths (mirrored copies at ``flipped/<image>``), ``train_annotation/`` and
+  ``validation_annotation/`` one ``<image path without extension>.json`` each, whose
+  ``file`` is the image's path inside its channel.
+
+Record order, flip policy and flipped names are those of the RecordIO build (:mod:`lst`).
+Mirrored copies keep their source's format. Images are copied by ``workers`` processes.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+from typing import Any
+
+from include import storage
+from include.preprocess import annotations, augment, lst
+from include.preprocess.workers import ordered_map, process_pool
+
+MANIFEST_TYPE = "groundtruth/object-detection"
+
+
+def _num(value: float) -> int | float:
+    return int(value) if float(value).is_integer() else float(value)
+
+
+def _pixel_annotations(record: lst.Record) -> list[dict[str, int | float]]:
+    return [
+        {
+            "class_id": b.class_id,
+            "left": _num(b.xmin),
+            "top": _num(b.ymin),
+            "width": _num(b.xmax - b.xmin),
+            "height": _num(b.ymax - b.ymin),
+        }
+        for b in record.boxes
+    ]
+
+
+def _image_size(record: lst.Record) -> list[dict[str, int]]:
+    return [{"width": record.width, "height": record.height, "depth": record.depth}]
+
+
+def write_copies(job: dict[str, Any]) -> int:
+    """Write one source image's copies and texts (runs in a worker process); returns the files written."""
+    data = augment.read_image(job["uri"]) if job["images"] else b""
+    for target, flipped in job["images"]:
+        if flipped:
+            ext = posixpath.splitext(target)[1] or ".jpg"
+            storage.write_bytes(target, augment.mirror(data, *job["size"], ext, job["quality"], job["where"]))
+        else:
+            storage.write_bytes(target, data)
+    for target, text in job["texts"]:
+        storage.write_text(target, text)
+    return len(job["images"]) + len(job["texts"])
+
+
+def _jobs(
+    records: list[lst.Record], images: dict[str, str], texts: dict[str, tuple[str, str]], quality: int
+) -> list[dict[str, Any]]:
+    """One job per source image: the image copies (``images``: record path -> target) and ``texts`` of its records."""
+    jobs: dict[str, dict[str, Any]] = {}
+    for r in records:
+        job = jobs.setdefault(
+            r.source,
+            {
+                "uri": storage.normalize(r.uri),
+                "size": [r.width, r.height],
+                "quality": quality,
+                "where": f"image {r.source} ({r.uri})",
+                "images": [],
+                "texts": [],
+            },
+        )
+        if r.path in images:
+            job["images"].append([images[r.path], r.flipped])
+        if r.path in texts:
+            job["texts"].append(list(texts[r.path]))
+    return [job for job in jobs.values() if job["images"] or job["texts"]]
+
+
+def _plan(input_uri: str, flip: str) -> tuple[dict[str, list[lst.Record]], dict[int, str]]:
+    return lst.plan_records(annotations.read_table(input_uri), flip), annotations.read_classes(input_uri)
+
+
+def build_manifest_channels(
+    input_uri: str,
+    output_uri: str,
+    label_attribute: str = "bounding-box",
+    flip: str = "train",
+    quality: int = 95,
+    workers: int | None = None,
+) -> dict:
+    """Write ``<split>/<split>.manifest`` (Ground Truth JSON Lines) per split; returns URIs and counts.
+
+    Use with ``S3DataType: AugmentedManifestFile`` and ``AttributeNames: ["source-ref", label_attribute]``.
+    """
+    channels, classes = _plan(input_uri, flip)
+    class_map = {str(k): v for k, v in sorted(classes.items())}
+    targets = {
+        r.path: storage.join(output_uri, "images", r.path)
+        for records in channels.values()
+        for r in records
+        if r.flipped
+    }
+    jobs = [job for records in channels.values() for job in _jobs(records, targets, {}, quality)]
+    with process_pool(workers) as pool:
+        written = sum(ordered_map(write_copies, jobs, pool))
+    result: dict[str, Any] = {"attribute_names": ["source-ref", label_attribute], "flipped_images": written}
+    for split, records in channels.items():
+        lines = []
+        for r in records:
+            entry = {
+                "source-ref": targets[r.path] if r.flipped else storage.normalize(r.uri),
+                label_attribute: {"image_size": _image_size(r), "annotations": _pixel_annotations(r)},
+                f"{label_attribute}-metadata": {
+                    "objects": [{"confidence": 1.0} for _ in r.boxes],
+                    "class-map": class_map,
+                    "type": MANIFEST_TYPE,
+                    "human-annotated": "yes",
+                },
+            }
+            lines.append(json.dumps(entry, separators=(",", ":")) + "\n")
+        uri = storage.write_text(storage.join(output_uri, split, f"{split}.manifest"), "".join(lines))
+        result[split] = {"uri": uri, "records": len(records)}
+    return result
+
+
+def build_image_json_channels(
+    input_uri: str,
+    output_uri: str,
+    flip: str = "train",
+    quality: int = 95,
+    workers: int | None = None,
+) -> dict:
+    """Write ``train/``, ``validation/``, ``train_annotation/``, ``validation_annotation/``; returns URIs and counts."""
+    channels, classes = _plan(input_uri, flip)
+    categories = [{"class_id": k, "name": v} for k, v in sorted(classes.items())]
+    result: dict[str, Any] = {}
+    jobs = []
+    for split, records in channels.items():
+        images = {r.path: storage.join(output_uri, split, r.path) for r in records}
+        texts = {
+            r.path: (
+                storage.join(output_uri, f"{split}_annotation", posixpath.splitext(r.path)[0] + ".json"),
+                json.dumps(
+                    {
+                        "file": r.path,
+                        "image_size": _image_size(r),
+                        "annotations": _pixel_annotations(r),
+                        "categories": categories,
+                    },
+                    indent=1,
+                ),
+            )
+            for r in records
+        }
+        jobs += _jobs(records, images, texts, quality)
+        result[split] = {"uri": storage.join(output_uri, split), "records": len(records)}
+        result[f"{split}_annotation"] = {"uri": storage.join(output_uri, f"{split}_annotation")}
+    with process_pool(workers) as pool:
+        result["files_written"] = sum(ordered_map(write_copies, jobs, pool))
+    return result

@@ -1,0 +1,346 @@
+"""The ``.lst`` + MXNet RecordIO build: ``train/`` and ``validation/`` channels from the canonical table.
+
+Output under ``output_uri``::
+
+    train/train.rec  train/train.idx  train/train.lst
+    validation/validation.rec  validation/validation.idx  validation/validation.lst
+    recordio.json    (records, objects, bytes and sha256 per file, options, label width needed)
+
+The records are byte for byte what ``im2rec.py --pack-label`` writes from the same ``.lst``
+(``--pass-through`` without a resize): an ``IRHeader`` with ``flag = len(label)``, ``id`` =
+the record id, then the whole label ``[2, 5, cls, xmin, ymin, xmax, ymax, ...]`` as float32
+(parsed from the ``.lst`` text, as im2rec does), then the JPEG bytes; framed as dmlc
+RecordIO (``mxnet.recordio.MXRecordIO``) with an ``MXIndexedRecordIO`` ``.idx``. The frames
+are encoded here (``frame``) rather than through MXNet's writer so that workers never pay
+MXNet's import; the tests check they are identical to MXNet's.
+
+The work splits into shards for Airflow dynamic task mapping: ``plan_shards`` (one task)
+-> ``build_shard`` (one mapped task per spec, each with a process pool) -> ``merge_shards``
+(one task: concatenates the shards' ``.rec`` bytes and re-offsets their ``.idx``). Records
+are ordered and numbered at planning time, so the merged files are identical whatever the
+shard and worker counts. Every file is written under a temporary name and renamed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import ExitStack
+from dataclasses import dataclass
+from typing import IO, Any
+
+from include import storage
+from include.preprocess import annotations, augment, lst
+from include.preprocess.workers import ordered_map, process_pool
+
+MAGIC = 0xCED7230A  # dmlc-core RecordIOWriter::kMagic
+_MAGIC_BYTES = struct.pack("<I", MAGIC)
+_IR_FORMAT = "<IfQQ"  # mxnet.recordio IRHeader: flag, label, id, id2
+MAX_RECORD = 1 << 29
+WORK_DIR = "_shards"
+PLAN_FILE = "plan.json"
+SUMMARY_FILE = "recordio.json"
+COPY_CHUNK = 8 << 20
+KINDS = ("rec", "idx", "lst")
+
+
+class ShardError(ValueError):
+    """Shard specs or results are inconsistent with the plan."""
+
+
+def _lrec(cflag: int, length: int) -> bytes:
+    return _MAGIC_BYTES + struct.pack("<I", (cflag << 29) | length)
+
+
+def frame(payload: bytes) -> bytes:
+    """One RecordIO record as dmlc-core writes it: magic, ``lrec``, data, zero padding to 4 bytes.
+
+    A magic word at a 4-aligned offset inside ``payload`` splits it into continuation parts
+    (cflag 1 = first, 2 = middle, 3 = last), exactly as ``RecordIOWriter::WriteRecord`` does.
+    """
+    import numpy as np
+
+    size = len(payload)
+    if size >= MAX_RECORD:
+        raise ValueError(f"a RecordIO record must be smaller than 2^29 bytes, got {size}")
+    words = np.frombuffer(payload, dtype="<u4", count=size // 4)
+    parts, start = [], 0
+    for pos in (np.flatnonzero(words == MAGIC) * 4).tolist():
+        parts += [_lrec(1 if start == 0 else 2, pos - start), payload[start:pos]]
+        start = pos + 4
+    parts += [_lrec(3 if start else 0, size - start), payload[start:], b"\0" * (-size % 4)]
+    return b"".join(parts)
+
+
+def pack(label: list[float], record_id: int, image: bytes) -> bytes:
+    """``mx.recordio.pack(IRHeader(0, label, record_id, 0), image)`` for a list label."""
+    return struct.pack(_IR_FORMAT, len(label), 0.0, record_id, 0) + struct.pack(f"<{len(label)}f", *label) + image
+
+
+@dataclass(frozen=True)
+class Options:
+    """Build options shared by every shard (all JSON-able)."""
+
+    resize: int | None = None
+    quality: int = 95
+    flip: str = "train"
+    label_width: int = 350
+    reduced_decode: bool = False
+
+    def __post_init__(self) -> None:
+        lst.check_flip(self.flip)
+        if self.resize is not None and (not isinstance(self.resize, int) or self.resize <= 0):
+            raise ValueError(f"resize must be a positive integer or None, got {self.resize!r}")
+        if not 1 <= self.quality <= 100:
+            raise ValueError(f"quality must be within 1..100, got {self.quality!r}")
+
+
+def _unit(records: list[tuple[int, lst.Record]]) -> dict[str, Any]:
+    """A work unit: one source image and the records (itself, its mirrored copy) built from it."""
+    _, first = records[0]
+    return {
+        "uri": storage.normalize(first.uri),
+        "where": f"image {first.source} ({first.uri})",
+        "size": [first.width, first.height],
+        "lines": [lst.lst_line(i, r) for i, r in records],
+        "flipped": [r.flipped for _, r in records],
+    }
+
+
+def _units(records: list[lst.Record]) -> list[dict[str, Any]]:
+    units: list[list[tuple[int, lst.Record]]] = []
+    for i, record in enumerate(records):
+        if units and units[-1][0][1].source == record.source:
+            units[-1].append((i, record))
+        else:
+            units.append([(i, record)])
+    return [_unit(u) for u in units]
+
+
+def _split(n: int, parts: int) -> list[tuple[int, int]]:
+    bounds = [n * k // parts for k in range(parts + 1)]
+    return list(zip(bounds[:-1], bounds[1:], strict=True))
+
+
+def _shard_uri(output_uri: str, shard: int) -> str:
+    return storage.join(output_uri, WORK_DIR, f"shard-{shard:05d}")
+
+
+def plan_shards(input_uri: str, output_uri: str, shards: int, **opts: Any) -> list[dict]:
+    """Plan the build: validate, number the records, and write one work list per shard.
+
+    ``opts`` are :class:`Options` fields. Returns JSON-able specs for :func:`build_shard`
+    (one per shard; Airflow maps over them). Raises :class:`lst.LabelWidthError` when
+    ``label_width`` cannot hold the image with the most objects, and
+    :class:`lst.AnnotationTableError` for unusable rows or an empty split.
+    """
+    options = Options(**opts)
+    if shards < 1:
+        raise ValueError(f"shards must be at least 1, got {shards}")
+    table = annotations.read_table(input_uri)
+    needed = lst.check_label_width(table, options.label_width)
+    channels = lst.plan_records(table, options.flip)
+    empty = [split for split, records in channels.items() if not records]
+    if empty:
+        raise lst.AnnotationTableError(f"{input_uri}: no images in split(s) {', '.join(empty)}")
+    units = {split: _units(records) for split, records in channels.items()}
+    stats = {
+        split: {
+            "records": len(records),
+            "images": sum(not r.flipped for r in records),
+            "flipped": sum(r.flipped for r in records),
+            "objects": sum(len(r.boxes) for r in records),
+        }
+        for split, records in channels.items()
+    }
+    plan = {
+        "input_uri": storage.normalize(input_uri),
+        "options": vars(options),
+        "shards": shards,
+        "channels": stats,
+        "max_objects": (needed - lst.HEADER_WIDTH) // lst.OBJECT_WIDTH,
+        "label_width_required": needed,
+    }
+    storage.write_text(storage.join(output_uri, WORK_DIR, PLAN_FILE), json.dumps(plan, indent=2))
+    ranges = {split: _split(len(u), shards) for split, u in units.items()}
+    specs = []
+    for shard in range(shards):
+        work = {split: units[split][slice(*ranges[split][shard])] for split in units}
+        work_uri = storage.write_text(storage.join(_shard_uri(output_uri, shard), "work.json"), json.dumps(work))
+        specs.append(
+            {
+                "shard": shard,
+                "shards": shards,
+                "output_uri": storage.normalize(output_uri),
+                "work_uri": work_uri,
+                "options": vars(options),
+            }
+        )
+    return specs
+
+
+def render_unit(job: tuple[dict[str, Any], dict[str, Any]]) -> list[bytes]:
+    """Framed records of one work unit (runs in a worker process)."""
+    unit, options = job
+    parsed = [lst.parse_lst_line(line, unit["where"]) for line in unit["lines"]]
+    images = augment.render(
+        augment.read_image(unit["uri"]),
+        unit["flipped"],
+        *unit["size"],
+        resize=options["resize"],
+        quality=options["quality"],
+        reduced_decode=options["reduced_decode"],
+        where=unit["where"],
+    )
+    return [frame(pack(label, record_id, image)) for (record_id, label, _), image in zip(parsed, images, strict=True)]
+
+
+class _ChannelWriter:
+    """Appends framed records to a shard's .rec/.idx/.lst temporaries."""
+
+    def __init__(self, stack: ExitStack, uris: dict[str, str]) -> None:
+        self.files: dict[str, IO] = {
+            kind: stack.enter_context(open(stack.enter_context(storage.atomic_local_path(uri)), "wb"))
+            for kind, uri in uris.items()
+        }
+        self.offset = 0
+        self.records = 0
+
+    def write(self, line: str, framed: bytes) -> None:
+        record_id = line.split("\t", 1)[0]
+        self.files["idx"].write(f"{record_id}\t{self.offset}\n".encode())
+        self.files["lst"].write(line.encode())
+        self.files["rec"].write(framed)
+        self.offset += len(framed)
+        self.records += 1
+
+
+def build_shard(spec: dict, workers: int | None = None) -> dict:
+    """Build one shard's ``.rec``/``.idx``/``.lst`` per channel (``.idx`` offsets local to the shard).
+
+    Images are decoded, resized, flipped and encoded by ``workers`` processes (default: all
+    CPUs). Returns a JSON-able result for :func:`merge_shards`.
+    """
+    with process_pool(workers) as pool:
+        return _build_shard(spec, pool)
+
+
+def _build_shard(spec: dict, pool: ProcessPoolExecutor | None) -> dict:
+    work = json.loads(storage.read_text(spec["work_uri"]))
+    options = spec["options"]
+    shard_uri = _shard_uri(spec["output_uri"], spec["shard"])
+    jobs = [(split, unit) for split in annotations.SPLITS for unit in work[split]]
+    result: dict[str, Any] = {"shard": spec["shard"], "shards": spec["shards"], "channels": {}}
+    with ExitStack() as stack:
+        writers = {
+            split: _ChannelWriter(stack, {k: storage.join(shard_uri, f"{split}.{k}") for k in KINDS})
+            for split in annotations.SPLITS
+        }
+        framed_units = ordered_map(render_unit, [(unit, options) for _, unit in jobs], pool)
+        for (split, unit), framed in zip(jobs, framed_units, strict=True):
+            for line, record in zip(unit["lines"], framed, strict=True):
+                writers[split].write(line, record)
+        for split, writer in writers.items():
+            result["channels"][split] = {"uri": shard_uri, "records": writer.records, "rec_bytes": writer.offset}
+    return result
+
+
+def _write(target: str, chunks: Iterable[bytes]) -> dict[str, Any]:
+    """Write byte chunks to ``target`` atomically; returns its size and sha256."""
+    digest, size = hashlib.sha256(), 0
+    with storage.atomic_local_path(target) as tmp, open(tmp, "wb") as out:
+        for data in chunks:
+            digest.update(data)
+            out.write(data)
+            size += len(data)
+    return {"bytes": size, "sha256": digest.hexdigest()}
+
+
+def _read_chunks(uris: list[str]) -> Iterator[bytes]:
+    for uri in uris:
+        with storage.open_read(uri) as fh:
+            while data := fh.read(COPY_CHUNK):
+                yield data
+
+
+def _reoffset(idx_text: str, base: int) -> bytes:
+    out = []
+    for line in idx_text.splitlines():
+        key, offset = line.split("\t")
+        out.append(f"{key}\t{int(offset) + base}\n")
+    return "".join(out).encode()
+
+
+def merge_shards(output_uri: str, shard_results: list[dict]) -> dict:
+    """Concatenate the shards into one ``.rec``/``.idx``/``.lst`` per channel, write ``recordio.json``.
+
+    Removes the shards' work files afterwards. Returns the build summary.
+    """
+    plan = json.loads(storage.read_text(storage.join(output_uri, WORK_DIR, PLAN_FILE)))
+    results = sorted(shard_results, key=lambda r: r["shard"])
+    if [r["shard"] for r in results] != list(range(plan["shards"])):
+        got = [r["shard"] for r in results]
+        raise ShardError(f"{output_uri}: expected results of shards 0..{plan['shards'] - 1}, got {got}")
+    channels: dict[str, Any] = {}
+    for split in annotations.SPLITS:
+        parts = [r["channels"][split] for r in results]
+        records = sum(p["records"] for p in parts)
+        if records != plan["channels"][split]["records"]:
+            raise ShardError(
+                f"{output_uri}: {split} shards hold {records} records, the plan has "
+                f"{plan['channels'][split]['records']}"
+            )
+        folder = storage.join(output_uri, split)
+        shard_files = {kind: [storage.join(p["uri"], f"{split}.{kind}") for p in parts] for kind in KINDS}
+        bases = [sum(p["rec_bytes"] for p in parts[:k]) for k in range(len(parts))]
+        idx = (_reoffset(storage.read_text(uri), base) for uri, base in zip(shard_files["idx"], bases, strict=True))
+        files = {
+            f"{split}.rec": _write(storage.join(folder, f"{split}.rec"), _read_chunks(shard_files["rec"])),
+            f"{split}.idx": _write(storage.join(folder, f"{split}.idx"), idx),
+            f"{split}.lst": _write(storage.join(folder, f"{split}.lst"), _read_chunks(shard_files["lst"])),
+        }
+        channels[split] = {**plan["channels"][split], "files": files}
+    summary = {
+        "format": "mxnet-recordio, im2rec --pack-label",
+        "input_uri": plan["input_uri"],
+        "options": {**plan["options"], "shards": plan["shards"]},
+        "max_objects": plan["max_objects"],
+        "label_width_required": plan["label_width_required"],
+        "channels": channels,
+    }
+    summary_uri = storage.write_text(storage.join(output_uri, SUMMARY_FILE), json.dumps(summary, indent=2) + "\n")
+    storage.remove(storage.join(output_uri, WORK_DIR), recursive=True)
+    return {
+        "output_uri": storage.normalize(output_uri),
+        "summary_uri": summary_uri,
+        "records": {split: channels[split]["records"] for split in channels},
+        "label_width_required": plan["label_width_required"],
+    }
+
+
+def build_recordio(
+    input_uri: str,
+    output_uri: str,
+    resize: int | None = None,
+    quality: int = 95,
+    flip: str = "train",
+    shards: int = 1,
+    workers: int | None = None,
+    label_width: int = 350,
+    reduced_decode: bool = False,
+) -> dict:
+    """Build the ``train``/``validation`` RecordIO channels and ``recordio.json`` in one call.
+
+    ``resize``: shorter side to N as ``im2rec --resize`` (None: JPEGs pass through);
+    ``quality``: JPEG quality of re-encoded images; ``flip``: mirrored copies for
+    ``"train"`` (default), ``"all"`` or ``"none"``; ``shards`` run one after another here
+    (Airflow runs them as mapped tasks) on one pool of ``workers`` processes (default: all CPUs).
+    """
+    options = Options(resize=resize, quality=quality, flip=flip, label_width=label_width, reduced_decode=reduced_decode)
+    with process_pool(workers) as pool:  # the workers start while the table is read and planned
+        specs = plan_shards(input_uri, output_uri, shards, **vars(options))
+        results = [_build_shard(spec, pool) for spec in specs]
+    return merge_shards(output_uri, results)

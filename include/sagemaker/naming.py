@@ -1,0 +1,114 @@
+"""Names and tags of a run's SageMaker resources: unique per DAG run and try, readable, deterministic.
+
+A name is ``<kind>-<dag id and run id, shortened>-<run token>-t<try>``. The run token (10 hex
+digits of a SHA-256 of the DAG id and run id) appears in every name of the run, so the run's
+jobs, models, endpoint configs and endpoints are found again with ``NameContains=<token>``
+(teardown), and the try number makes a retry's names new, so a retry never collides with what
+an earlier try created.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+TRAINING = "train"
+TUNING = "tune"
+MODEL = "model"
+ENDPOINT_CONFIG = "epconf"
+ENDPOINT = "endpoint"
+
+#: SageMaker's length limits (tuning job names are short: 32 characters).
+MAX_NAME_LENGTH = 63
+MAX_LENGTHS: dict[str, int] = {TUNING: 32}
+
+TOKEN_LENGTH = 10
+
+DAG_ID_TAG = "airflow-dag-id"
+RUN_ID_TAG = "airflow-run-id"
+TRY_NUMBER_TAG = "airflow-try-number"
+RUN_TOKEN_TAG = "detection-run-token"
+KEEP_UNTIL_TAG = "keep-until"
+
+_TAG_VALUE_FORBIDDEN = re.compile(r"[^\w\s.:/=+\-@]")
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def run_token(dag_id: str, run_id: str) -> str:
+    """The run's token: 10 hex digits of SHA-256 over the DAG id and run id."""
+    return hashlib.sha256(f"{dag_id}\n{run_id}".encode()).hexdigest()[:TOKEN_LENGTH]
+
+
+def job_name(
+    kind: str, dag_id: str, run_id: str, try_number: int, *, attempt: int = 0, max_length: int | None = None
+) -> str:
+    """A SageMaker name for ``kind`` in this DAG run and try (at most 63 characters, 32 for tuning jobs).
+
+    Matches ``[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}``; the same arguments always give the same name.
+    ``attempt`` > 0 gives another name of the same try (``...-t<try>-<attempt>``), still holding the
+    run token, for when the first is taken.
+    """
+    kind_slug = _slug(kind)
+    if not kind_slug:
+        raise ValueError(f"job kind {kind!r} has no letters or digits")
+    if not dag_id or not run_id:
+        raise ValueError(f"dag_id and run_id must be non-empty (got {dag_id!r}, {run_id!r})")
+    if isinstance(try_number, bool) or not isinstance(try_number, int) or try_number < 0:
+        raise ValueError(f"try_number must be a non-negative integer (got {try_number!r})")
+    limit = max_length or MAX_LENGTHS.get(kind_slug, MAX_NAME_LENGTH)
+    if isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 0:
+        raise ValueError(f"attempt must be a non-negative integer (got {attempt!r})")
+    tail = f"{run_token(dag_id, run_id)}-t{try_number}" + (f"-{attempt}" if attempt else "")
+    room = limit - len(kind_slug) - len(tail) - 2
+    if room < 0:
+        raise ValueError(f"a {kind_slug!r} name cannot fit in {limit} characters")
+    readable = _slug(f"{dag_id}-{run_id}")[:room].strip("-")
+    return "-".join(part for part in (kind_slug, readable, tail) if part)
+
+
+def tag_value(text: str) -> str:
+    """``text`` made a valid tag value (at most 256 characters of letters, digits, spaces and ``_.:/=+-@``)."""
+    return _TAG_VALUE_FORBIDDEN.sub("_", text)[:256]
+
+
+def keep_until(now: datetime, minutes: int) -> str:
+    """The ``keep-until`` tag value: ``now`` + ``minutes`` as an ISO time in UTC."""
+    if minutes < 0:
+        raise ValueError(f"keep minutes must be >= 0 (got {minutes})")
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    return (now + timedelta(minutes=minutes)).astimezone(UTC).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class RunIdentity:
+    """The DAG run and try a request belongs to; gives its names and tags."""
+
+    dag_id: str
+    run_id: str
+    try_number: int
+
+    @property
+    def token(self) -> str:
+        return run_token(self.dag_id, self.run_id)
+
+    def name(self, kind: str, attempt: int = 0) -> str:
+        """The name of this run and try's resource of ``kind`` (see :func:`job_name`)."""
+        return job_name(kind, self.dag_id, self.run_id, self.try_number, attempt=attempt)
+
+    def tags(self, extra: Mapping[str, str] | None = None) -> list[dict[str, str]]:
+        """``Tags`` naming the DAG id, run id, try number and run token (plus ``extra``)."""
+        values = {
+            DAG_ID_TAG: self.dag_id,
+            RUN_ID_TAG: self.run_id,
+            TRY_NUMBER_TAG: str(self.try_number),
+            RUN_TOKEN_TAG: self.token,
+            **(extra or {}),
+        }
+        return [{"Key": key, "Value": tag_value(value)} for key, value in values.items()]

@@ -1,0 +1,321 @@
+"""Request builders: the exact requests SageMaker's API takes for training, tuning and deployment.
+
+Both backends run these dicts: backend ``sagemaker`` sends them through the Amazon provider's
+operators, backend ``local`` executes them on this machine. The tuning job's training definition
+is built from the same pieces as the training job (:func:`_job_pieces`), so the two cannot
+disagree. Every builder's output passes :func:`validate_request` (botocore's SageMaker model).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from include.sagemaker.hyperparameters import HyperparameterError, parameter_ranges
+from include.sagemaker.metrics import VALIDATION_MAP, metric_definitions
+from include.sagemaker.naming import (
+    ENDPOINT,
+    ENDPOINT_CONFIG,
+    KEEP_UNTIL_TAG,
+    MODEL,
+    RunIdentity,
+    job_name,
+    tag_value,
+)
+from include.sagemaker.validation import RequestValidationError, validate_request
+
+__all__ = [
+    "DeploymentNames",
+    "RequestError",
+    "RequestValidationError",
+    "TrainingSpec",
+    "builtin_image",
+    "deployment_request",
+    "endpoint_config_request",
+    "endpoint_request",
+    "job_name",
+    "max_duration_seconds",
+    "model_request",
+    "training_job_request",
+    "tuning_job_request",
+    "validate_request",
+]
+
+ALGORITHM = "object-detection"
+RECORDIO = "application/x-recordio"
+MODEL_CONTENT_TYPE = "application/x-sagemaker-model"
+CHECKPOINT_FOLDER = "checkpoints"
+
+Tags = list[dict[str, str]]
+
+
+class RequestError(ValueError):
+    """The pieces given cannot make a valid request (the message says which and why)."""
+
+
+@functools.cache
+def builtin_image(region: str) -> str:
+    """The built-in object-detection algorithm's image for ``region`` (from the SageMaker SDK's tables, offline)."""
+    from sagemaker.core import image_uris
+
+    return image_uris.retrieve(ALGORITHM, region)
+
+
+@dataclass(frozen=True)
+class TrainingSpec:
+    """Everything a training job (or each job of a tuning job) needs besides its name, tags and hyperparameters.
+
+    ``label_attribute`` set means the channels are Ground Truth augmented manifests (Pipe mode
+    only); otherwise they are folders of RecordIO files. ``model_uri`` adds the ``model`` channel
+    for incremental training. ``managed_spot`` runs on spot capacity, waiting at most
+    ``max_wait_seconds`` and checkpointing to ``checkpoint_uri`` (default ``<output>/checkpoints``).
+    ``image`` defaults to the built-in algorithm; ``metric_definitions`` defaults to sending
+    ``MetricDefinitions`` only with an image of your own (``image`` set): SageMaker defines them
+    for its built-in algorithms and does not take overrides.
+    """
+
+    role_arn: str
+    region: str
+    train_uri: str
+    validation_uri: str
+    output_uri: str
+    instance_type: str = "ml.p3.2xlarge"
+    instance_count: int = 1
+    volume_size_gb: int = 50
+    max_runtime_seconds: int = 86400
+    input_mode: Literal["File", "Pipe"] = "File"
+    label_attribute: str | None = None
+    model_uri: str | None = None
+    managed_spot: bool = False
+    max_wait_seconds: int | None = None
+    checkpoint_uri: str | None = None
+    image: str | None = None
+    metric_definitions: bool | None = None
+
+    @property
+    def training_image(self) -> str:
+        return self.image or builtin_image(self.region)
+
+    @property
+    def sends_metric_definitions(self) -> bool:
+        return self.image is not None if self.metric_definitions is None else self.metric_definitions
+
+
+def _channel(name: str, uri: str, spec: TrainingSpec) -> dict[str, Any]:
+    source: dict[str, Any] = {"S3Uri": uri, "S3DataDistributionType": "FullyReplicated"}
+    channel: dict[str, Any] = {"ChannelName": name, "ContentType": RECORDIO, "CompressionType": "None"}
+    if spec.label_attribute:
+        source.update(S3DataType="AugmentedManifestFile", AttributeNames=["source-ref", spec.label_attribute])
+        channel["RecordWrapperType"] = "RecordIO"
+    else:
+        source["S3DataType"] = "S3Prefix"
+    channel["DataSource"] = {"S3DataSource": source}
+    return channel
+
+
+def _input_channels(spec: TrainingSpec) -> list[dict[str, Any]]:
+    if spec.label_attribute and spec.input_mode != "Pipe":
+        raise RequestError("augmented manifest channels (label_attribute set) need input_mode='Pipe'")
+    channels = [_channel("train", spec.train_uri, spec), _channel("validation", spec.validation_uri, spec)]
+    if spec.model_uri:
+        channels.append(
+            {
+                "ChannelName": "model",
+                "ContentType": MODEL_CONTENT_TYPE,
+                "InputMode": "File",
+                "DataSource": {
+                    "S3DataSource": {
+                        "S3DataType": "S3Prefix",
+                        "S3Uri": spec.model_uri,
+                        "S3DataDistributionType": "FullyReplicated",
+                    }
+                },
+            }
+        )
+    return channels
+
+
+def _stopping_condition(spec: TrainingSpec) -> dict[str, int]:
+    condition = {"MaxRuntimeInSeconds": spec.max_runtime_seconds}
+    if spec.managed_spot:
+        wait = spec.max_wait_seconds or spec.max_runtime_seconds
+        if wait < spec.max_runtime_seconds:
+            raise RequestError(
+                f"max_wait_seconds ({wait}) must be at least max_runtime_seconds ({spec.max_runtime_seconds})"
+            )
+        condition["MaxWaitTimeInSeconds"] = wait
+    return condition
+
+
+def _job_pieces(spec: TrainingSpec) -> dict[str, Any]:
+    """The members CreateTrainingJob and a tuning job's TrainingJobDefinition share."""
+    algorithm: dict[str, Any] = {"TrainingImage": spec.training_image, "TrainingInputMode": spec.input_mode}
+    if spec.sends_metric_definitions:
+        algorithm["MetricDefinitions"] = metric_definitions()
+    pieces: dict[str, Any] = {
+        "AlgorithmSpecification": algorithm,
+        "RoleArn": spec.role_arn,
+        "InputDataConfig": _input_channels(spec),
+        "OutputDataConfig": {"S3OutputPath": spec.output_uri},
+        "ResourceConfig": {
+            "InstanceType": spec.instance_type,
+            "InstanceCount": spec.instance_count,
+            "VolumeSizeInGB": spec.volume_size_gb,
+        },
+        "StoppingCondition": _stopping_condition(spec),
+    }
+    if spec.managed_spot:
+        checkpoint = spec.checkpoint_uri or f"{spec.output_uri.rstrip('/')}/{CHECKPOINT_FOLDER}"
+        pieces.update(EnableManagedSpotTraining=True, CheckpointConfig={"S3Uri": checkpoint})
+    return pieces
+
+
+def training_job_request(
+    spec: TrainingSpec, *, name: str, hyperparameters: Mapping[str, str], tags: Tags
+) -> dict[str, Any]:
+    """A ``CreateTrainingJob`` request (``hyperparameters`` from :func:`training_hyperparameters`)."""
+    return {"TrainingJobName": name, "HyperParameters": dict(hyperparameters), **_job_pieces(spec), "Tags": tags}
+
+
+def tuning_job_request(
+    spec: TrainingSpec,
+    *,
+    name: str,
+    hyperparameters: Mapping[str, str],
+    ranges: Mapping[str, Mapping[str, Any]],
+    tags: Tags,
+    strategy: Literal["Bayesian", "Random"] = "Bayesian",
+    max_jobs: int = 8,
+    max_parallel_jobs: int = 2,
+    early_stopping: Literal["Off", "Auto"] = "Off",
+) -> dict[str, Any]:
+    """A ``CreateHyperParameterTuningJob`` request maximizing ``validation:mAP``.
+
+    ``hyperparameters`` are the full training set (:func:`training_hyperparameters`); those in
+    ``ranges`` are tuned, the rest are static.
+    """
+    if strategy not in ("Bayesian", "Random"):
+        raise RequestError(f"tuning strategy must be Bayesian or Random (got {strategy!r})")
+    if not 1 <= max_parallel_jobs <= max_jobs:
+        raise RequestError(f"need 1 <= max_parallel_jobs ({max_parallel_jobs}) <= max_jobs ({max_jobs})")
+    try:
+        parameter_ranges_ = parameter_ranges(ranges)
+    except HyperparameterError as err:
+        raise RequestError(str(err)) from None
+    pieces = _job_pieces(spec)
+    algorithm = pieces.pop("AlgorithmSpecification")
+    static = {key: value for key, value in hyperparameters.items() if key not in ranges}
+    return {
+        "HyperParameterTuningJobName": name,
+        "HyperParameterTuningJobConfig": {
+            "Strategy": strategy,
+            "HyperParameterTuningJobObjective": {"Type": "Maximize", "MetricName": VALIDATION_MAP},
+            "ResourceLimits": {"MaxNumberOfTrainingJobs": max_jobs, "MaxParallelTrainingJobs": max_parallel_jobs},
+            "ParameterRanges": parameter_ranges_,
+            "TrainingJobEarlyStoppingType": early_stopping,
+        },
+        "TrainingJobDefinition": {"StaticHyperParameters": static, "AlgorithmSpecification": algorithm, **pieces},
+        "Tags": tags,
+    }
+
+
+def model_request(*, name: str, model_data_url: str, role_arn: str, image: str, tags: Tags) -> dict[str, Any]:
+    """A ``CreateModel`` request serving ``model.tar.gz`` at ``model_data_url`` with ``image``."""
+    return {
+        "ModelName": name,
+        "PrimaryContainer": {"Image": image, "ModelDataUrl": model_data_url},
+        "ExecutionRoleArn": role_arn,
+        "Tags": tags,
+    }
+
+
+def endpoint_config_request(
+    *, name: str, model_name: str, instance_type: str, instance_count: int, tags: Tags
+) -> dict[str, Any]:
+    """A ``CreateEndpointConfig`` request: one variant taking all traffic."""
+    variant = {
+        "VariantName": "AllTraffic",
+        "ModelName": model_name,
+        "InstanceType": instance_type,
+        "InitialInstanceCount": instance_count,
+        "InitialVariantWeight": 1.0,
+    }
+    return {"EndpointConfigName": name, "ProductionVariants": [variant], "Tags": tags}
+
+
+def endpoint_request(*, name: str, config_name: str, tags: Tags) -> dict[str, Any]:
+    """A ``CreateEndpoint`` request."""
+    return {"EndpointName": name, "EndpointConfigName": config_name, "Tags": tags}
+
+
+@dataclass(frozen=True)
+class DeploymentNames:
+    """The model, endpoint config and endpoint names of one run and try."""
+
+    model: str
+    endpoint_config: str
+    endpoint: str
+
+    @classmethod
+    def of(cls, run: RunIdentity) -> DeploymentNames:
+        return cls(model=run.name(MODEL), endpoint_config=run.name(ENDPOINT_CONFIG), endpoint=run.name(ENDPOINT))
+
+
+def deployment_request(
+    run: RunIdentity,
+    *,
+    model_data_url: str,
+    role_arn: str,
+    region: str,
+    instance_type: str,
+    instance_count: int = 1,
+    keep_until: str,
+    image: str | None = None,
+) -> dict[str, dict[str, Any]]:
+    """``{"Model", "EndpointConfig", "Endpoint"}`` for ``SageMakerEndpointOperator``'s combined config.
+
+    The endpoint carries the ``keep-until`` tag (:func:`naming.keep_until`) the sweeper reads.
+    """
+    names = DeploymentNames.of(run)
+    tags = run.tags()
+    return {
+        "Model": model_request(
+            name=names.model,
+            model_data_url=model_data_url,
+            role_arn=role_arn,
+            image=image or builtin_image(region),
+            tags=tags,
+        ),
+        "EndpointConfig": endpoint_config_request(
+            name=names.endpoint_config,
+            model_name=names.model,
+            instance_type=instance_type,
+            instance_count=instance_count,
+            tags=tags,
+        ),
+        "Endpoint": endpoint_request(
+            name=names.endpoint,
+            config_name=names.endpoint_config,
+            tags=run.tags({KEEP_UNTIL_TAG: tag_value(keep_until)}),
+        ),
+    }
+
+
+def max_duration_seconds(request: Mapping[str, Any]) -> int:
+    """The longest a training or tuning request can run before SageMaker itself stops it (queueing excluded).
+
+    A training job: its ``MaxWaitTimeInSeconds`` (spot) or ``MaxRuntimeInSeconds``. A tuning job:
+    its own ``MaxRuntimeInSeconds`` limit when set, else its training jobs run in sequential
+    waves of ``MaxParallelTrainingJobs``, each as long as one job may take.
+    """
+    if "HyperParameterTuningJobConfig" in request:
+        limits = request["HyperParameterTuningJobConfig"]["ResourceLimits"]
+        if "MaxRuntimeInSeconds" in limits:
+            return int(limits["MaxRuntimeInSeconds"])
+        waves = math.ceil(int(limits["MaxNumberOfTrainingJobs"]) / int(limits["MaxParallelTrainingJobs"]))
+        return waves * max_duration_seconds(request["TrainingJobDefinition"])
+    condition = request["StoppingCondition"]
+    return int(condition.get("MaxWaitTimeInSeconds") or condition["MaxRuntimeInSeconds"])

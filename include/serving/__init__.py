@@ -1,0 +1,1 @@
+"""Local inference endpoints that honour the SageMaker object-detection container contract."""

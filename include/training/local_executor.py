@@ -1,0 +1,351 @@
+"""The ``local`` backend of CreateTrainingJob: runs the request's training in a child process here.
+
+``run_training_job(request)`` executes the very request SageMaker would get. The trainer runs as
+``python -m include.training.ssd_trainer`` in its own process (session), so the caller stays
+responsive and a stop is immediate: when the caller is interrupted (SIGTERM, Ctrl-C, an Airflow
+task being killed, ``stop_event`` set) the child is terminated within seconds and no model is
+published; the child also exits by itself if its parent disappears.
+
+Outputs go where SageMaker puts them, ``<S3OutputPath>/<TrainingJobName>/output/``:
+``model.tar.gz`` (copied there atomically only after training succeeded), ``training.log`` (the
+algorithm's metric lines and human lines) and ``training.json``, a DescribeTrainingJob-shaped
+record (written ``InProgress`` at the start and after every epoch, final at the end) with local
+additions: per-epoch metrics and timings, the best epoch and the final validation mAP.
+
+``StoppingCondition.MaxRuntimeInSeconds``: the trainer stops between batches when it is reached
+and, as a SageMaker algorithm may do in the 120 s it gets after SIGTERM, exports the best epoch so
+far: the job ends ``Stopped`` (``SecondaryStatus`` ``MaxRuntimeExceeded``) with a model when at
+least one epoch finished. The parent kills the child if it overruns that by :data:`STOP_GRACE_S`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from include import storage
+from include.sagemaker.metrics import final_values, parse_lines
+from include.training.hyperparameters import validate_hyperparameters
+from include.training.metric_log import parse_metrics
+from include.training.ssd_trainer import RESULT_FILE
+from include.training.training_request import TrainingRequest, TrainingRequestError, parse_request
+
+log = logging.getLogger(__name__)
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+TRAINING_LOG = "training.log"
+TRAINING_JSON = "training.json"
+STOP_GRACE_S = 120.0  # SageMaker's window between SIGTERM and SIGKILL
+TERMINATE_WAIT_S = 5.0
+POLL_S = 0.2
+
+
+class TrainingJobError(RuntimeError):
+    """The job failed or was stopped; ``description`` is its final training.json record."""
+
+    def __init__(self, description: dict[str, Any]) -> None:
+        self.description = description
+        super().__init__(
+            f"training job {description['TrainingJobName']} {description['TrainingJobStatus']}: "
+            f"{description.get('FailureReason', '')}"
+        )
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+
+
+def describe_local_job(output_uri: str) -> dict[str, Any]:
+    """The training.json record of a local job, from its output folder (``<S3OutputPath>/<job>/output``),
+    its job folder or the training.json URI; ``FileNotFoundError`` when there is none."""
+    candidates = [output_uri] if output_uri.endswith(".json") else [
+        storage.join(output_uri, TRAINING_JSON),
+        storage.join(output_uri, "output", TRAINING_JSON),
+    ]
+    for uri in candidates:
+        if storage.exists(uri):
+            return json.loads(storage.read_text(uri))
+    raise FileNotFoundError(f"no local training job record at {' or '.join(candidates)}")
+
+
+class _Record:
+    """Builds and writes the job's training.json as it progresses."""
+
+    def __init__(self, request: TrainingRequest, extra: Mapping[str, Any] | None) -> None:
+        self.request = request
+        self.started = time.monotonic()
+        raw = request.raw
+        self.data: dict[str, Any] = {
+            "TrainingJobName": request.job_name,
+            "TrainingJobArn": f"arn:aws:sagemaker:local:000000000000:training-job/{request.job_name}",
+            "TrainingJobStatus": "InProgress",
+            "SecondaryStatus": "Starting",
+            "HyperParameters": dict(request.hyperparameters),
+            "AlgorithmSpecification": raw.get("AlgorithmSpecification", {}),
+            "RoleArn": raw.get("RoleArn"),
+            "InputDataConfig": raw.get("InputDataConfig", []),
+            "OutputDataConfig": raw.get("OutputDataConfig", {}),
+            "ResourceConfig": raw.get("ResourceConfig", {}),
+            "StoppingCondition": raw.get("StoppingCondition", {}),
+            "CreationTime": _now(),
+            "TrainingStartTime": _now(),
+            "Backend": "local",
+            "output_uri": request.output_uri,
+            **(extra or {}),
+        }
+
+    def progress(self, log_text: str) -> None:
+        """Record the epochs logged so far (``InProgress``)."""
+        self.data["SecondaryStatus"] = "Training"
+        self.data["Epochs"] = [{"epoch": e, "validation_map": v} for e, v in parse_metrics(log_text)["validation:mAP"]]
+        self.write()
+
+    def finish(self, status: str, secondary: str, log_text: str, result: Mapping[str, Any] | None,
+               failure: str | None, model_uri: str | None) -> dict[str, Any]:
+        """The final record (also written)."""
+        metrics = parse_metrics(log_text)
+        finals = final_values(parse_lines(log_text.splitlines()))
+        logged = dict(metrics["validation:mAP"])
+        epochs = [{**e, "validation_map": logged.get(e["epoch"], e["validation_map"])}
+                  for e in (result or {}).get("epochs", [])]
+        self.data.update(
+            TrainingJobStatus=status,
+            SecondaryStatus=secondary,
+            TrainingEndTime=_now(),
+            LastModifiedTime=_now(),
+            TrainingTimeInSeconds=int(round(time.monotonic() - self.started)),
+            FinalMetricDataList=[{"MetricName": k, "Value": v, "Timestamp": _now()} for k, v in finals.items()],
+            Epochs=epochs,
+        )
+        if failure:
+            self.data["FailureReason"] = failure
+        if model_uri:
+            self.data["ModelArtifacts"] = {"S3ModelArtifacts": model_uri}
+        if result and result.get("status") != "Failed":
+            self.data.update(
+                BestEpoch=result.get("best_epoch"),
+                BestValidationMAP=logged.get(result.get("best_epoch"), result.get("best_validation_map")),
+                BestClassAP=result.get("best_class_ap", {}),
+                FinalValidationMAP=finals.get("validation:mAP"),
+                StopReason=result.get("stop_reason"),
+                Classes=result.get("classes"),
+                ClassesUri=result.get("classes_uri"),
+                Timings={
+                    "job_seconds": self.data["TrainingTimeInSeconds"],
+                    "trainer_seconds": result.get("seconds"),
+                    "train_seconds": sum(e["train_seconds"] for e in epochs),
+                    "data_seconds": sum(e["data_seconds"] for e in epochs),
+                    "compute_seconds": sum(e["compute_seconds"] for e in epochs),
+                    "validation_seconds": sum(e["validation_seconds"] for e in epochs),
+                    "train_cpu_seconds": sum(e["cpu_seconds"] for e in epochs),
+                },
+            )
+        self.write()
+        return dict(self.data)
+
+    def write(self) -> None:
+        self.data["LastModifiedTime"] = _now()
+        storage.write_text(storage.join(self.request.output_uri, TRAINING_JSON), json.dumps(self.data, indent=2))
+
+
+@contextlib.contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """In the main thread, turn a default (fatal) SIGTERM into SystemExit so cleanup runs."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) not in (
+        signal.SIG_DFL,
+        None,
+    ):
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _terminate(child: subprocess.Popen[str]) -> None:
+    """SIGTERM the child's process group, SIGKILL it if it is still there after a few seconds."""
+    if child.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(child.pid, signal.SIGTERM)
+    try:
+        child.wait(TERMINATE_WAIT_S)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGKILL)
+        child.wait()
+
+
+def _child_env(threads: int) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        OMP_NUM_THREADS=str(threads),
+        MXNET_CPU_WORKER_NTHREADS="1",
+        MXNET_SUBGRAPH_VERBOSE="0",
+        PYTHONUNBUFFERED="1",
+        PYTHONPATH=os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")])),
+    )
+    return env
+
+
+def run_training_job(
+    request: dict[str, Any],
+    workdir: str | None = None,
+    timeout_s: float | None = None,
+    *,
+    stop_event: threading.Event | None = None,
+    threads: int | None = None,
+    extra_record: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Execute a CreateTrainingJob request here; its final training.json record.
+
+    ``workdir`` holds the job's scratch files (a temporary folder, removed afterwards, when None).
+    ``timeout_s`` is a hard wall-clock limit: past it the job is killed and ends ``Stopped``
+    without a model. ``stop_event`` set by another thread stops the job the same way. ``threads``
+    is the CPU threads the trainer may use (all cores by default). ``extra_record`` keys are added
+    to training.json. Raises :class:`TrainingRequestError` / ``HyperparameterError`` for a request
+    that cannot start (before anything runs), :class:`TrainingJobError` when the job fails or is
+    stopped other than by MaxRuntimeInSeconds, and re-raises an interruption after stopping the job.
+    """
+    job = parse_request(request)
+    if storage.exists(storage.join(job.output_uri, TRAINING_JSON)):
+        raise TrainingRequestError(f"training job {job.job_name} already exists: {job.output_uri}/{TRAINING_JSON}")
+    record = _Record(job, extra_record)
+    try:
+        validate_hyperparameters(job.hyperparameters)
+    except ValueError as exc:
+        record.finish("Failed", "Failed", "", None, f"ClientError: {exc}", None)
+        raise
+    scratch = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix=f"{job.job_name}-"))
+    scratch.mkdir(parents=True, exist_ok=True)
+    try:
+        return _run(job, record, scratch, timeout_s, stop_event, threads or os.cpu_count() or 1)
+    finally:
+        if not workdir:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _run(
+    job: TrainingRequest,
+    record: _Record,
+    scratch: Path,
+    timeout_s: float | None,
+    stop_event: threading.Event | None,
+    threads: int,
+) -> dict[str, Any]:
+    request_file = scratch / "request.json"
+    request_file.write_text(json.dumps(job.raw))
+    (scratch / RESULT_FILE).unlink(missing_ok=True)
+    log_file = scratch / TRAINING_LOG
+    record.write()
+    command = [sys.executable, "-m", "include.training.ssd_trainer", "--request", str(request_file),
+               "--workdir", str(scratch), "--data-workers", "1" if threads >= 2 else "0"]
+    lines: list[str] = []
+    epochs_seen = threading.Event()
+    start = time.monotonic()
+    hard_limit = job.max_runtime_s + STOP_GRACE_S if job.max_runtime_s else None
+    stopped: str | None = None
+    with _sigterm_raises():
+        child = subprocess.Popen(command, cwd=PROJECT_ROOT, env=_child_env(threads), stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT, encoding="utf-8", errors="replace",
+                                 start_new_session=True)
+        reader = threading.Thread(target=_pump, args=(child, log_file, lines, epochs_seen), daemon=True)
+        reader.start()
+        log.info("training job %s: trainer process %d started", job.job_name, child.pid)
+        try:
+            while child.poll() is None:
+                elapsed = time.monotonic() - start
+                if stop_event is not None and stop_event.is_set():
+                    stopped = "StopTrainingJob requested"
+                elif timeout_s is not None and elapsed > timeout_s:
+                    stopped = f"local timeout_s={timeout_s:g} exceeded"
+                elif hard_limit is not None and elapsed > hard_limit:
+                    stopped = f"MaxRuntimeInSeconds={job.max_runtime_s} exceeded and the trainer did not stop"
+                if stopped:
+                    _terminate(child)
+                    break
+                if epochs_seen.is_set():
+                    epochs_seen.clear()
+                    record.progress("\n".join(lines))
+                time.sleep(POLL_S)
+        except BaseException:
+            _terminate(child)
+            reader.join(TERMINATE_WAIT_S)
+            _publish_log(job, log_file)
+            record.finish("Stopped", "Stopped", "\n".join(lines), None, "the training task was interrupted", None)
+            raise
+        reader.join()
+    return _finish(job, record, scratch, log_file, "\n".join(lines), child.returncode, stopped)
+
+
+def _pump(child: subprocess.Popen[str], log_file: Path, lines: list[str], epochs_seen: threading.Event) -> None:
+    """Copy the trainer's output to training.log, the logger and ``lines``; flag each finished epoch."""
+    assert child.stdout is not None
+    with log_file.open("w") as out:
+        for raw in child.stdout:
+            line = raw.rstrip("\n")
+            lines.append(line)
+            out.write(raw)
+            out.flush()
+            log.info("%s", line)
+            if "validation mAP <score>" in line:
+                epochs_seen.set()
+
+
+def _publish_log(job: TrainingRequest, log_file: Path) -> None:
+    if log_file.exists():
+        storage.upload_file(log_file, storage.join(job.output_uri, TRAINING_LOG))
+
+
+def _finish(
+    job: TrainingRequest,
+    record: _Record,
+    scratch: Path,
+    log_file: Path,
+    log_text: str,
+    returncode: int,
+    stopped: str | None,
+) -> dict[str, Any]:
+    """Publish log and model, write the final record; raise when the job did not succeed."""
+    _publish_log(job, log_file)
+    result_file = scratch / RESULT_FILE
+    result = json.loads(result_file.read_text()) if result_file.exists() and not stopped else None
+    if stopped:
+        secondary = "MaxRuntimeExceeded" if stopped.startswith("MaxRuntime") else "Stopped"
+        description = record.finish("Stopped", secondary, log_text, None, stopped, None)
+        raise TrainingJobError(description)
+    if result is None or result.get("status") == "Failed":
+        reason = (result or {}).get("failure_reason") or f"AlgorithmError: the trainer exited with code {returncode}"
+        description = record.finish("Failed", "Failed", log_text, result, reason, None)
+        raise TrainingJobError(description)
+    model_uri = None
+    if result.get("model_path"):
+        record.data["SecondaryStatus"] = "Uploading"
+        model_uri = storage.upload_file(result["model_path"], job.model_uri)
+    if result["status"] == "Stopped":
+        kept = "kept the best epoch so far" if model_uri else "no epoch finished, so there is no model"
+        description = record.finish("Stopped", "MaxRuntimeExceeded", log_text, result,
+                                    f"MaxRuntimeInSeconds={job.max_runtime_s} reached; {kept}", model_uri)
+        if not model_uri:
+            raise TrainingJobError(description)
+        return description
+    return record.finish("Completed", "Completed", log_text, result, None, model_uri)

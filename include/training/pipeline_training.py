@@ -1,0 +1,219 @@
+"""The pipeline's training and tuning stages on the local backend (what ``detection-pipeline train|tune`` run).
+
+Both take the RecordIO build's output folder (``train/``, ``validation/``, ``recordio.json``),
+build the same CreateTrainingJob / CreateHyperParameterTuningJob request the SageMaker backend
+sends (:mod:`include.sagemaker.requests`), with the configuration's hyperparameters (the
+``local`` profile unless another configuration is given) completed from the data:
+``num_classes`` from the class map, ``num_training_samples`` from the train channel's records,
+``label_width`` raised to what the most crowded image needs. Then they execute it here with
+:func:`~include.training.local_executor.run_training_job` /
+:func:`~include.training.local_tuner.run_tuning_job`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from include import storage
+from include.training.hyperparameters import DEFAULTS, to_strings, validate_hyperparameters
+from include.training.training_request import RECORDIO_SUMMARY, TrainingRequestError, find_class_map
+
+if TYPE_CHECKING:
+    from include.configs import PipelineConfig
+
+#: The role a local request names when the configuration has none (nothing assumes it locally).
+LOCAL_ROLE_ARN = "arn:aws:iam::000000000000:role/local-training"
+LOCAL_TAGS = [{"Key": "backend", "Value": "local"}]
+
+
+@dataclass(frozen=True)
+class RecordIODataset:
+    """What training needs to know about a RecordIO build output."""
+
+    uri: str
+    train_uri: str
+    validation_uri: str
+    num_training_samples: int
+    label_width_required: int | None
+    classes: dict[int, str] | None
+
+
+def describe_dataset(input_uri: str) -> RecordIODataset:
+    """Channels, training record count, label width and class map of a RecordIO build output folder."""
+    uri = storage.normalize(input_uri)
+    train_uri, validation_uri = storage.join(uri, "train"), storage.join(uri, "validation")
+    for channel in (train_uri, validation_uri):
+        if not storage.isdir(channel):
+            raise TrainingRequestError(f"{uri} is not a RecordIO build output: {channel} is missing")
+    summary_uri = storage.join(uri, RECORDIO_SUMMARY)
+    summary = json.loads(storage.read_text(summary_uri)) if storage.exists(summary_uri) else {}
+    records = (summary.get("channels") or {}).get("train", {}).get("records")
+    if records is None:
+        index_files = [f for f in storage.walk_files(train_uri) if f.endswith(".idx")]
+        if not index_files:
+            raise TrainingRequestError(f"{train_uri}: no recordio.json and no .idx files to count the records")
+        records = sum(len(storage.read_text(f).splitlines()) for f in index_files)
+    classes, classes_uri = find_class_map(train_uri, 0)
+    return RecordIODataset(uri, train_uri, validation_uri, int(records), summary.get("label_width_required"),
+                           classes if classes_uri else None)
+
+
+def local_hyperparameters(
+    settings: Mapping[str, Any], overrides: Mapping[str, Any] | None, data: RecordIODataset
+) -> dict[str, str]:
+    """The request's HyperParameters: ``settings`` then ``overrides``, completed from the data, checked."""
+    hp = to_strings({**settings, **(overrides or {})})
+    if "num_classes" not in hp:
+        if data.classes is None:
+            raise TrainingRequestError(
+                f"{data.uri}: no classes.json found for the data set; set the num_classes hyperparameter"
+            )
+        hp["num_classes"] = str(len(data.classes))
+    hp.setdefault("num_training_samples", str(data.num_training_samples))
+    if data.label_width_required:
+        width = int(hp.get("label_width", DEFAULTS["label_width"]))
+        hp["label_width"] = str(max(width, int(data.label_width_required)))
+    validate_hyperparameters(
+        hp,
+        num_classes=len(data.classes) if data.classes else None,
+        num_training_samples=data.num_training_samples,
+    )
+    return hp
+
+
+def _job_name(prefix: str) -> str:
+    return f"{prefix}-{dt.datetime.now(dt.UTC):%y%m%d-%H%M%S}"
+
+
+def _spec(
+    cfg: PipelineConfig,
+    data: RecordIODataset,
+    output_uri: str,
+    max_runtime_s: int | None,
+    rec_file_channels: bool = False,
+) -> Any:
+    from include.sagemaker.requests import TrainingSpec
+
+    sm = cfg.sagemaker
+    train_uri, validation_uri = data.train_uri, data.validation_uri
+    if rec_file_channels:
+        train_uri, validation_uri = storage.join(train_uri, "train.rec"), storage.join(validation_uri, "validation.rec")
+    return TrainingSpec(
+        role_arn=sm.role_arn or LOCAL_ROLE_ARN,
+        region=sm.region,
+        train_uri=train_uri,
+        validation_uri=validation_uri,
+        output_uri=storage.normalize(output_uri),
+        instance_type=sm.training_instance_type,
+        instance_count=sm.training_instance_count,
+        volume_size_gb=sm.volume_size_gb,
+        max_runtime_seconds=max_runtime_s or sm.max_runtime_seconds,
+        managed_spot=sm.managed_spot,
+        max_wait_seconds=sm.max_wait_seconds if sm.managed_spot else None,
+        checkpoint_uri=storage.join(output_uri, "checkpoints") if sm.managed_spot else None,
+    )
+
+
+def build_request(
+    cfg: PipelineConfig,
+    input_uri: str,
+    output_uri: str,
+    *,
+    name: str,
+    tags: list[dict[str, str]],
+    tune: bool = False,
+    hyperparameters: Mapping[str, Any] | None = None,
+    max_runtime_s: int | None = None,
+    rec_file_channels: bool = False,
+) -> dict[str, Any]:
+    """The CreateTrainingJob (or, with ``tune``, CreateHyperParameterTuningJob) request for a RecordIO build.
+
+    Hyperparameters are the configuration's, then ``hyperparameters``, completed from the data.
+    ``rec_file_channels`` points the channels at the ``.rec`` objects instead of their folders.
+    """
+    from include.sagemaker.requests import training_job_request, tuning_job_request
+
+    data = describe_dataset(input_uri)
+    hp = local_hyperparameters(cfg.training.hyperparameters, hyperparameters, data)
+    spec = _spec(cfg, data, output_uri, max_runtime_s, rec_file_channels)
+    if not tune:
+        return training_job_request(spec, name=name, hyperparameters=hp, tags=tags)
+    from include.sagemaker.hyperparameters import default_ranges
+
+    tuning = cfg.training.tuning
+    ranges = {k: v.model_dump(exclude_none=True) for k, v in tuning.ranges.items()} or default_ranges()
+    return tuning_job_request(
+        spec,
+        name=name,
+        hyperparameters=hp,
+        ranges=ranges,
+        tags=tags,
+        strategy=tuning.strategy,
+        max_jobs=tuning.max_jobs,
+        max_parallel_jobs=tuning.max_parallel_jobs,
+    )
+
+
+def _config(config: PipelineConfig | None) -> PipelineConfig:
+    if config is not None:
+        return config
+    from include.configs import load_config
+
+    return load_config(overrides={"backend": "local"})
+
+
+def train(
+    input_uri: str,
+    output_uri: str,
+    hyperparameters: Mapping[str, Any] | None = None,
+    *,
+    config: PipelineConfig | None = None,
+    job_name: str | None = None,
+    max_runtime_s: int | None = None,
+    timeout_s: float | None = None,
+    workdir: str | None = None,
+) -> dict[str, Any]:
+    """Train on the RecordIO build at ``input_uri``; outputs under ``<output_uri>/<job>/output/``.
+
+    ``hyperparameters`` override the configuration's (the ``local`` profile when ``config`` is
+    None). Returns the job's training.json record (``ModelArtifacts.S3ModelArtifacts`` is the
+    model, ``output_uri`` the folder holding model.tar.gz, training.log and training.json).
+    """
+    from include.training.local_executor import run_training_job
+
+    request = build_request(
+        _config(config), input_uri, output_uri, name=job_name or _job_name("local-training"), tags=LOCAL_TAGS,
+        hyperparameters=hyperparameters, max_runtime_s=max_runtime_s,
+    )
+    return run_training_job(request, workdir, timeout_s, extra_record={"data_uri": storage.normalize(input_uri)})
+
+
+def tune(
+    input_uri: str,
+    output_uri: str,
+    hyperparameters: Mapping[str, Any] | None = None,
+    *,
+    config: PipelineConfig | None = None,
+    job_name: str | None = None,
+    max_runtime_s: int | None = None,
+    timeout_s: float | None = None,
+    workdir: str | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Tune on the RecordIO build at ``input_uri`` with the configuration's tuning settings.
+
+    tuning.json and the best model.tar.gz go under ``<output_uri>/<tuning job>/``, every trial
+    under ``<output_uri>/<trial>/output/``; ``max_runtime_s`` bounds each trial. Returns the
+    tuning.json record.
+    """
+    from include.training.local_tuner import run_tuning_job
+
+    request = build_request(
+        _config(config), input_uri, output_uri, name=job_name or _job_name("local-tuning"), tags=LOCAL_TAGS,
+        tune=True, hyperparameters=hyperparameters, max_runtime_s=max_runtime_s,
+    )
+    return run_tuning_job(request, workdir, timeout_s, seed=seed)

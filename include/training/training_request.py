@@ -1,0 +1,158 @@
+"""Reading a CreateTrainingJob request for the local backend, and staging its channels like File mode.
+
+Only what the local executor needs is read; the rest of the request (role, image, instance type)
+is kept as given. Channels must be RecordIO (``S3Prefix`` data, ``application/x-recordio``); a
+``file://`` URI (or plain path) is used in place, an ``s3://`` prefix is downloaded into the job's
+work folder as SageMaker downloads it to ``/opt/ml/input/data/<channel>``.
+
+The class names come from a ``classes.json`` (``{"0": "name", ...}``, as the canonical annotation
+table writes it) in the train channel's folder, in its parent (the RecordIO build output), or in
+the folder that build read (``input_uri`` of its ``recordio.json``); without one the classes are
+named ``class_0``, ``class_1``, ...
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from include import storage
+
+JOB_NAME_PATTERN = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+REQUIRED_CHANNELS = ("train", "validation")
+KNOWN_CHANNELS = (*REQUIRED_CHANNELS, "model")
+RECORDIO_CONTENT_TYPES = ("application/x-recordio", "application/x-sagemaker-model", None)
+CLASSES_FILE = "classes.json"
+RECORDIO_SUMMARY = "recordio.json"
+
+
+class TrainingRequestError(ValueError):
+    """The request is not a CreateTrainingJob request the local backend can execute."""
+
+
+@dataclass(frozen=True)
+class TrainingRequest:
+    """The parts of a CreateTrainingJob request the local backend acts on."""
+
+    job_name: str
+    hyperparameters: dict[str, str]
+    channels: dict[str, str]  # channel name -> URI
+    output_path: str
+    max_runtime_s: int | None
+    raw: dict[str, Any]
+
+    @property
+    def output_uri(self) -> str:
+        """``<S3OutputPath>/<TrainingJobName>/output``: where model.tar.gz, training.log and training.json go."""
+        return storage.join(self.output_path, self.job_name, "output")
+
+    @property
+    def model_uri(self) -> str:
+        return storage.join(self.output_uri, "model.tar.gz")
+
+
+def _get(obj: Any, path: str) -> Any:
+    """``obj[a][b]...`` for ``path`` ``'a.b'``; raises naming the missing field."""
+    value = obj
+    for part in path.split("."):
+        if not isinstance(value, dict) or part not in value:
+            raise TrainingRequestError(f"training request: missing field {path}")
+        value = value[part]
+    return value
+
+
+def parse_request(request: dict[str, Any]) -> TrainingRequest:
+    """Check ``request`` and pull out what the local backend needs; errors name the field."""
+    name = _get(request, "TrainingJobName")
+    if not isinstance(name, str) or not JOB_NAME_PATTERN.match(name):
+        raise TrainingRequestError(
+            f"training request: TrainingJobName {name!r} must be 1-63 letters, digits or hyphens, "
+            "starting with a letter or digit"
+        )
+    hyper = request.get("HyperParameters") or {}
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in hyper.items()):
+        raise TrainingRequestError("training request: HyperParameters must map strings to strings")
+    channels: dict[str, str] = {}
+    for i, channel in enumerate(_get(request, "InputDataConfig")):
+        where = f"InputDataConfig[{i}]"
+        cname = _get(channel, "ChannelName")
+        if cname not in KNOWN_CHANNELS:
+            raise TrainingRequestError(
+                f"training request: {where}.ChannelName {cname!r} is not one of {KNOWN_CHANNELS}"
+            )
+        source = _get(channel, "DataSource.S3DataSource")
+        if source.get("S3DataType", "S3Prefix") != "S3Prefix":
+            raise TrainingRequestError(
+                f"training request: {where}.DataSource.S3DataSource.S3DataType {source.get('S3DataType')!r}: "
+                "the local backend reads S3Prefix RecordIO channels only"
+            )
+        if channel.get("ContentType") not in RECORDIO_CONTENT_TYPES:
+            raise TrainingRequestError(
+                f"training request: {where}.ContentType {channel.get('ContentType')!r}: "
+                "the local backend reads application/x-recordio channels only"
+            )
+        channels[cname] = storage.normalize(_get(source, "S3Uri"))
+    missing = [c for c in REQUIRED_CHANNELS if c not in channels]
+    if missing:
+        raise TrainingRequestError(f"training request: InputDataConfig lacks channel(s) {', '.join(missing)}")
+    runtime = (request.get("StoppingCondition") or {}).get("MaxRuntimeInSeconds")
+    if runtime is not None and (not isinstance(runtime, int) or runtime < 1):
+        raise TrainingRequestError(f"training request: StoppingCondition.MaxRuntimeInSeconds {runtime!r} must be >= 1")
+    return TrainingRequest(
+        job_name=name,
+        hyperparameters=dict(hyper),
+        channels=channels,
+        output_path=storage.normalize(_get(request, "OutputDataConfig.S3OutputPath")),
+        max_runtime_s=runtime,
+        raw=request,
+    )
+
+
+def stage_channel(uri: str, target: Path) -> Path:
+    """A local folder with the channel's files: the folder itself when local, else a download into ``target``."""
+    if storage.is_local(uri):
+        path = storage.local_path(uri)
+        if not path.exists():
+            raise TrainingRequestError(f"channel data {uri} does not exist")
+        return path if path.is_dir() else path.parent
+    files = storage.walk_files(uri)
+    if not files:
+        raise TrainingRequestError(f"channel data {uri} holds no files")
+    for file_uri in files:
+        local = target / storage.relative(file_uri, uri)
+        local.parent.mkdir(parents=True, exist_ok=True)
+        local.write_bytes(storage.read_bytes(file_uri))
+    return target
+
+
+def _class_map_candidates(train_uri: str) -> list[str]:
+    """classes.json next to the train channel, in its parent, and in the data set recordio.json names."""
+    base = train_uri.rstrip("/")
+    parent = base.rsplit("/", 1)[0]
+    folders = [base, parent] if parent.partition("://")[2].strip("/") else [base]
+    summary = storage.join(folders[-1], RECORDIO_SUMMARY)
+    if storage.exists(summary):
+        with contextlib.suppress(ValueError, AttributeError, TypeError):
+            source = json.loads(storage.read_text(summary)).get("input_uri")
+            if source:
+                folders.append(str(source))
+    return [storage.join(folder, CLASSES_FILE) for folder in folders]
+
+
+def find_class_map(train_uri: str, num_classes: int) -> tuple[dict[int, str], str | None]:
+    """Class names from the first classes.json found (see :func:`_class_map_candidates`) and its URI;
+    ``class_<id>`` names and None when there is none."""
+    for uri in _class_map_candidates(train_uri):
+        if storage.exists(uri):
+            try:
+                classes = {int(k): str(v) for k, v in json.loads(storage.read_text(uri)).items()}
+            except (ValueError, AttributeError) as exc:
+                raise TrainingRequestError(f"{uri}: not a JSON object of class id -> name") from exc
+            if sorted(classes) != list(range(len(classes))):
+                raise TrainingRequestError(f"{uri}: class ids must be 0..n-1, got {sorted(classes)}")
+            return classes, uri
+    return {i: f"class_{i}" for i in range(num_classes)}, None

@@ -1,0 +1,62 @@
+"""Charts and sample drawings: valid PNGs of a sensible size, no pyplot state, clear errors on missing data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from evaluation_helpers import assert_sensible_png, decoded, png_size
+
+from include.evaluation import charts
+from include.evaluation.samples import draw_detections
+from include.evaluation.training_run import TrainingCurves
+
+
+@pytest.fixture()
+def curves(training_log: str) -> TrainingCurves:
+    return TrainingCurves.from_log(training_log)
+
+
+def test_curves_keep_each_epochs_last_loss_and_find_the_best_epoch(curves: TrainingCurves) -> None:
+    assert curves.values("train:cross_entropy") == ([0, 1, 2, 3], [2.2, 1.6, 1.2, 1.0])
+    assert curves.values("validation:mAP")[1] == [0.05, 0.21, 0.34, 0.31]
+    assert curves.best_epoch() == (2, 0.34)
+
+
+def test_map_and_loss_charts_are_valid_pngs(curves: TrainingCurves) -> None:
+    import matplotlib.pyplot as plt
+
+    before = plt.get_fignums()
+    assert_sensible_png(charts.map_chart(curves))
+    assert_sensible_png(charts.loss_chart(curves))
+    assert plt.get_fignums() == before  # nothing registered with pyplot
+
+
+def test_tuning_chart_plots_trials_with_the_best_so_far() -> None:
+    trials = [
+        {"name": "tune-001", "hyperparameters": {"learning_rate": "0.01"}, "objective": 0.2},
+        {"name": "tune-002", "hyperparameters": {"learning_rate": "0.001"}, "objective": 0.5},
+        {"name": "tune-003", "hyperparameters": {"learning_rate": "0.1"}, "objective": None},  # failed trial
+        {"name": "tune-004", "hyperparameters": {"learning_rate": "0.003"}, "objective": 0.4},
+    ]
+    assert_sensible_png(charts.tuning_chart(trials))
+
+
+def test_charts_without_data_say_what_is_missing() -> None:
+    empty = TrainingCurves.from_log("no metric lines here\n")
+    with pytest.raises(charts.ChartDataError, match="no validation mAP"):
+        charts.map_chart(empty)
+    with pytest.raises(charts.ChartDataError, match="no training losses"):
+        charts.loss_chart(empty)
+    with pytest.raises(charts.ChartDataError, match="no tuning trial has an objective"):
+        charts.tuning_chart([{"name": "t", "objective": None}])
+
+
+def test_sample_drawing_shows_predictions_and_ground_truth() -> None:
+    image = np.full((120, 160, 3), 40, dtype=np.uint8)
+    detections = np.array([[0, 0.9, 0.1, 0.1, 0.5, 0.6], [1, 0.7, 0.5, 0.5, 0.9, 0.9], [1, 0.2, 0.0, 0.0, 1.0, 1.0]])
+    truth = np.array([[0, 0.12, 0.1, 0.5, 0.62]])
+    plain = draw_detections(image, np.zeros((0, 6)), np.zeros((0, 5)), {0: "cat", 1: "dog"})
+    drawn = draw_detections(image, detections, truth, {0: "cat", 1: "dog"}, score_threshold=0.5)
+    assert_sensible_png(drawn)
+    assert png_size(drawn) == png_size(plain)
+    assert np.abs(decoded(drawn).astype(int) - decoded(plain).astype(int)).sum() > 0  # boxes were drawn

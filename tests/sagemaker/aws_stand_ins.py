@@ -1,0 +1,116 @@
+"""Stand-ins for the SageMaker calls moto (5.2) lacks, and the test constants.
+
+moto has no StopTrainingJob / StopHyperParameterTuningJob, creates jobs already ``Completed``
+and cannot take a binary InvokeEndpoint body. :class:`StopStandIn` answers those two calls the
+way SageMaker does (and changes moto's state accordingly); :func:`start_in_progress` leaves new
+jobs ``InProgress`` as SageMaker does; :class:`InvokeStandIn` takes image bodies and answers from
+moto's own results queue. They are botocore event handlers, so every client (the provider's hooks included) goes
+through them, in-process or against moto's server; nothing of the code under test is replaced.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/SageMakerRole"
+BUCKET = "detection-test-bucket"
+
+
+def _backend() -> Any:
+    from moto.sagemaker.models import sagemaker_backends
+
+    return sagemaker_backends[ACCOUNT][REGION]
+
+
+def _answer(status: int, parsed: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    from botocore.awsrequest import AWSResponse
+
+    parsed = {**parsed, "ResponseMetadata": {"HTTPStatusCode": status, "RetryAttempts": 0}}
+    return AWSResponse("https://sagemaker.stand-in", status, {}, None), parsed
+
+
+STOPS = {
+    "StopTrainingJob": ("TrainingJobName", "training_jobs", "training_job_status"),
+    "StopHyperParameterTuningJob": (
+        "HyperParameterTuningJobName",
+        "hyper_parameter_tuning_jobs",
+        "hyper_parameter_tuning_job_status",
+    ),
+}
+
+
+class StopStandIn:
+    """Answers Stop* like SageMaker: stops an InProgress job, else ValidationException / ResourceNotFound."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str]] = []
+
+    def __call__(self, model: Any, params: dict[str, Any], **_: Any) -> tuple[Any, dict[str, Any]]:
+        key, table, status_attr = STOPS[model.name]
+        name = json.loads(params["body"])[key]  # ``params`` is the serialized request (SageMaker speaks JSON)
+        self.calls.append((model.name, name))
+        job = getattr(_backend(), table).get(name)
+        if job is None:
+            return _answer(400, {"Error": {"Code": "ResourceNotFound", "Message": f"Could not find job {name}"}})
+        status = getattr(job, status_attr)
+        if status != "InProgress":
+            message = f"The request was rejected because the job is in status {status}."
+            return _answer(400, {"Error": {"Code": "ValidationException", "Message": message}})
+        setattr(job, status_attr, "Stopped")
+        return _answer(200, {})
+
+
+def start_in_progress(parsed: dict[str, Any], model: Any, **_: Any) -> None:
+    """After CreateTrainingJob / CreateHyperParameterTuningJob: the new job runs (SageMaker's first state)."""
+    arn_key, table, status_attr = {
+        "CreateTrainingJob": ("TrainingJobArn", "training_jobs", "training_job_status"),
+        "CreateHyperParameterTuningJob": (
+            "HyperParameterTuningJobArn",
+            "hyper_parameter_tuning_jobs",
+            "hyper_parameter_tuning_job_status",
+        ),
+    }[model.name]
+    if arn_key in parsed:
+        setattr(getattr(_backend(), table)[parsed[arn_key].rsplit("/", 1)[-1]], status_attr, "InProgress")
+
+
+class InvokeStandIn:
+    """InvokeEndpoint with a binary body (moto 5.2 decodes request bodies as UTF-8 and fails on images).
+
+    Answers from moto's own sagemaker-runtime results queue (filled through moto's API, as for
+    moto's InvokeEndpoint) after SageMaker's checks: the endpoint exists and is InService.
+    """
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, str, int]] = []
+
+    def __call__(self, model: Any, params: dict[str, Any], **_: Any) -> tuple[Any, dict[str, Any]]:
+        import hashlib
+        from urllib.parse import unquote
+
+        from botocore.response import StreamingBody
+        from moto.sagemakerruntime.models import sagemakerruntime_backends
+
+        name = unquote(params["url_path"].split("/")[2])
+        body = params["body"] if isinstance(params["body"], bytes) else params["body"].read()
+        self.requests.append((name, params["headers"]["Content-Type"], len(body)))
+        endpoint = _backend().endpoints.get(name)
+        if endpoint is None or endpoint.endpoint_status != "InService":
+            message = f"Endpoint {name} of account {ACCOUNT} not found."
+            return _answer(400, {"Error": {"Code": "ValidationError", "Message": message}})
+        answer, content_type, variant, _attributes = sagemakerruntime_backends[ACCOUNT][REGION].invoke_endpoint(
+            endpoint_name=name, unique_repr=hashlib.sha256(body).hexdigest().encode()
+        )
+        data = answer.encode()
+        return _answer(
+            200,
+            {
+                "Body": StreamingBody(io.BytesIO(data), len(data)),
+                "ContentType": content_type,
+                "InvokedProductionVariant": variant,
+            },
+        )

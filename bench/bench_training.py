@@ -189,12 +189,13 @@ def quality(args: argparse.Namespace) -> None:
     print(f"data {args.data}; {hp['base_network']} {hp['image_shape']}px batch {hp['mini_batch_size']} "
           f"{hp['optimizer']} lr {hp['learning_rate']} epochs {hp['epochs']}; budget {args.budget} s; "
           f"load average {os.getloadavg()[0]:.1f}")
-    elapsed = 0.0
+    elapsed = cpu = 0.0
     for epoch in record["Epochs"]:
         elapsed += epoch["train_seconds"] + epoch["validation_seconds"]
-        print(f"  epoch {epoch['epoch']:2d}  mAP {epoch['validation_map']:.4f}  at {elapsed:6.0f} s of training "
-              f"(data {epoch['data_seconds']:.1f} s, compute {epoch['compute_seconds']:.1f} s, "
-              f"validation {epoch['validation_seconds']:.1f} s)")
+        cpu += epoch["cpu_seconds"]
+        print(f"  epoch {epoch['epoch']:2d}  mAP {epoch['validation_map']:.4f}  at {elapsed:6.0f} s of training, "
+              f"{cpu:6.0f} training CPU s (data {epoch['data_seconds']:.1f} s, "
+              f"compute {epoch['compute_seconds']:.1f} s, validation {epoch['validation_seconds']:.1f} s)")
     print(f"status {record['TrainingJobStatus']} ({record['SecondaryStatus']}); best mAP "
           f"{record.get('BestValidationMAP')} at epoch {record.get('BestEpoch')}; per class "
           f"{json.dumps(record.get('BestClassAP'))}; job {wall:.0f} s wall (this process {cpu_seconds() - cpu0:.0f} "

@@ -161,6 +161,19 @@ def teardown_run(cfg: PipelineConfig, dag_id: str, run_id: str, keep_unexpired: 
     return result
 
 
+def expired_endpoints(cfg: PipelineConfig) -> dict[str, list[str]]:
+    """Local endpoints whose keep-until time has passed (what :func:`sweep` would stop locally)."""
+    from include.serving.endpoint import list_endpoints
+
+    now = datetime.now(UTC)
+    return {
+        "local": [
+            s["name"] for s in list_endpoints(state_dir(cfg))
+            if s.get("keep_until") and datetime.fromisoformat(s["keep_until"]) <= now
+        ]
+    }
+
+
 def sweep(cfg: PipelineConfig) -> dict[str, list[str]]:
     """Tear down endpoints whose keep-until time has passed (local always; SageMaker when configured)."""
     from include.serving.endpoint import sweep_expired

@@ -3,8 +3,9 @@
 Workers are started with ``spawn`` (no inherited threads or open clients from the caller,
 which may be an Airflow task) and run OpenCV single-threaded, so ``workers`` processes use
 ``workers`` cores. Results come back in input order, so outputs do not depend on the count.
-As with any ``spawn`` pool, a script that calls these builds at import time needs the
-``if __name__ == "__main__":`` guard (the CLI, Airflow tasks and pytest need nothing).
+Workers never re-run the caller's ``__main__`` script (the functions they run live in
+``include``): in an Airflow task that script is the ``airflow`` console script, whose import
+initialises Airflow's settings against the metadata DB URL the task supervisor blocks.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import contextlib
 import ctypes
 import multiprocessing
 import os
+import sys
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from typing import TypeVar
@@ -49,6 +51,18 @@ def _init_worker() -> None:
 
 
 @contextlib.contextmanager
+def _main_script_hidden() -> Iterator[None]:
+    """Spawned processes re-run ``__main__`` by its ``__file__`` (unless started with ``-m``): hide it meanwhile."""
+    main = sys.modules["__main__"]
+    path = main.__dict__.pop("__file__", None) if getattr(main, "__spec__", None) is None else None
+    try:
+        yield
+    finally:
+        if path is not None:
+            main.__file__ = path
+
+
+@contextlib.contextmanager
 def process_pool(workers: int | None = None) -> Iterator[ProcessPoolExecutor | None]:
     """A pool of ``workers`` processes (default: all CPUs), or ``None`` when one process is asked for.
 
@@ -60,12 +74,13 @@ def process_pool(workers: int | None = None) -> Iterator[ProcessPoolExecutor | N
         yield None
         return
     pool = ProcessPoolExecutor(count, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker)
-    try:
-        for _ in range(count):
-            pool.submit(int)
-        yield pool
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+    with _main_script_hidden():
+        try:
+            for _ in range(count):
+                pool.submit(int)
+            yield pool
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 def ordered_map(

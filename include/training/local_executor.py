@@ -69,8 +69,11 @@ def _now() -> str:
 
 
 def describe_local_job(output_uri: str) -> dict[str, Any]:
-    """The training.json record of a local job, from its output folder (``<S3OutputPath>/<job>/output``),
-    its job folder or the training.json URI; ``FileNotFoundError`` when there is none."""
+    """DescribeTrainingJob for a local job: its training.json record.
+
+    ``output_uri`` is the job's output folder (``<S3OutputPath>/<job>/output``), its job folder or
+    the training.json URI itself; ``FileNotFoundError`` when there is no record.
+    """
     candidates = [output_uri] if output_uri.endswith(".json") else [
         storage.join(output_uri, TRAINING_JSON),
         storage.join(output_uri, "output", TRAINING_JSON),
@@ -290,8 +293,11 @@ def _run(
         except BaseException:
             _terminate(child)
             reader.join(TERMINATE_WAIT_S)
-            _publish_log(job, log_file)
-            record.finish("Stopped", "Stopped", "\n".join(lines), None, "the training task was interrupted", None)
+            try:  # best effort: the interruption itself must propagate
+                _publish_log(job, log_file)
+                record.finish("Stopped", "Stopped", "\n".join(lines), None, "the training task was interrupted", None)
+            except Exception:
+                log.exception("training job %s: could not record the stop", job.job_name)
             raise
         reader.join()
     return _finish(job, record, scratch, log_file, "\n".join(lines), child.returncode, stopped)

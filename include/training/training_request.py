@@ -113,17 +113,25 @@ def parse_request(request: dict[str, Any]) -> TrainingRequest:
 
 
 def stage_channel(uri: str, target: Path) -> Path:
-    """A local folder with the channel's files: the folder itself when local, else a download into ``target``."""
+    """A local folder holding the channel's files, as File mode gives the algorithm.
+
+    A local folder is used in place; a single local file (a channel pointing at one ``.rec``) is
+    linked into ``target``; remote files under the URI are downloaded into ``target``.
+    """
     if storage.is_local(uri):
         path = storage.local_path(uri)
+        if path.is_dir():
+            return path
         if not path.exists():
             raise TrainingRequestError(f"channel data {uri} does not exist")
-        return path if path.is_dir() else path.parent
+        target.mkdir(parents=True, exist_ok=True)
+        (target / path.name).symlink_to(path)
+        return target
     files = storage.walk_files(uri)
     if not files:
         raise TrainingRequestError(f"channel data {uri} holds no files")
     for file_uri in files:
-        local = target / storage.relative(file_uri, uri)
+        local = target / (storage.relative(file_uri, uri) if file_uri != uri else uri.rsplit("/", 1)[-1])
         local.parent.mkdir(parents=True, exist_ok=True)
         local.write_bytes(storage.read_bytes(file_uri))
     return target

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,20 +13,26 @@ from include import local_stack
 
 
 @pytest.fixture(scope="session")
-def airflow_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
-    home = tmp_path_factory.mktemp("airflow-home")
-    runs = tmp_path_factory.mktemp("runs")
+def airflow_stack() -> Iterator[dict]:
+    # Not pytest's tmp_path: other pytest sessions on the machine rotate those away mid-run.
+    root = Path(tempfile.mkdtemp(prefix="detection-e2e-"))
+    home, runs, endpoints = root / "airflow-home", root / "runs", root / "endpoints"
+    for folder in (home, runs, endpoints):
+        folder.mkdir()
     details = local_stack.start(
         home=home,
         port=local_stack.free_port(0),
         timeout_s=600,
-        extra_env={"DETECTION__STORAGE__BASE_URI": str(runs)},
+        # a tiny data set and a gate every model passes: the run exercises every task quickly
+        extra_env=local_stack.quick_run_env(runs, endpoints),
     )
     details["runs"] = Path(runs)
+    details["endpoints"] = Path(endpoints)
     try:
         yield details
     finally:
         local_stack.stop(home)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -102,7 +102,7 @@ def sagemaker_client(cfg: PipelineConfig) -> Any:
 
 def invoker(cfg: PipelineConfig, endpoint: str) -> Any:
     """``invoke(body, content_type) -> bytes`` for an endpoint name (either backend) or URL."""
-    from include.sagemaker.smoke_test import http_invoker, sagemaker_invoker
+    from include.serving.smoke import http_invoker, sagemaker_invoker
 
     if endpoint.startswith(("http://", "https://")):
         return http_invoker(endpoint)
@@ -126,7 +126,7 @@ def validation_images(quality_uri: str, count: int) -> list[str]:
 
 def smoke_test(cfg: PipelineConfig, endpoint: str, image_uris: list[str], num_classes: int) -> dict[str, Any]:
     """Send validation images and check every answer against the contract; raises on failure."""
-    from include.sagemaker.smoke_test import smoke_test as run
+    from include.serving.smoke import smoke_test as run
 
     result = run(
         invoker(cfg, endpoint),

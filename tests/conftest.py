@@ -1,10 +1,14 @@
-"""Test-wide set-up: an isolated Airflow home, the project on sys.path, fake AWS credentials."""
+"""Test-wide set-up: an isolated Airflow home, the project on sys.path, fake AWS credentials, moto's S3 server."""
 
 from __future__ import annotations
 
 import os
+import re
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -30,3 +34,59 @@ os.environ.pop("AWS_PROFILE", None)
 for path in (ROOT, ROOT / "plugins"):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[str]:
+    """moto's HTTP server in a thread of this process, on a free port of 127.0.0.1; yields its URL.
+
+    Nothing points at it by itself: use :func:`moto_endpoint`, which empties it and points AWS clients at it.
+    """
+    import logging
+
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def moto_endpoint(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """:func:`moto_server`, emptied, with ``AWS_ENDPOINT_URL`` pointing every AWS client of this test at it.
+
+    moto's in-process ``mock_aws`` patches botocore's synchronous sender, which s3fs (aiobotocore)
+    does not use; over HTTP, boto3, s3fs and child processes given the environment all reach it.
+    Cached s3fs instances and boto3's default session are dropped before and after the test.
+    """
+    import urllib.request
+
+    import boto3
+    import s3fs
+
+    def forget_clients() -> None:
+        s3fs.S3FileSystem.clear_instance_cache()
+        boto3.DEFAULT_SESSION = None
+
+    urllib.request.urlopen(urllib.request.Request(f"{moto_server}/moto-api/reset", method="POST"), timeout=10).close()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
+    forget_clients()
+    try:
+        yield moto_server
+    finally:
+        forget_clients()
+
+
+@pytest.fixture
+def s3_bucket(moto_endpoint: str, request: pytest.FixtureRequest) -> str:
+    """A fresh bucket on :func:`moto_endpoint`, named after the test; returns its name."""
+    import boto3
+
+    name = "test-" + re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[:50].strip("-")
+    boto3.client("s3", region_name="us-east-1").create_bucket(Bucket=name)
+    return name

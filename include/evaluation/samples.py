@@ -1,4 +1,4 @@
-"""Validation images with predicted and ground-truth boxes drawn, as PNG.
+"""Images with predicted (and ground-truth) boxes drawn, as PNG: evaluation samples and ``invoke --draw``.
 
 Ground truth is a dashed white-on-black outline; predictions are solid boxes in one colour per
 class, labelled with the class name and score. A legend names both styles.
@@ -38,14 +38,15 @@ def _rectangle(ax: Axes, box: np.ndarray, width: int, height: int, **style: obje
 def draw_detections(
     image: np.ndarray,
     detections: np.ndarray,
-    ground_truth: np.ndarray,
+    ground_truth: np.ndarray | None,
     class_names: dict[int, str],
     score_threshold: float = 0.5,
     title: str = "",
 ) -> bytes:
     """PNG of ``image`` (RGB uint8) with detections ``[N, 6]`` at/above the threshold and ground truth ``[M, 5]``.
 
-    Both box arrays hold normalized corners (the endpoint's and the label's convention).
+    Both box arrays hold normalized corners (the endpoint's and the label's convention); ``None``
+    for ``ground_truth`` when there is none to show (an endpoint's answer), which the legend then omits.
     """
     from matplotlib.legend_handler import HandlerTuple
     from matplotlib.lines import Line2D
@@ -56,7 +57,7 @@ def draw_detections(
     ax = fig.add_subplot()
     ax.imshow(image)
     ax.set_axis_off()
-    for row in ground_truth:
+    for row in () if ground_truth is None else ground_truth:
         _rectangle(ax, row[1:5], width, height, **GT_UNDER)
         _rectangle(ax, row[1:5], width, height, **GT_OVER)
     shown = detections[detections[:, 1] >= score_threshold] if len(detections) else detections.reshape(0, 6)
@@ -69,12 +70,16 @@ def draw_detections(
             va="top" if inside else "bottom", clip_on=True,
             bbox={"facecolor": class_color(cid), "edgecolor": "none", "pad": 1.5, "alpha": 0.9},
         )
-    handles: list[object] = [(Line2D([], [], **GT_UNDER), Line2D([], [], **GT_OVER))]
-    labels = [f"ground truth ({len(ground_truth)})"]
+    handles: list[object] = []
+    labels = []
+    if ground_truth is not None:
+        handles.append((Line2D([], [], **GT_UNDER), Line2D([], [], **GT_OVER)))
+        labels.append(f"ground truth ({len(ground_truth)})")
     for cid in sorted({int(c) for c in shown[:, 0]}):
         handles.append(Line2D([], [], color=class_color(cid), linewidth=2.5))
         labels.append(f"{class_names.get(cid, cid)} (predicted)")
-    fig.legend(handles, labels, handler_map={tuple: HandlerTuple(ndivide=1)}, loc="outside lower center",
-               ncol=min(4, len(handles)), fontsize=8, frameon=False)
+    if handles:
+        fig.legend(handles, labels, handler_map={tuple: HandlerTuple(ndivide=1)}, loc="outside lower center",
+                   ncol=min(4, len(handles)), fontsize=8, frameon=False)
     ax.set_title(title or f"{len(shown)} detections with score >= {score_threshold:g}", fontsize=10)
     return to_png(fig)

@@ -1,4 +1,7 @@
-"""Detections drawn on their image, as the SageMaker notebook shows them (boxes above a score threshold)."""
+"""``detection-pipeline invoke --draw``: an endpoint's detections drawn on their image, with the model's class names.
+
+The drawing itself is :func:`include.evaluation.samples.draw_detections`, the evaluation samples' one.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +9,9 @@ import json
 import os
 import tarfile
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from include import storage
 from include.model_artifact import CLASSES_FILE
-
-if TYPE_CHECKING:
-    import numpy as np
-
-#: Distinct RGB colours, cycled by class id.
-_PALETTE = ((230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240), (240, 50, 230))
 
 
 def _classes_text(artifact_uri: str) -> tuple[str, str]:
@@ -39,35 +35,6 @@ def read_classes(artifact_uri: str) -> dict[int, str]:
         raise ValueError(f'{source}: expected a JSON object {{"<class id>": "<name>"}} ({exc})') from exc
 
 
-def draw_detections(
-    image: np.ndarray, detections: Sequence[Sequence[float]], classes: dict[int, str], threshold: float = 0.5
-) -> tuple[np.ndarray, int]:
-    """A copy of the RGB ``image`` with every detection scoring at least ``threshold`` drawn; also the count drawn.
-
-    ``detections`` are ``[class_id, score, xmin, ymin, xmax, ymax]`` rows, coordinates normalized.
-    """
-    import cv2
-
-    out = image.copy()
-    height, width = out.shape[:2]
-    thickness = max(1, round(min(width, height) / 250))
-    drawn = 0
-    for cls, score, xmin, ymin, xmax, ymax in detections:
-        if score < threshold:
-            continue
-        color = _PALETTE[int(cls) % len(_PALETTE)]
-        x1, y1 = round(xmin * (width - 1)), round(ymin * (height - 1))
-        x2, y2 = round(xmax * (width - 1)), round(ymax * (height - 1))
-        cv2.rectangle(out, (x1, y1), (x2, y2), color, thickness)
-        label = f"{classes.get(int(cls), str(int(cls)))} {score:.2f}"
-        (text_w, text_h), baseline = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)
-        top = y1 - text_h - baseline if y1 >= text_h + baseline else y1
-        cv2.rectangle(out, (x1, top), (x1 + text_w, top + text_h + baseline), color, cv2.FILLED)
-        cv2.putText(out, label, (x1, top + text_h), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
-        drawn += 1
-    return out, drawn
-
-
 def save_drawing(
     image_bytes: bytes,
     detections: Sequence[Sequence[float]],
@@ -75,19 +42,25 @@ def save_drawing(
     classes: dict[int, str] | None = None,
     threshold: float = 0.5,
 ) -> dict:
-    """Draw ``detections`` on the encoded image and write it to ``out_uri`` (PNG or JPEG by extension, atomic).
+    """Draw the ``detections`` scoring at least ``threshold`` on the encoded image; write it to ``out_uri`` (atomic).
 
-    Returns ``{"path": <normalized URI>, "drawn": <boxes drawn>}``.
+    PNG or JPEG by the extension. Returns ``{"path": <normalized URI>, "drawn": <boxes drawn>}``.
     """
-    import cv2
+    import numpy as np
 
+    from include.evaluation.samples import draw_detections
     from include.model_artifact import decode_image
 
     extension = os.path.splitext(out_uri)[1].lower()
     if extension not in (".png", ".jpg", ".jpeg"):
         raise ValueError(f"{out_uri}: the drawing is written as .png or .jpg, not {extension or '(no extension)'}")
-    drawing, drawn = draw_detections(decode_image(image_bytes), detections, classes or {}, threshold)
-    ok, encoded = cv2.imencode(extension, cv2.cvtColor(drawing, cv2.COLOR_RGB2BGR))
-    if not ok:
-        raise ValueError(f"{out_uri}: OpenCV could not encode the drawing as {extension}")
-    return {"path": storage.write_bytes(out_uri, encoded.tobytes()), "drawn": drawn}
+    rows = np.asarray(detections, dtype=float).reshape(-1, 6)
+    drawing = draw_detections(decode_image(image_bytes), rows, None, classes or {}, threshold)
+    if extension != ".png":
+        import cv2
+
+        ok, encoded = cv2.imencode(extension, cv2.imdecode(np.frombuffer(drawing, np.uint8), cv2.IMREAD_COLOR))
+        if not ok:
+            raise ValueError(f"{out_uri}: OpenCV could not encode the drawing as {extension}")
+        drawing = encoded.tobytes()
+    return {"path": storage.write_bytes(out_uri, drawing), "drawn": int((rows[:, 1] >= threshold).sum())}

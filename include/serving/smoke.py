@@ -1,91 +1,130 @@
-"""The smoke test of a freshly deployed local endpoint: real images in, contract-shaped detections out."""
+"""Smoke test of a deployed detector, on either backend: send images, check the answers, require detections.
+
+The request body is the image (``ContentType: image/jpeg`` or ``image/png``); every answer must
+pass :func:`contract.check_prediction_schema`. The same test runs against a SageMaker endpoint
+(:func:`sagemaker_invoker`, InvokeEndpoint) and against the local server (:func:`http_invoker`,
+``POST /invocations``); the ``annotation=1`` answer can be checked too (``annotation_invoke``).
+"""
 
 from __future__ import annotations
 
-import os
-import statistics
-import time
+import json
+import urllib.request
+from collections.abc import Callable, Sequence
+from typing import Any
 
+from include import storage
 from include.serving import contract
-from include.serving.endpoint import EndpointError, endpoint_url, invoke
+
+Invoke = Callable[[bytes, str], bytes]
+
+CONTENT_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png"}
 
 
-class SmokeTestError(RuntimeError):
-    """The endpoint failed the smoke test; the message lists every failing image."""
+class SmokeTestError(ValueError):
+    """The endpoint's answer breaks the contract, or no detections came back."""
 
 
-def _check_one(
-    url: str, data: bytes, min_detections: int, min_score: float, num_classes: int | None, timeout_s: float
-) -> tuple[int, float, float]:
-    """Invoke with one image and check the answer; returns (detections kept, best score, latency ms)."""
-    started = time.perf_counter()
-    body = invoke(url, data, contract.content_type_for(data), timeout_s=timeout_s)
-    latency_ms = (time.perf_counter() - started) * 1000
-    contract.check_prediction_schema(body, num_classes)
-    scores = [row[1] for row in body["prediction"]]
-    kept = sum(score >= min_score for score in scores)
-    if kept < min_detections:
-        raise ValueError(f"{kept} detections scored at least {min_score}, expected at least {min_detections}")
-    return kept, max(scores, default=0.0), latency_ms
+def sagemaker_invoker(endpoint_name: str, client: Any | None = None) -> Invoke:
+    """Invoke a SageMaker endpoint (``sagemaker-runtime`` InvokeEndpoint, JSON answer)."""
+    if client is None:
+        import boto3
+
+        client = boto3.client("sagemaker-runtime")
+
+    def invoke(body: bytes, content_type: str) -> bytes:
+        response = client.invoke_endpoint(
+            EndpointName=endpoint_name, ContentType=content_type, Accept=contract.JSON_ACCEPT, Body=body
+        )
+        return response["Body"].read()
+
+    return invoke
 
 
-def _check_annotation(url: str, data: bytes, num_classes: int | None, timeout_s: float) -> None:
-    """The ``annotation=1`` answer: schema, the image's real size, as many boxes as the plain answer."""
+def http_invoker(base_url: str, timeout: float = 60.0, accept: str = contract.JSON_ACCEPT) -> Invoke:
+    """POST to ``<base_url>/invocations`` (the SageMaker inference container contract), asking for ``accept``."""
+    url = base_url.rstrip("/") + "/invocations"
+
+    def invoke(body: bytes, content_type: str) -> bytes:
+        request = urllib.request.Request(
+            url, data=body, method="POST", headers={"Content-Type": content_type, "Accept": accept}
+        )
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.read()
+
+    return invoke
+
+
+def _answer(body: bytes, source: str, check: Callable[[Any, int | None], None], num_classes: int | None) -> Any:
+    """The JSON answer, checked by ``check``; :class:`SmokeTestError` naming ``source`` and what is wrong."""
+    try:
+        answer = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise SmokeTestError(f"{source}: the answer is not JSON ({err}): {body[:200]!r}") from None
+    try:
+        check(answer, num_classes)
+    except ValueError as err:
+        raise SmokeTestError(f"{source}: {err}") from None
+    return answer
+
+
+def parse_prediction(body: bytes, source: str, num_classes: int | None = None) -> list[list[float]]:
+    """The detections of one answer; :class:`SmokeTestError` naming ``source`` and the row when off-contract."""
+    return _answer(body, source, contract.check_prediction_schema, num_classes)["prediction"]
+
+
+def check_annotation(
+    invoke: Invoke, body: bytes, content_type: str, source: str, detections: int, num_classes: int | None = None
+) -> None:
+    """The ``annotation=1`` answer (``invoke`` asks for it) to an image with ``detections`` plain detections.
+
+    It must pass :func:`contract.check_annotation_schema`, give the image's real size and hold as
+    many boxes as the plain answer; :class:`SmokeTestError` naming ``source`` otherwise.
+    """
     from include.model_artifact import decode_image
 
-    content_type = contract.content_type_for(data)
-    body = invoke(url, data, content_type, accept=contract.ANNOTATION_ACCEPT, timeout_s=timeout_s)
-    contract.check_annotation_schema(body, num_classes)
-    height, width = decode_image(data).shape[:2]
-    size = body["image_size"][0]
+    source = f"{source} (annotation=1)"
+    answer = _answer(invoke(body, content_type), source, contract.check_annotation_schema, num_classes)
+    height, width = decode_image(body).shape[:2]
+    size = answer["image_size"][0]
     if (size["width"], size["height"]) != (width, height):
-        raise ValueError(f"image_size is {size['width']}x{size['height']}, the image is {width}x{height}")
-    plain = invoke(url, data, content_type, timeout_s=timeout_s)
-    if len(body["annotations"]) != len(plain["prediction"]):
-        raise ValueError(f"{len(body['annotations'])} annotations but {len(plain['prediction'])} predictions")
+        raise SmokeTestError(f"{source}: image_size is {size['width']}x{size['height']}, the image is {width}x{height}")
+    if len(answer["annotations"]) != detections:
+        raise SmokeTestError(f"{source}: {len(answer['annotations'])} annotations but {detections} predictions")
 
 
 def smoke_test(
-    endpoint: str,
-    images: list[bytes],
+    invoke: Invoke,
+    image_uris: Sequence[str],
     *,
-    state_dir: str | os.PathLike[str] | None = None,
-    min_detections: int = 1,
-    min_score: float = 0.0,
     num_classes: int | None = None,
-    timeout_s: float = 60.0,
-) -> dict:
-    """Send each image (content type from its bytes) to the endpoint (name under ``state_dir``, or URL).
+    min_detections: int = 1,
+    max_body_bytes: int = contract.DEFAULT_MAX_BODY_BYTES,
+    annotation_invoke: Invoke | None = None,
+) -> dict[str, Any]:
+    """Send each image, check every answer, and require at least ``min_detections`` detections in all.
 
-    Every answer must pass :func:`contract.check_prediction_schema` (class ids below ``num_classes``
-    when given) and hold at least ``min_detections`` detections scoring ``min_score`` or more; the
-    first image is also asked for the ``annotation=1`` answer, which must match its size and box
-    count. Raises :class:`SmokeTestError` listing every failure; returns ``endpoint``, ``images``,
-    ``detections`` and ``best_scores`` (per image) and ``latency_ms`` (``p50``, ``max``).
+    Stops at the first answer off the contract. With ``annotation_invoke`` (an invoker asking for
+    ``application/json;annotation=1``), the first image's annotation answer is checked as well
+    (:func:`check_annotation`). Returns ``{"images", "detections", "per_image": {uri: count}, "best_score"}``.
     """
-    if not images:
-        raise ValueError("smoke_test needs at least one image")
-    url = endpoint_url(endpoint, state_dir)
-    failures, detections, best_scores, latencies = [], [], [], []
-    for index, data in enumerate(images):
-        try:
-            kept, best, latency_ms = _check_one(url, data, min_detections, min_score, num_classes, timeout_s)
-        except (ValueError, EndpointError) as exc:
-            failures.append(f"image {index}: {exc}")
-            continue
-        detections.append(kept)
-        best_scores.append(best)
-        latencies.append(latency_ms)
-    try:
-        _check_annotation(url, images[0], num_classes, timeout_s)
-    except (ValueError, EndpointError) as exc:
-        failures.append(f"image 0 (annotation=1): {exc}")
-    if failures:
-        raise SmokeTestError(f"{url} failed the smoke test on {len(failures)} check(s):\n" + "\n".join(failures))
-    return {
-        "endpoint": url,
-        "images": len(images),
-        "detections": detections,
-        "best_scores": best_scores,
-        "latency_ms": {"p50": round(statistics.median(latencies), 2), "max": round(max(latencies), 2)},
-    }
+    if not image_uris:
+        raise SmokeTestError("the smoke test needs at least one image")
+    per_image: dict[str, int] = {}
+    best = 0.0
+    for index, uri in enumerate(image_uris):
+        suffix = "." + uri.rsplit(".", 1)[-1].lower() if "." in uri else ""
+        if suffix not in CONTENT_TYPES:
+            raise SmokeTestError(f"{uri}: not a .jpg/.jpeg/.png image")
+        body = storage.read_bytes(uri)
+        if len(body) > max_body_bytes:
+            raise SmokeTestError(f"{uri}: {len(body)} bytes, over the {max_body_bytes}-byte request limit")
+        rows = parse_prediction(invoke(body, CONTENT_TYPES[suffix]), uri, num_classes)
+        if annotation_invoke is not None and index == 0:
+            check_annotation(annotation_invoke, body, CONTENT_TYPES[suffix], uri, len(rows), num_classes)
+        per_image[uri] = len(rows)
+        best = max([best, *(row[1] for row in rows)])
+    total = sum(per_image.values())
+    if total < min_detections:
+        raise SmokeTestError(f"{total} detections in {len(image_uris)} images, at least {min_detections} expected")
+    return {"images": len(image_uris), "detections": total, "per_image": per_image, "best_score": best}

@@ -166,6 +166,24 @@ def _config(config: PipelineConfig | None) -> PipelineConfig:
     return load_config(overrides={"backend": "local"})
 
 
+def _local_request(
+    input_uri: str,
+    output_uri: str,
+    hyperparameters: Mapping[str, Any] | None,
+    config: PipelineConfig | None,
+    job_name: str | None,
+    max_runtime_s: int | None,
+    *,
+    tune: bool,
+) -> dict[str, Any]:
+    """The request ``train``/``tune`` execute, named ``local-training-<time>`` / ``local-tuning-<time>``."""
+    default_name = _job_name("local-tuning" if tune else "local-training")
+    return build_request(
+        _config(config), input_uri, output_uri, name=job_name or default_name, tags=LOCAL_TAGS, tune=tune,
+        hyperparameters=hyperparameters, max_runtime_s=max_runtime_s,
+    )
+
+
 def train(
     input_uri: str,
     output_uri: str,
@@ -185,10 +203,7 @@ def train(
     """
     from include.training.local_executor import run_training_job
 
-    request = build_request(
-        _config(config), input_uri, output_uri, name=job_name or _job_name("local-training"), tags=LOCAL_TAGS,
-        hyperparameters=hyperparameters, max_runtime_s=max_runtime_s,
-    )
+    request = _local_request(input_uri, output_uri, hyperparameters, config, job_name, max_runtime_s, tune=False)
     return run_training_job(request, workdir, timeout_s, extra_record={"data_uri": storage.normalize(input_uri)})
 
 
@@ -212,8 +227,5 @@ def tune(
     """
     from include.training.local_tuner import run_tuning_job
 
-    request = build_request(
-        _config(config), input_uri, output_uri, name=job_name or _job_name("local-tuning"), tags=LOCAL_TAGS,
-        tune=True, hyperparameters=hyperparameters, max_runtime_s=max_runtime_s,
-    )
+    request = _local_request(input_uri, output_uri, hyperparameters, config, job_name, max_runtime_s, tune=True)
     return run_tuning_job(request, workdir, timeout_s, seed=seed)

@@ -51,5 +51,7 @@ def test_deliberately_bad_data_source_fails_the_run(airflow_client: AirflowClien
     run = airflow_client.wait_for_run(PIPELINE_DAG_ID, run_id, timeout_s=600, poll_s=3)
     states = airflow_client.task_states(PIPELINE_DAG_ID, run_id)
     assert run["state"] == "failed"
-    assert states["ingest"] == "failed" and states["watcher"] == "success"
+    # the watcher is what marks the run failed; everything after ingest never ran
+    assert states["ingest"] == "failed" and states["watcher"] == "failed"
+    assert states["validate"] == "upstream_failed" and states["teardown"] != "success"
     assert "missing" in airflow_client.task_log(PIPELINE_DAG_ID, run_id, "ingest", try_number=2)

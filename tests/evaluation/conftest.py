@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -159,33 +158,3 @@ def evaluated(tmp_path_factory: pytest.TempPathFactory, model_artifact: str, rec
     result = evaluate(str(root / "tune"), None, str(root / "evaluation"), score_threshold=0.5, samples=3,
                       quality_uri=str(root / "quality"))
     return {"result": result, "output": root / "evaluation", "training": trial}
-
-
-@pytest.fixture(scope="module")
-def s3_bucket() -> Iterator[str]:
-    """A bucket on a moto S3 server in a thread of this process; ``AWS_ENDPOINT_URL`` points boto3 and s3fs at it.
-
-    (moto's in-process ``mock_aws`` does not reach s3fs, which sends through aiobotocore.)
-    """
-    import logging
-
-    import boto3
-    import s3fs
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("AWS_ENDPOINT_URL", f"http://{host}:{port}")
-        patch.setenv("AWS_ACCESS_KEY_ID", "testing")
-        patch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-        patch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-        s3fs.S3FileSystem.clear_instance_cache()
-        boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="evaluation")
-        try:
-            yield "evaluation"
-        finally:
-            s3fs.S3FileSystem.clear_instance_cache()
-            server.stop()

@@ -60,3 +60,19 @@ def test_sample_drawing_shows_predictions_and_ground_truth() -> None:
     assert_sensible_png(drawn)
     assert png_size(drawn) == png_size(plain)
     assert np.abs(decoded(drawn).astype(int) - decoded(plain).astype(int)).sum() > 0  # boxes were drawn
+
+
+def test_sample_drawing_puts_the_box_where_the_detection_is() -> None:
+    grey = 40
+    image = np.full((100, 200, 3), grey, dtype=np.uint8)
+    detections = np.array([[1, 0.9, 0.5, 0.5, 1.0, 1.0], [0, 0.2, 0.0, 0.0, 0.4, 0.4]])
+    drawn = decoded(draw_detections(image, detections, None, {1: "WBC"}, score_threshold=0.5))
+    untouched = (drawn == grey).all(axis=2)  # the image's pixels the drawing left alone (and some of the text's)
+    rows, cols = np.nonzero(untouched.sum(axis=1) > 100)[0], np.nonzero(untouched.sum(axis=0) > 50)[0]
+    top, bottom, left, right = rows.min() + 3, rows.max() - 3, cols.min() + 3, cols.max() - 3  # inside its edges
+    inside = drawn[top:bottom, left:right]
+    changed_rows, changed_cols = np.nonzero((inside != grey).any(axis=2))
+    height, width = inside.shape[:2]
+    assert len(changed_cols) and changed_cols.min() >= width / 2 - 6  # the right half only
+    assert changed_rows.min() >= height / 2 - 40  # the bottom half, and its label just above it
+    assert (inside[: int(height * 0.45), : int(width * 0.45)] == grey).all()  # the low-scoring box is not drawn

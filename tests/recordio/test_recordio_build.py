@@ -260,23 +260,7 @@ def test_options_are_validated(synthetic, tmp_path):
         recordio.plan_shards(synthetic.table_uri, str(tmp_path / "x"), 0)
 
 
-@pytest.fixture
-def s3_endpoint(monkeypatch):
-    """A moto S3 server (s3fs talks aiobotocore, which moto's in-process mock_aws does not intercept)."""
-    import s3fs
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://{host}:{port}")
-    s3fs.S3FileSystem.clear_instance_cache()
-    yield
-    s3fs.S3FileSystem.clear_instance_cache()
-    server.stop()
-
-
-def test_s3_input_and_output(mx, s3_endpoint, tmp_path):
+def test_s3_input_and_output(mx, moto_endpoint, tmp_path):
     import boto3
 
     s3 = boto3.client("s3")

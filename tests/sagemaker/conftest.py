@@ -17,6 +17,8 @@ if str(ROOT / "plugins") not in sys.path:
 
 from aws_stand_ins import BUCKET, REGION, ROLE_ARN, STOPS, InvokeStandIn, StopStandIn, start_in_progress  # noqa: E402
 
+from include.sagemaker.naming import RunIdentity  # noqa: E402
+
 
 @pytest.fixture(autouse=True)
 def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -130,3 +132,36 @@ def hyperparameters() -> dict[str, str]:
 
     settings = {"base_network": "resnet-50", "epochs": 30, "mini_batch_size": 16, "lr_scheduler_step": ""}
     return training_hyperparameters(settings, num_classes=3, num_training_samples=300, max_objects_per_image=40)
+
+
+@pytest.fixture
+def training_builder(training_spec: Any, hyperparameters: dict[str, str]) -> Callable[..., dict[str, Any]]:
+    """The training operators' ``request_builder``: a CreateTrainingJob request named after the run."""
+    from include.sagemaker.requests import training_job_request
+
+    def build(context: Any, run: RunIdentity) -> dict[str, Any]:
+        return training_job_request(
+            training_spec, name=run.name("train"), hyperparameters=hyperparameters, tags=run.tags()
+        )
+
+    return build
+
+
+@pytest.fixture
+def tuning_builder(training_spec: Any, hyperparameters: dict[str, str]) -> Callable[..., dict[str, Any]]:
+    """The tuning operators' ``request_builder``: a CreateHyperParameterTuningJob request, 4 jobs, 2 at a time."""
+    from include.sagemaker.hyperparameters import default_ranges
+    from include.sagemaker.requests import tuning_job_request
+
+    def build(context: Any, run: RunIdentity) -> dict[str, Any]:
+        return tuning_job_request(
+            training_spec,
+            name=run.name("tune"),
+            hyperparameters=hyperparameters,
+            ranges=default_ranges(),
+            tags=run.tags(),
+            max_jobs=4,
+            max_parallel_jobs=2,
+        )
+
+    return build

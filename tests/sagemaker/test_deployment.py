@@ -16,8 +16,8 @@ from detection_airflow import DetectionEndpointOperator, StoppableSageMakerTrigg
 
 from include.sagemaker.naming import RunIdentity, keep_until, run_token
 from include.sagemaker.requests import deployment_request
-from include.sagemaker.smoke_test import SmokeTestError, sagemaker_invoker, smoke_test
 from include.sagemaker.teardown import sweep_expired_endpoints, teardown_run
+from include.serving.smoke import SmokeTestError, sagemaker_invoker, smoke_test
 
 AWS = {"aws_conn_id": None, "region_name": REGION}
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

@@ -6,9 +6,7 @@ binary InvokeEndpoint), which the stand-ins of :mod:`aws_stand_ins` answer clien
 
 from __future__ import annotations
 
-import socket
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,67 +18,31 @@ from aws_stand_ins import BUCKET, REGION, ROLE_ARN
 from detection_airflow import DetectionEndpointOperator, DetectionTrainingOperator, DetectionTuningOperator
 
 from include.sagemaker import metrics
-from include.sagemaker.hyperparameters import default_ranges
 from include.sagemaker.naming import RunIdentity, keep_until
-from include.sagemaker.requests import deployment_request, training_job_request, tuning_job_request
-from include.sagemaker.smoke_test import SmokeTestError, sagemaker_invoker, smoke_test
+from include.sagemaker.requests import deployment_request
 from include.sagemaker.teardown import teardown_run
 from include.sagemaker.training_metrics import LOG_GROUP, training_job_metrics
+from include.serving.smoke import SmokeTestError, sagemaker_invoker, smoke_test
 
 IMAGES = sorted(Path("/work/shared/datasets/bccd/BCCD/JPEGImages").glob("BloodImage_0001*.jpg"))[:2]
 AWS = {"aws_conn_id": None, "region_name": REGION}
 
 
-@pytest.fixture
-def moto_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    url = f"http://127.0.0.1:{port}"
-    monkeypatch.setenv("AWS_ENDPOINT_URL", url)
-    requests.post(f"{url}/moto-api/reset", timeout=10).raise_for_status()
-    boto3.DEFAULT_SESSION = None
-    try:
-        yield url
-    finally:
-        requests.post(f"{url}/moto-api/reset", timeout=10)
-        server.stop()
-        boto3.DEFAULT_SESSION = None
-
-
 def test_training_tuning_deployment_smoke_test_and_teardown_over_http(
-    moto_server: str, stop_calls, invoke_calls, task_context, training_spec, hyperparameters
+    moto_endpoint: str, stop_calls, invoke_calls, task_context, training_builder, tuning_builder, hyperparameters
 ) -> None:
     s3 = boto3.client("s3")
-    assert s3.meta.endpoint_url == moto_server
+    assert s3.meta.endpoint_url == moto_endpoint
     s3.create_bucket(Bucket=BUCKET)
     for key in ("data/train/train-0.rec", "data/validation/validation-0.rec"):
         s3.put_object(Bucket=BUCKET, Key=key, Body=b"\x0a\x23\xd7\x3e")
     context = task_context()
 
-    def train(context: Any, run: RunIdentity) -> dict[str, Any]:
-        return training_job_request(
-            training_spec, name=run.name("train"), hyperparameters=hyperparameters, tags=run.tags()
-        )
-
-    def tune(context: Any, run: RunIdentity) -> dict[str, Any]:
-        return tuning_job_request(
-            training_spec,
-            name=run.name("tune"),
-            hyperparameters=hyperparameters,
-            ranges=default_ranges(),
-            tags=run.tags(),
-        )
-
     trained = DetectionTrainingOperator(
-        task_id="train", request_builder=train, check_interval=1, deferrable=False, **AWS
+        task_id="train", request_builder=training_builder, check_interval=1, deferrable=False, **AWS
     ).execute(context)
     tuned = DetectionTuningOperator(
-        task_id="tune", request_builder=tune, check_interval=1, deferrable=False, **AWS
+        task_id="tune", request_builder=tuning_builder, check_interval=1, deferrable=False, **AWS
     ).execute(context)
     client = boto3.client("sagemaker")
     assert client.describe_training_job(TrainingJobName=trained["job_name"])["HyperParameters"] == hyperparameters
@@ -128,7 +90,7 @@ def test_training_tuning_deployment_smoke_test_and_teardown_over_http(
         }
     ] * len(IMAGES)
     requests.post(
-        f"{moto_server}/moto-api/static/sagemaker/endpoint-results",
+        f"{moto_endpoint}/moto-api/static/sagemaker/endpoint-results",
         json={"region": REGION, "results": results},
         timeout=10,
     ).raise_for_status()

@@ -15,38 +15,11 @@ from aws_stand_ins import BUCKET, REGION
 from detection_airflow import DetectionTrainingOperator, DetectionTuningOperator, StoppableSageMakerTrigger
 from detection_airflow.triggers import waiter_attempts
 
-from include.sagemaker.hyperparameters import default_ranges
 from include.sagemaker.naming import RunIdentity
-from include.sagemaker.requests import training_job_request, tuning_job_request
+from include.sagemaker.requests import training_job_request
 from include.sagemaker.validation import RequestValidationError
 
 AWS = {"aws_conn_id": None, "region_name": REGION}
-
-
-@pytest.fixture
-def training_builder(training_spec, hyperparameters):
-    def build(context: Any, run: RunIdentity) -> dict[str, Any]:
-        return training_job_request(
-            training_spec, name=run.name("train"), hyperparameters=hyperparameters, tags=run.tags()
-        )
-
-    return build
-
-
-@pytest.fixture
-def tuning_builder(training_spec, hyperparameters):
-    def build(context: Any, run: RunIdentity) -> dict[str, Any]:
-        return tuning_job_request(
-            training_spec,
-            name=run.name("tune"),
-            hyperparameters=hyperparameters,
-            ranges=default_ranges(),
-            tags=run.tags(),
-            max_jobs=4,
-            max_parallel_jobs=2,
-        )
-
-    return build
 
 
 def _run(context: dict[str, Any]) -> RunIdentity:

@@ -13,6 +13,7 @@ BCCD_IMAGES = Path("/work/shared/datasets/bccd/BCCD/JPEGImages")
 CLASSES = {0: "RBC", 1: "WBC", 2: "Platelets"}
 #: Small enough to make 413 cheap to provoke, large enough for the test images (BCCD JPEGs are under 25 kB).
 TEST_MAX_BODY = 400_000
+REGION = "us-east-1"
 
 
 def build_artifact(path: Path, image_shape: int = 256) -> str:
@@ -48,40 +49,16 @@ def artifact(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 @pytest.fixture
-def s3_artifact(artifact: str, server_env: dict[str, str]):
-    """The artifact in a local moto server's bucket: yields its s3:// URI and a server environment reaching it."""
-    import socket
-
+def s3_artifact(artifact: str, server_env: dict[str, str], moto_endpoint: str) -> tuple[str, dict[str, str]]:
+    """The artifact in a bucket of moto's S3 server: its s3:// URI and a server environment reaching it."""
     import boto3
-    from moto.server import ThreadedMotoServer
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    moto.start()
-    credentials = {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }
-    try:
-        url = f"http://127.0.0.1:{port}"
-        s3 = boto3.client(
-            "s3",
-            endpoint_url=url,
-            region_name="us-east-1",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
-        s3.create_bucket(Bucket="models")
-        s3.upload_file(artifact.removeprefix("file://"), "models", "run-1/model.tar.gz")
-        env = {
-            k: v for k, v in server_env.items() if k not in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
-        }
-        yield "s3://models/run-1/model.tar.gz", {**env, **credentials, "AWS_ENDPOINT_URL": url}
-    finally:
-        moto.stop()
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.create_bucket(Bucket="models")
+    s3.upload_file(artifact.removeprefix("file://"), "models", "run-1/model.tar.gz")
+    env = {k: v for k, v in server_env.items() if k not in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")}
+    credentials = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": REGION}
+    return "s3://models/run-1/model.tar.gz", {**env, **credentials, "AWS_ENDPOINT_URL": moto_endpoint}
 
 
 @pytest.fixture(scope="session")

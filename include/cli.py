@@ -271,7 +271,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"detection-pipeline {args.command}: this stage is not available yet ({exc.name})", file=sys.stderr)
             return 3
         raise
-    except ValueError as exc:
+    except FileNotFoundError as exc:
+        print(f"detection-pipeline {args.command}: no such file: {exc.filename}", file=sys.stderr)
+        return 1
+    except (ValueError, RuntimeError) as exc:
         print(f"detection-pipeline {args.command}: {exc}", file=sys.stderr)
         return 1
     _print(result)

@@ -103,7 +103,6 @@ class SageMaker(Section):
     role_arn: str | None = None
     bucket: str | None = None
     prefix: str = "object-detection"
-    aws_conn_id: str = "aws_default"
     training_instance_type: str = Field("ml.p3.2xlarge", pattern=INSTANCE_TYPE)
     training_instance_count: PositiveInt = 1
     volume_size_gb: PositiveInt = 50
@@ -112,8 +111,6 @@ class SageMaker(Section):
     max_wait_seconds: PositiveInt = 172800
     endpoint_instance_type: str = Field("ml.m5.xlarge", pattern=INSTANCE_TYPE)
     endpoint_instance_count: PositiveInt = 1
-    deferrable: bool = True
-    check_interval_seconds: PositiveInt = 60
 
 
 class PipelineConfig(Section):

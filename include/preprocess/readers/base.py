@@ -101,6 +101,24 @@ def annotated_size(width: object, height: object, depth: object = None) -> tuple
     return one(width), one(height), one(depth)
 
 
+def ltwh_label(size: tuple[int, int, int], objects: list[tuple[int, float, float, float, float]]) -> dict[str, list]:
+    """SageMaker's ``{"image_size", "annotations"}`` label for ``(class_id, left, top, width, height)`` pixel boxes.
+
+    The shape of an image+JSON record and of a Ground Truth label attribute.
+    """
+    width, height, depth = size
+    return {
+        "image_size": [{"width": width, "height": height, "depth": depth}],
+        "annotations": [{"class_id": c, "left": x, "top": y, "width": w, "height": h} for c, x, y, w, h in objects],
+    }
+
+
+def ltwh_label_size(label: dict) -> tuple[float, float, float]:
+    """The size written in such a label's ``image_size`` (:func:`annotated_size`: NaN where missing)."""
+    sizes = label.get("image_size") or [{}]
+    return annotated_size(sizes[0].get("width"), sizes[0].get("height"), sizes[0].get("depth"))
+
+
 def number(value: object, file: str, line: int, what: str) -> float:
     """``float(value)`` or an :class:`AnnotationFormatError` naming the file, line and field."""
     try:

@@ -26,11 +26,12 @@ from include.preprocess.readers.base import (
     AnnotationFormatError,
     BoxRows,
     SourceData,
-    annotated_size,
     declare_class,
     inside,
     integer,
     ltwh_box,
+    ltwh_label,
+    ltwh_label_size,
 )
 
 OBJECT_DETECTION = "groundtruth/object-detection"
@@ -48,15 +49,9 @@ def groundtruth_line(
     creation_date: str,
 ) -> str:
     """One output-manifest line; ``objects`` are ``(class_id, left, top, width, height)`` in pixels."""
-    width, height, depth = size
     record = {
         "source-ref": source_ref,
-        label_attribute: {
-            "image_size": [{"width": width, "height": height, "depth": depth}],
-            "annotations": [
-                {"class_id": c, "left": left, "top": top, "width": w, "height": h} for c, left, top, w, h in objects
-            ],
-        },
+        label_attribute: ltwh_label(size, objects),
         f"{label_attribute}-metadata": {
             "objects": [{"confidence": 1.0} for _ in objects],
             "class-map": {str(k): v for k, v in sorted(class_map.items())},
@@ -173,8 +168,7 @@ def read_groundtruth(source_uri: str, label_attribute: str | None = None) -> Sou
     rows = BoxRows()
     for image_uri, name, line, record, split in entries:
         label = record[attribute]
-        sizes = label.get("image_size") or [{}]
-        size = annotated_size(sizes[0].get("width"), sizes[0].get("height"), sizes[0].get("depth"))
+        size = ltwh_label_size(label)
         image = image_uri[len(image_root) :].lstrip("/")
         for k, ann in enumerate(label["annotations"], start=1):
             box = ltwh_box(ann, name, line, f"annotation {k}")

@@ -29,11 +29,12 @@ from include.preprocess.readers.base import (
     AnnotationFormatError,
     BoxRows,
     SourceData,
-    annotated_size,
     declare_class,
     inside,
     integer,
     ltwh_box,
+    ltwh_label,
+    ltwh_label_size,
 )
 
 CHANNELS = ("train", "validation")
@@ -46,11 +47,9 @@ def imagejson_record(
     class_map: dict[int, str],
 ) -> dict[str, Any]:
     """One image's annotation; ``objects`` are ``(class_id, left, top, width, height)`` in pixels."""
-    width, height, depth = size
     return {
         "file": file,
-        "image_size": [{"width": width, "height": height, "depth": depth}],
-        "annotations": [{"class_id": c, "left": x, "top": y, "width": w, "height": h} for c, x, y, w, h in objects],
+        **ltwh_label(size, objects),
         "categories": [{"class_id": k, "name": v} for k, v in sorted(class_map.items())],
     }
 
@@ -107,8 +106,7 @@ def read_imagejson(source_uri: str, workers: int = 8) -> SourceData:
         annotations = record.get("annotations") or []
         if not annotations:
             issues.append(Issue(name, 0, file, "images_have_boxes", "annotation has no boxes"))
-        sizes = record.get("image_size") or [{}]
-        size = annotated_size(sizes[0].get("width"), sizes[0].get("height"), sizes[0].get("depth"))
+        size = ltwh_label_size(record)
         for k, ann in enumerate(annotations, start=1):
             box = ltwh_box(ann, name, k, "annotation")
             class_id = integer(ann.get("class_id"), name, k, "class_id")

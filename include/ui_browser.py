@@ -13,7 +13,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import quote, unquote, urlparse
@@ -214,6 +214,17 @@ const rects = Array.from(parts, e => e.getBoundingClientRect()).filter(r => r.wi
 return [Math.min(...rects.map(r => r.left)), Math.min(...rects.map(r => r.top)),
         Math.max(...rects.map(r => r.right)), Math.max(...rects.map(r => r.bottom))];
 """
+
+
+@contextmanager
+def screenshot_on_failure(driver: WebDriver, path: Path) -> Iterator[None]:
+    """Save what the browser shows at ``path`` when the block raises (then re-raise)."""
+    try:
+        yield
+    except BaseException:
+        with suppress(WebDriverException):
+            print(f"browser at {driver.current_url} on failure: {save_screenshot(driver, path)}")
+        raise
 
 
 def save_screenshot(

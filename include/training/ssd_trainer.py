@@ -132,17 +132,26 @@ def evaluate_map(net: Any, data: Any, hp: dict[str, Any], class_names: list[str]
 
 
 @dataclass
-class _Step:
-    """What one training step needs besides the batch."""
+class TrainingStep:
+    """What one training step needs besides the batch: the (hybridized) net, its trainer, targets and loss."""
 
     net: Any
     trainer: Any
     targets: Any
     loss_fn: Any
 
+    @classmethod
+    def create(cls, net: Any, hp: dict[str, Any]) -> TrainingStep:
+        from gluoncv.loss import SSDMultiBoxLoss
+        from gluoncv.model_zoo.ssd.target import SSDTargetGenerator
 
-def _train_epoch(
-    step: _Step, data: Any, epoch: int, lr: float, emit: Emit, deadline: float | None
+        net.hybridize(static_alloc=True, static_shape=True)
+        targets = SSDTargetGenerator(iou_thresh=0.5, stds=(0.1, 0.1, 0.2, 0.2), negative_mining_ratio=-1)
+        return cls(net, make_trainer(net, hp), targets, SSDMultiBoxLoss())
+
+
+def train_epoch(
+    step: TrainingStep, data: Any, epoch: int, lr: float, emit: Emit, deadline: float | None = None
 ) -> EpochStats | None:
     """One pass over ``data``; its stats, or None when ``deadline`` cut it short."""
     import mxnet as mx
@@ -195,13 +204,7 @@ def train_ssd(
     ``deadline`` (``time.monotonic()`` value) stops training between batches, keeping the best
     epoch so far (``stop_reason='max_runtime'``).
     """
-    from gluoncv.loss import SSDMultiBoxLoss
-    from gluoncv.model_zoo.ssd.target import SSDTargetGenerator
-
-    net.hybridize(static_alloc=True, static_shape=True)
-    step = _Step(net, make_trainer(net, hp),
-                 SSDTargetGenerator(iou_thresh=0.5, stds=(0.1, 0.1, 0.2, 0.2), negative_mining_ratio=-1),
-                 SSDMultiBoxLoss())
+    step = TrainingStep.create(net, hp)
     stopper = EarlyStopping(hp["early_stopping_min_epochs"], hp["early_stopping_patience"],
                             hp["early_stopping_tolerance"])
     outcome = TrainingOutcome()
@@ -211,7 +214,7 @@ def train_ssd(
         lr = learning_rate_at(epoch, hp)
         step.trainer.set_learning_rate(lr)
         net.set_nms(nms_thresh=hp["nms_threshold"], nms_topk=NMS_TOPK, post_nms=POST_NMS)  # clear cached graph
-        stats = _train_epoch(step, train_data, epoch, lr, emit, deadline)
+        stats = train_epoch(step, train_data, epoch, lr, emit, deadline)
         if stats is None:
             outcome.stop_reason = "max_runtime"
             break

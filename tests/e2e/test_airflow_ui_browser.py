@@ -12,7 +12,7 @@ from include import ui_browser as ui
 from include.local_stack import PIPELINE_DAG_ID, AirflowClient
 
 MISSING_BROWSER = ui.missing_browser()
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(MISSING_BROWSER is not None, reason=f"{MISSING_BROWSER}")]
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(MISSING_BROWSER is not None, reason=str(MISSING_BROWSER))]
 
 #: The trigger form's fields, one per DAG param, by the param's title.
 PARAM_TITLES = (
@@ -32,7 +32,7 @@ def test_trigger_from_the_form_and_watch_the_run_succeed(
     airflow_stack: dict, airflow_client: AirflowClient, screenshots: Path
 ) -> None:
     url, login_shot = airflow_stack["url"], screenshots / "1-login.png"
-    with ui.chromium() as driver:
+    with ui.chromium() as driver, ui.screenshot_on_failure(driver, screenshots / "failure.png"):
         ui.log_in(driver, url, airflow_stack["username"], airflow_stack["password"], screenshot=login_shot)
         shots = [login_shot]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import time
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlparse
 
@@ -144,11 +145,19 @@ def test_four_concurrent_clients_are_all_served(endpoint, jpeg_bytes, png_bytes)
         assert all(pool.map(client, images))
 
 
+def _logged_requests(log_path: str) -> list[dict]:
+    with open(log_path) as handle:
+        lines = [json.loads(line) for line in handle if line.startswith("{")]
+    return [line for line in lines if line["event"] == "request"]
+
+
 def test_every_request_is_logged_as_a_structured_line(endpoint, jpeg_bytes):
     post_image(endpoint["url"], b"garbage")
-    with open(endpoint["log_path"]) as handle:
-        lines = [json.loads(line) for line in handle if line.startswith("{")]
-    requests = [line for line in lines if line["event"] == "request"]
+    deadline = time.monotonic() + 10  # the server logs a request once its answer is sent: the line may come later
+    requests = _logged_requests(endpoint["log_path"])
+    while (not requests or requests[-1]["status"] != 400) and time.monotonic() < deadline:
+        time.sleep(0.05)
+        requests = _logged_requests(endpoint["log_path"])
     assert requests and all({"method", "path", "status", "bytes", "ms"} <= set(line) for line in requests)
     last = requests[-1]
     assert (last["method"], last["path"], last["status"]) == ("POST", "/invocations", 400)

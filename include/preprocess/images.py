@@ -19,10 +19,11 @@ than the GIL-held part of each image).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import posixpath
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -124,6 +125,23 @@ def verify_images(
     names = converted_names(images.values())
     uris = sorted(images)
     task = partial(verify_image, output_uri=storage.normalize(output_uri), policy=policy)
-    with ThreadPoolExecutor(max(1, workers or 4 * default_workers())) as pool:
+    with _truncated_images_refused(), ThreadPoolExecutor(max(1, workers or 4 * default_workers())) as pool:
         results = list(pool.map(task, uris, [images[u] for u in uris], [names[images[u]] for u in uris]))
     return {check.source_uri: check for check in results}
+
+
+@contextlib.contextmanager
+def _truncated_images_refused() -> Iterator[None]:
+    """Make Pillow raise on truncated files while verifying, whatever the process set before.
+
+    Importing gluoncv sets Pillow's process-wide ``ImageFile.LOAD_TRUNCATED_IMAGES = True``
+    (gluoncv/data/mhp.py), which would silently pad a truncated JPEG with grey.
+    """
+    from PIL import ImageFile
+
+    previous = ImageFile.LOAD_TRUNCATED_IMAGES
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    try:
+        yield
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = previous

@@ -174,3 +174,18 @@ def test_unknown_format_and_misplaced_label_attribute(tmp_path):
         ingest("coco", str(tmp_path), str(tmp_path / "out"))
     with pytest.raises(ValueError, match="label_attribute applies to the groundtruth format"):
         ingest("voc", str(tmp_path), str(tmp_path / "out"), label_attribute="x")
+
+
+def test_truncated_jpeg_is_caught_even_after_gluoncv_relaxed_pillow(tmp_path, monkeypatch):
+    from PIL import ImageFile
+
+    # what `import gluoncv` does to the whole process (gluoncv/data/mhp.py)
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
+    root = generate_sample(tmp_path / "data", n_images=4, seed=5)
+    truncated = (root / "images.txt").read_text().splitlines()[0].split()[1]
+    data = (root / "images" / truncated).read_bytes()
+    (root / "images" / truncated).write_bytes(data[: len(data) // 2])
+    ingest("cub", str(root), str(tmp_path / "out"))
+    reasons = [i.reason for i in read_issues(str(tmp_path / "out")) if i.check == "image_files"]
+    assert len(reasons) == 1 and reasons[0].startswith("truncated JPEG image")
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is True  # restored for the rest of the process

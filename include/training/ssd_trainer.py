@@ -9,6 +9,7 @@ stdout, writes the best epoch's model to ``DIR/model.tar.gz`` with
 Training follows the hyperparameters: optimizer, learning rate with its step schedule, momentum,
 weight decay, mini-batch size, epochs, early stopping, frozen layers, pretrained base weights.
 Augmentation is a random horizontal flip only (the RecordIO build already adds flipped copies).
+Runs are seeded (:data:`SEED`), so a request trains the same model again up to floating-point order.
 Validation runs every epoch: VOC07 11-point mAP (gluoncv ``VOC07MApMetric``, the Pascal VOC metric
 of the MXNet SSD example) at IoU ``overlap_threshold`` after NMS at ``nms_threshold``; the weights
 of the best epoch are kept and exported.
@@ -44,6 +45,7 @@ MODEL_FILE = "model.tar.gz"
 NMS_TOPK = 400
 POST_NMS = 100
 LOG_INTERVAL = 10  # batches between running-loss lines
+SEED = 0  # the same data and hyperparameters train the same model (up to floating-point order)
 
 Emit = Callable[[str], None]
 
@@ -95,6 +97,18 @@ class EarlyStopping:
         else:
             self.stale += 1
         return epoch + 1 >= self.min_epochs and self.stale >= self.patience
+
+
+def seed_everything(seed: int) -> None:
+    """Seed MXNet (weight init), NumPy (shuffling) and Python's ``random``."""
+    import random
+
+    import mxnet as mx
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed)
+    mx.random.seed(seed)
 
 
 def learning_rate_at(epoch: int, hp: dict[str, Any]) -> float:
@@ -334,6 +348,7 @@ def run_job(request: TrainingRequest, workdir: Path, emit: Emit, data_workers: i
             raise ValueError(f"hyperparameter num_classes={hp['num_classes']} does not match the data: "
                              f"{channel.folder} uses class id(s) {too_big}")
     class_names = [classes[i] for i in range(hp["num_classes"])]
+    seed_everything(SEED)
     net = build_ssd(hp["base_network"], hp["image_shape"], class_names, bool(hp["use_pretrained_model"]), emit)
     if "model" in folders:
         load_model_channel(net, folders["model"], hp, emit)

@@ -230,17 +230,25 @@ class AirflowClient:
             return json.load(resp)["access_token"]
 
     def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        req = urllib.request.Request(
-            f"{self.url}/api/v2{path}",
-            data=None if body is None else json.dumps(body).encode(),
-            headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
-            method=method,
-        )
-        try:
-            with urllib.request.urlopen(req, timeout=60) as resp:
-                return json.load(resp)
-        except urllib.error.HTTPError as exc:
-            raise RuntimeError(f"{method} {path} -> {exc.code}: {exc.read().decode(errors='replace')}") from None
+        """One API call; idempotent calls are retried when SQLite answers "database is locked" (HTTP 500)."""
+        attempts, attempt = (5 if method in ("GET", "PATCH") else 1), 0
+        while True:
+            attempt += 1
+            req = urllib.request.Request(
+                f"{self.url}/api/v2{path}",
+                data=None if body is None else json.dumps(body).encode(),
+                headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
+                method=method,
+            )
+            try:
+                with urllib.request.urlopen(req, timeout=60) as resp:
+                    return json.load(resp)
+            except urllib.error.HTTPError as exc:
+                detail = exc.read().decode(errors="replace")
+                if exc.code >= 500 and attempt < attempts:
+                    time.sleep(2 * attempt)
+                    continue
+                raise RuntimeError(f"{method} {path} -> {exc.code}: {detail}") from None
 
     def wait_for_dag(self, dag_id: str, timeout_s: float = 180) -> dict[str, Any]:
         """Wait until the DAG processor has parsed ``dag_id``; raises on import errors."""
@@ -257,7 +265,8 @@ class AirflowClient:
 
     def trigger(self, dag_id: str, conf: dict[str, Any] | None = None) -> str:
         """Trigger a run as the UI's trigger button does; returns the run id."""
-        self.request("PATCH", f"/dags/{dag_id}", {"is_paused": False})
+        if self.request("GET", f"/dags/{dag_id}")["is_paused"]:
+            self.request("PATCH", f"/dags/{dag_id}", {"is_paused": False})
         run = self.request("POST", f"/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": conf or {}})
         return run["dag_run_id"]
 

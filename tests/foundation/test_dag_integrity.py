@@ -89,3 +89,25 @@ def test_ruff_airflow3_rules_clean() -> None:
         capture_output=True, text=True, cwd=ROOT,
     )
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_pipeline_is_scheduled_on_the_labelled_dataset_asset_or_cron(monkeypatch) -> None:
+    import importlib.util
+
+    from airflow.sdk import Asset, AssetOrTimeSchedule
+
+    def load(cron: str | None):
+        if cron:
+            monkeypatch.setenv("DETECTION_SCHEDULE_CRON", cron)
+        else:
+            monkeypatch.delenv("DETECTION_SCHEDULE_CRON", raising=False)
+        spec = importlib.util.spec_from_file_location("pipeline_dag", ROOT / "dags" / "object_detection_pipeline.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    by_asset = load(None)
+    assert by_asset.SCHEDULE == Asset(name="labelled_dataset", uri="detection://labelled-dataset")
+    by_both = load("0 6 * * *")
+    assert isinstance(by_both.SCHEDULE, AssetOrTimeSchedule)
+    assert by_both.SCHEDULE.timetable.expression == "0 6 * * *"

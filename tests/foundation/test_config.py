@@ -36,7 +36,7 @@ def test_params_override_config() -> None:
 
 
 def test_none_param_keeps_config_value() -> None:
-    assert load_config(params={"epochs": None}, environ={}).training.hyperparameters["epochs"] == 6
+    assert load_config(params={"epochs": None}, environ={}).training.hyperparameters["epochs"] == 8
 
 
 @pytest.mark.parametrize(

@@ -165,8 +165,11 @@ class _Record:
 
 
 @contextlib.contextmanager
-def _sigterm_raises() -> Iterator[None]:
-    """In the main thread, turn a default (fatal) SIGTERM into SystemExit so cleanup runs."""
+def sigterm_raises(stop: threading.Event | None = None) -> Iterator[None]:
+    """In the main thread, turn a default (fatal) SIGTERM into SystemExit so cleanup runs.
+
+    ``stop``, when given, is set first (the tuner uses it to stop its parallel trials).
+    """
     if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) not in (
         signal.SIG_DFL,
         None,
@@ -175,6 +178,8 @@ def _sigterm_raises() -> Iterator[None]:
         return
 
     def handler(signum: int, frame: Any) -> None:
+        if stop is not None:
+            stop.set()
         raise SystemExit(128 + signum)
 
     previous = signal.signal(signal.SIGTERM, handler)
@@ -267,7 +272,7 @@ def _run(
     start = time.monotonic()
     hard_limit = job.max_runtime_s + STOP_GRACE_S if job.max_runtime_s else None
     stopped: str | None = None
-    with _sigterm_raises():
+    with sigterm_raises():
         child = subprocess.Popen(command, cwd=PROJECT_ROOT, env=_child_env(threads), stdout=subprocess.PIPE,
                                  stderr=subprocess.STDOUT, encoding="utf-8", errors="replace",
                                  start_new_session=True)

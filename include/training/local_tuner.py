@@ -25,24 +25,21 @@ the best trial's model.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import hashlib
 import json
 import logging
 import math
 import os
-import signal
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from include import storage
 from include.training.hyperparameters import SPECS
-from include.training.local_executor import TrainingJobError, run_training_job
+from include.training.local_executor import TrainingJobError, run_training_job, sigterm_raises
 from include.training.metric_log import METRIC_NAMES
 
 log = logging.getLogger(__name__)
@@ -274,27 +271,6 @@ class _Tuning:
         return data
 
 
-@contextlib.contextmanager
-def _sigterm_sets(stop: threading.Event) -> Iterator[None]:
-    """In the main thread, make a default SIGTERM stop the trials and raise SystemExit."""
-    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) not in (
-        signal.SIG_DFL,
-        None,
-    ):
-        yield
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        stop.set()
-        raise SystemExit(128 + signum)
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def run_tuning_job(
     request: dict[str, Any],
     workdir: str | None = None,
@@ -365,7 +341,7 @@ def run_tuning_job(
         daemon=True,
     )
     start = time.monotonic()
-    with _sigterm_sets(stop):
+    with sigterm_raises(stop):
         worker.start()
         try:
             while worker.is_alive():

@@ -41,6 +41,7 @@ from include import storage
 from include.training.hyperparameters import SPECS
 from include.training.local_executor import TrainingJobError, run_training_job, sigterm_raises
 from include.training.metric_log import METRIC_NAMES
+from include.training.training_request import request_field
 
 log = logging.getLogger(__name__)
 
@@ -86,12 +87,7 @@ class ParameterRange:
 
 
 def _field(obj: Any, path: str) -> Any:
-    value = obj
-    for part in path.split("."):
-        if not isinstance(value, dict) or part not in value:
-            raise TuningRequestError(f"tuning request: missing field {path}")
-        value = value[part]
-    return value
+    return request_field(obj, path, TuningRequestError, "tuning request")
 
 
 def parse_ranges(ranges: dict[str, Any]) -> list[ParameterRange]:

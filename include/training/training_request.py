@@ -55,19 +55,21 @@ class TrainingRequest:
         return storage.join(self.output_uri, "model.tar.gz")
 
 
-def _get(obj: Any, path: str) -> Any:
-    """``obj[a][b]...`` for ``path`` ``'a.b'``; raises naming the missing field."""
+def request_field(
+    obj: Any, path: str, error: type[ValueError] = TrainingRequestError, what: str = "training request"
+) -> Any:
+    """``obj[a][b]...`` for ``path`` ``'a.b'``; raises ``error`` naming ``what`` and the missing field."""
     value = obj
     for part in path.split("."):
         if not isinstance(value, dict) or part not in value:
-            raise TrainingRequestError(f"training request: missing field {path}")
+            raise error(f"{what}: missing field {path}")
         value = value[part]
     return value
 
 
 def parse_request(request: dict[str, Any]) -> TrainingRequest:
     """Check ``request`` and pull out what the local backend needs; errors name the field."""
-    name = _get(request, "TrainingJobName")
+    name = request_field(request, "TrainingJobName")
     if not isinstance(name, str) or not JOB_NAME_PATTERN.match(name):
         raise TrainingRequestError(
             f"training request: TrainingJobName {name!r} must be 1-63 letters, digits or hyphens, "
@@ -77,14 +79,14 @@ def parse_request(request: dict[str, Any]) -> TrainingRequest:
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in hyper.items()):
         raise TrainingRequestError("training request: HyperParameters must map strings to strings")
     channels: dict[str, str] = {}
-    for i, channel in enumerate(_get(request, "InputDataConfig")):
+    for i, channel in enumerate(request_field(request, "InputDataConfig")):
         where = f"InputDataConfig[{i}]"
-        cname = _get(channel, "ChannelName")
+        cname = request_field(channel, "ChannelName")
         if cname not in KNOWN_CHANNELS:
             raise TrainingRequestError(
                 f"training request: {where}.ChannelName {cname!r} is not one of {KNOWN_CHANNELS}"
             )
-        source = _get(channel, "DataSource.S3DataSource")
+        source = request_field(channel, "DataSource.S3DataSource")
         if source.get("S3DataType", "S3Prefix") != "S3Prefix":
             raise TrainingRequestError(
                 f"training request: {where}.DataSource.S3DataSource.S3DataType {source.get('S3DataType')!r}: "
@@ -95,7 +97,7 @@ def parse_request(request: dict[str, Any]) -> TrainingRequest:
                 f"training request: {where}.ContentType {channel.get('ContentType')!r}: "
                 "the local backend reads application/x-recordio channels only"
             )
-        channels[cname] = storage.normalize(_get(source, "S3Uri"))
+        channels[cname] = storage.normalize(request_field(source, "S3Uri"))
     missing = [c for c in REQUIRED_CHANNELS if c not in channels]
     if missing:
         raise TrainingRequestError(f"training request: InputDataConfig lacks channel(s) {', '.join(missing)}")
@@ -106,7 +108,7 @@ def parse_request(request: dict[str, Any]) -> TrainingRequest:
         job_name=name,
         hyperparameters=dict(hyper),
         channels=channels,
-        output_path=storage.normalize(_get(request, "OutputDataConfig.S3OutputPath")),
+        output_path=storage.normalize(request_field(request, "OutputDataConfig.S3OutputPath")),
         max_runtime_s=runtime,
         raw=request,
     )

@@ -4,13 +4,15 @@ Generates a few thousand ~500x375 JPEGs (BCCD images scaled to CUB-birds size, r
 under different names) and a canonical table in a temporary folder, then runs, each as a
 fresh process with the same Python:
 
-* ``build_recordio(resize=256, flip="none")`` (this project, all CPUs),
+* ``build_recordio(resize=256, flip="none")`` (this project, all CPUs, the default fast decoder),
+* the same with ``decoder="exact"``,
 * ``im2rec.py --resize 256 --pack-label`` (the birds notebook: single-threaded),
 * ``im2rec.py --num-thread 2 --resize 256 --pack-label``,
 
-on the .lst files our build wrote, checks the .rec files are byte-identical, and prints
-images/s and the ratios. Then profiles our pipeline per stage (read, decode, resize,
-encode, pack+frame+write) on one core, and the plan/build/merge split of a build.
+on the .lst files our build wrote, checks the exact build's .rec/.idx are byte-identical to
+both im2rec runs (and how close the fast decoder's images are: PSNR), and prints images/s and
+the ratios. Then profiles our pipeline per stage (read, decode, resize, encode,
+pack+frame+write) on one core for both decoders, and the plan/build/merge split of a build.
 
 Usage: ``.venv/bin/python bench/bench_recordio.py [--images 3000] [--resize 256] [--keep DIR]``
 """
@@ -26,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,17 +93,10 @@ def make_dataset(folder: Path, count: int) -> str:
     return str(table)
 
 
-def bytecode_modes(work: Path) -> dict[str, dict[str, str]]:
-    """Child environments: as this environment runs Python, and with a bytecode cache (outside the project)."""
-    base = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cached = {k: v for k, v in base.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    cached["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
-    as_is = (
-        "no bytecode cache (PYTHONDONTWRITEBYTECODE=1, as here)"
-        if os.environ.get("PYTHONDONTWRITEBYTECODE")
-        else ("as configured")
-    )
-    return {as_is: base, "bytecode cached": cached}
+def child_env(work: Path) -> dict[str, str]:
+    """Every command's environment: one OpenMP thread, bytecode cached (outside the project) for scripts too."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    return {**env, "OMP_NUM_THREADS": "1", "PYTHONPYCACHEPREFIX": str(work / "pycache")}
 
 
 def timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float]:
@@ -113,11 +109,11 @@ def timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float]
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def ours_command(table: str, out: Path, resize: int, flip: str) -> list[str]:
+def ours_command(table: str, out: Path, resize: int, flip: str, decoder: str = "fast") -> list[str]:
     code = (
         "from include.preprocess.recordio import build_recordio\n"
         "if __name__ == '__main__':\n"
-        f"    build_recordio({table!r}, {str(out)!r}, resize={resize}, flip={flip!r})\n"
+        f"    build_recordio({table!r}, {str(out)!r}, resize={resize}, flip={flip!r}, decoder={decoder!r})\n"
     )
     script = out.parent / f"{out.name}.py"
     script.write_text(code)
@@ -166,7 +162,22 @@ def same_files(ours: Path, ref: Path) -> bool:
     )
 
 
-def stage_profile(table: str, resize: int, sample: int) -> dict[str, float]:
+def psnr(ours: Path, ref: Path) -> float:
+    """Lowest PSNR (dB) between the images of two .rec files holding the same records (read with MXNet)."""
+    import cv2
+    import mxnet as mx
+    import numpy as np
+
+    def images(path: Path) -> Iterator[np.ndarray]:
+        reader = mx.recordio.MXRecordIO(str(path), "r")
+        while (item := reader.read()) is not None:
+            yield cv2.imdecode(np.frombuffer(mx.recordio.unpack(item)[1], np.uint8), cv2.IMREAD_COLOR)
+        reader.close()
+
+    return min(cv2.PSNR(a, b) for a, b in zip(images(ours), images(ref), strict=True))
+
+
+def stage_profile(table: str, resize: int, sample: int, decoder: str) -> dict[str, float]:
     """Seconds per stage over ``sample`` images, one process, OpenCV single-threaded."""
     import cv2
 
@@ -180,7 +191,7 @@ def stage_profile(table: str, resize: int, sample: int) -> dict[str, float]:
             t0 = time.perf_counter()
             data = augment.read_image(r.uri)
             t1 = time.perf_counter()
-            img = augment.decode(data, r.width, r.height)
+            img = augment.decode(data, r.width, r.height, decoder=decoder)
             t2 = time.perf_counter()
             img = cv2.resize(img, augment.im2rec_size(r.width, r.height, resize))
             t3 = time.perf_counter()
@@ -218,37 +229,41 @@ def report(title: str, names: dict[str, str], runs: dict[str, list[tuple[float, 
 
 
 def same_lst_and_flags(work: Path, table: str, n: int, resize: int, repeats: int) -> None:
-    """Like for like: flip none, our .lst given to im2rec; checks the outputs are byte-identical."""
-    ours = work / "ours"
+    """Like for like: flip none, our .lst given to im2rec; checks the exact build is byte-identical."""
     names = {
-        "ours": "build_recordio (this project, all CPUs, exact mode)",
+        "ours": "build_recordio (this project, all CPUs, fast decoder: default)",
+        "exact": "build_recordio(decoder='exact') (byte-identical to im2rec)",
         "single": f"im2rec.py --resize {resize} --pack-label (the notebook)",
         "multi": f"im2rec.py --num-thread 2 --resize {resize} --pack-label",
     }
-    for mode, env in bytecode_modes(work).items():
-        timed([sys.executable, "-c", WARM_IMPORTS], ROOT, env)  # fills the bytecode cache, if any
-        runs: dict[str, list[tuple[float, float]]] = {k: [] for k in names}
-        for _ in range(repeats):
-            shutil.rmtree(ours, ignore_errors=True)
-            runs["ours"].append(timed(ours_command(table, ours, resize, "none"), ROOT, env))
-            for key, threads in (("single", 1), ("multi", 2)):
-                ref = work / f"im2rec-{key}"
-                runs[key].append(timed(im2rec_command(ours, work, ref, resize, threads), ref, env))
-        title = f"{n} images ~500x375 JPEG -> shorter side {resize}, quality 95, packed labels; {mode}"
-        best = report(title, names, runs, n)
-        same = all(same_files(ours, work / f"im2rec-{k}") for k in ("single", "multi"))
-        print(f"our .rec/.idx byte-identical to both im2rec runs': {same}")
-        print(
-            f"targets: >= 1.5x vs --num-thread 2: {best['multi'] / best['ours'] >= 1.5}; "
-            f">= 3x vs single-threaded: {best['single'] / best['ours'] >= 3}"
-        )
+    env = child_env(work)
+    timed([sys.executable, "-c", WARM_IMPORTS], ROOT, env)  # fills the bytecode cache
+    runs: dict[str, list[tuple[float, float]]] = {k: [] for k in names}
+    for _ in range(repeats):  # interleaved, so that a busy spell hits every command alike
+        for key in ("ours", "exact"):
+            shutil.rmtree(work / key, ignore_errors=True)
+            runs[key].append(
+                timed(ours_command(table, work / key, resize, "none", decoder=key.replace("ours", "fast")), ROOT, env)
+            )
+        for key, threads in (("single", 1), ("multi", 2)):
+            ref = work / f"im2rec-{key}"
+            runs[key].append(timed(im2rec_command(work / "exact", work, ref, resize, threads), ref, env))
+    best = report(f"{n} images ~500x375 JPEG -> shorter side {resize}, quality 95, packed labels", names, runs, n)
+    same = all(same_files(work / "exact", work / f"im2rec-{k}") for k in ("single", "multi"))
+    print(f"exact build's .rec/.idx byte-identical to both im2rec runs': {same}")
+    lowest = psnr(work / "ours" / "train" / "train.rec", work / "im2rec-single" / "train.rec")
+    print(f"fast build's images against im2rec's: lowest PSNR {lowest:.1f} dB")
+    print(
+        f"targets: >= 1.5x vs --num-thread 2: {best['multi'] / best['ours'] >= 1.5}; "
+        f">= 3x vs single-threaded: {best['single'] / best['ours'] >= 3}"
+    )
 
 
 def flip_workflow(work: Path, table: str, n: int, resize: int) -> None:
     """With flip augmentation of the training split: one decode per image here; the notebook writes
     mirrored JPEG files first (at the flipped/ paths our .lst names), then im2rec decodes both."""
     ours = work / "ours-flip"
-    env = bytecode_modes(work)["bytecode cached"]
+    env = child_env(work)
     shutil.rmtree(ours, ignore_errors=True)
     runs = {"ours": [timed(ours_command(table, ours, resize, "train"), ROOT, env)]}
     names = {"ours": "build_recordio(flip='train') (this project, all CPUs)"}
@@ -259,14 +274,14 @@ def flip_workflow(work: Path, table: str, n: int, resize: int) -> None:
         runs[key] = [(wall + flip_step[0], cpu + flip_step[1])]
         names[key] = f"write flipped JPEGs + im2rec.py{' --num-thread 2' if threads > 1 else ''} --resize {resize}"
     records = sum(1 for s in ("train", "validation") for _ in open(ours / s / f"{s}.lst"))
-    report(f"with flip augmentation of the training split ({records} records); bytecode cached", names, runs, records)
+    report(f"with flip augmentation of the training split ({records} records)", names, runs, records)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=3000)
     parser.add_argument("--resize", type=int, default=256)
-    parser.add_argument("--repeats", type=int, default=2, help="interleaved runs of each command; best wall kept")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved runs of each command; best wall kept")
     parser.add_argument("--keep", type=Path, help="use this folder (kept) instead of a temporary one")
     args = parser.parse_args()
     work = args.keep or Path(tempfile.mkdtemp(prefix="bench-recordio-"))
@@ -279,12 +294,13 @@ def main() -> None:
         same_lst_and_flags(work, table, n, resize, args.repeats)
         flip_workflow(work, table, n, resize)
         sample = min(n, 500)
-        stages = stage_profile(table, resize, sample)
-        total = sum(stages.values())
-        print(f"\nwhere the time goes (one process, OpenCV single-threaded, {sample} images):")
-        for name, t in stages.items():
-            print(f"  {name:18s} {1000 * t / sample:6.3f} ms/image  {100 * t / total:5.1f} %")
-        print(f"  {'total':18s} {1000 * total / sample:6.3f} ms/image  -> {sample / total:.0f} images/s per core")
+        for decoder in ("fast", "exact"):
+            stages = stage_profile(table, resize, sample, decoder)
+            total = sum(stages.values())
+            print(f"\nwhere the time goes, {decoder} decoder (one process, OpenCV single-threaded, {sample} images):")
+            for name, t in stages.items():
+                print(f"  {name:18s} {1000 * t / sample:6.3f} ms/image  {100 * t / total:5.1f} %")
+            print(f"  {'total':18s} {1000 * total / sample:6.3f} ms/image  -> {sample / total:.0f} images/s per core")
         phases = phase_profile(table, str(work / "phases"), resize)
         print("\nphases of an in-process build_recordio (pool start-up counted in build):")
         for name, t in phases.items():

@@ -82,6 +82,7 @@ def cmd_build_recordio(args: argparse.Namespace) -> Any:
         quality=args.quality or r.quality,
         flip="none" if args.no_flip else r.flip,
         shards=args.shards or r.shards,
+        decoder="exact" if args.exact else r.decoder,
         label_width=int(cfg.training.hyperparameters.get("label_width", 350)),
     )
 
@@ -203,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quality", type=int, help="JPEG quality")
     p.add_argument("--no-flip", action="store_true", help="no horizontal-flip augmentation")
     p.add_argument("--shards", type=int)
+    p.add_argument("--exact", action="store_true", help="decode as im2rec does: records byte-identical to its output")
 
     for name, func, help_ in (
         ("train", cmd_train, "run a training job: model.tar.gz, training.log, training.json"),

@@ -125,6 +125,7 @@ def _recordio_options(ctx: RunContext) -> dict[str, Any]:
         "resize": r.resize,
         "quality": r.quality,
         "flip": r.flip,
+        "decoder": r.decoder,
         "label_width": int(ctx.config.training.hyperparameters.get("label_width", 350)),
     }
 

@@ -189,6 +189,20 @@ def local_copy(uri: str) -> Iterator[Path]:
         yield target
 
 
+def move(source: str, target: str) -> str:
+    """Move a file to ``target`` on the same file system (local: :func:`os.replace`; S3: one copy, then delete)."""
+    source, target = normalize(source), normalize(target)
+    if scheme(source) != scheme(target):
+        raise ValueError(f"cannot move {source} to {target}: different file systems")
+    if is_local(source):
+        local_path(target).parent.mkdir(parents=True, exist_ok=True)
+        os.replace(local_path(source), local_path(target))
+    else:
+        fs, path = filesystem(source)
+        fs.mv(path, filesystem(target)[1])
+    return target
+
+
 def makedirs(uri: str) -> None:
     """Create a folder (a no-op on object stores)."""
     if is_local(uri):

@@ -45,6 +45,7 @@ class RecordIO(Section):
     resize: PositiveInt | None = 256
     quality: int = Field(95, ge=1, le=100)
     flip: Literal["train", "none", "all"] = "train"
+    decoder: Literal["fast", "exact"] = "fast"
     shards: PositiveInt = 2
     channel_format: Literal["recordio", "augmented-manifest", "image-json"] = "recordio"
 

@@ -6,17 +6,19 @@ Output under ``output_uri``::
     validation/validation.rec  validation/validation.idx  validation/validation.lst
     recordio.json    (records, objects, bytes and sha256 per file, options, label width needed)
 
-The records are byte for byte what ``im2rec.py --pack-label`` writes from the same ``.lst``
-(``--pass-through`` without a resize): an ``IRHeader`` with ``flag = len(label)``, ``id`` =
-the record id, then the whole label ``[2, 5, cls, xmin, ymin, xmax, ymax, ...]`` as float32
-(parsed from the ``.lst`` text, as im2rec does), then the JPEG bytes; framed as dmlc
-RecordIO (``mxnet.recordio.MXRecordIO``) with an ``MXIndexedRecordIO`` ``.idx``. The frames
-are encoded here (``frame``) rather than through MXNet's writer so that workers never pay
-MXNet's import; the tests check they are identical to MXNet's.
+The records are in the format ``im2rec.py --pack-label`` writes from the same ``.lst`` (byte
+for byte its records with ``decoder="exact"``, or without a resize as ``--pass-through``): an
+``IRHeader`` with ``flag = len(label)``, ``id`` = the record id, then the whole label
+``[2, 5, cls, xmin, ymin, xmax, ymax, ...]`` as float32 (parsed from the ``.lst`` text, as
+im2rec does), then the JPEG bytes; framed as dmlc RecordIO (``mxnet.recordio.MXRecordIO``)
+with an ``MXIndexedRecordIO`` ``.idx``. The frames are encoded here (``frame``) rather than
+through MXNet's writer so that workers never pay MXNet's import; the tests check they are
+identical to MXNet's.
 
 The work splits into shards for Airflow dynamic task mapping: ``plan_shards`` (one task)
 -> ``build_shard`` (one mapped task per spec, each with a process pool) -> ``merge_shards``
-(one task: concatenates the shards' ``.rec`` bytes and re-offsets their ``.idx``). Records
+(one task: concatenates the shards' ``.rec`` bytes and re-offsets their ``.idx``, or moves a
+single shard's files into place; checksums are taken while the shards are written). Records
 are ordered and numbered at planning time, so the merged files are identical whatever the
 shard and worker counts. Every file is written under a temporary name and renamed.
 """
@@ -88,10 +90,11 @@ class Options:
     quality: int = 95
     flip: str = "train"
     label_width: int = 350
-    reduced_decode: bool = False
+    decoder: str = "fast"
 
     def __post_init__(self) -> None:
         lst.check_flip(self.flip)
+        augment.check_decoder(self.decoder)
         if self.resize is not None and (not isinstance(self.resize, int) or self.resize <= 0):
             raise ValueError(f"resize must be a positive integer or None, got {self.resize!r}")
         if not 1 <= self.quality <= 100:
@@ -102,7 +105,7 @@ def _unit(records: list[tuple[int, lst.Record]]) -> dict[str, Any]:
     """A work unit: one source image and the records (itself, its mirrored copy) built from it."""
     _, first = records[0]
     return {
-        "uri": storage.normalize(first.uri),
+        "uri": first.uri,
         "where": f"image {first.source} ({first.uri})",
         "size": [first.width, first.height],
         "lines": [lst.lst_line(i, r) for i, r in records],
@@ -192,29 +195,42 @@ def render_unit(job: tuple[dict[str, Any], dict[str, Any]]) -> list[bytes]:
         *unit["size"],
         resize=options["resize"],
         quality=options["quality"],
-        reduced_decode=options["reduced_decode"],
+        decoder=options["decoder"],
         where=unit["where"],
     )
     return [frame(pack(label, record_id, image)) for (record_id, label, _), image in zip(parsed, images, strict=True)]
+
+
+class _HashingFile:
+    """A binary file being written, with the size and sha256 of what was written so far."""
+
+    def __init__(self, fh: IO[bytes]) -> None:
+        self.fh, self.digest, self.bytes = fh, hashlib.sha256(), 0
+
+    def write(self, data: bytes) -> None:
+        self.fh.write(data)
+        self.digest.update(data)
+        self.bytes += len(data)
+
+    def summary(self) -> dict[str, Any]:
+        return {"bytes": self.bytes, "sha256": self.digest.hexdigest()}
 
 
 class _ChannelWriter:
     """Appends framed records to a shard's .rec/.idx/.lst temporaries."""
 
     def __init__(self, stack: ExitStack, uris: dict[str, str]) -> None:
-        self.files: dict[str, IO] = {
-            kind: stack.enter_context(open(stack.enter_context(storage.atomic_local_path(uri)), "wb"))
+        self.files = {
+            kind: _HashingFile(stack.enter_context(open(stack.enter_context(storage.atomic_local_path(uri)), "wb")))
             for kind, uri in uris.items()
         }
-        self.offset = 0
         self.records = 0
 
     def write(self, line: str, framed: bytes) -> None:
         record_id = line.split("\t", 1)[0]
-        self.files["idx"].write(f"{record_id}\t{self.offset}\n".encode())
+        self.files["idx"].write(f"{record_id}\t{self.files['rec'].bytes}\n".encode())
         self.files["lst"].write(line.encode())
         self.files["rec"].write(framed)
-        self.offset += len(framed)
         self.records += 1
 
 
@@ -243,8 +259,12 @@ def _build_shard(spec: dict, pool: ProcessPoolExecutor | None) -> dict:
         for (split, unit), framed in zip(jobs, framed_units, strict=True):
             for line, record in zip(unit["lines"], framed, strict=True):
                 writers[split].write(line, record)
-        for split, writer in writers.items():
-            result["channels"][split] = {"uri": shard_uri, "records": writer.records, "rec_bytes": writer.offset}
+    for split, writer in writers.items():
+        result["channels"][split] = {
+            "uri": shard_uri,
+            "records": writer.records,
+            "files": {kind: file.summary() for kind, file in writer.files.items()},
+        }
     return result
 
 
@@ -274,6 +294,29 @@ def _reoffset(idx_text: str, base: int) -> bytes:
     return "".join(out).encode()
 
 
+def _merge_channel(output_uri: str, split: str, parts: list[dict]) -> dict[str, dict[str, Any]]:
+    """One channel's final files from its shard parts: moved when there is one part, else concatenated."""
+    folder = storage.join(output_uri, split)
+    names = {kind: f"{split}.{kind}" for kind in KINDS}
+    if len(parts) == 1:
+        (part,) = parts
+        for kind, name in names.items():
+            source, target = storage.join(part["uri"], name), storage.join(folder, name)
+            if storage.exists(source) or not storage.exists(target):
+                storage.move(source, target)
+            elif storage.size(target) != part["files"][kind]["bytes"]:  # moved by an earlier attempt?
+                raise ShardError(f"{source} is gone and {target} is not the shard's file")
+        return {name: part["files"][kind] for kind, name in names.items()}
+    shard_files = {kind: [storage.join(p["uri"], name) for p in parts] for kind, name in names.items()}
+    bases = [sum(p["files"]["rec"]["bytes"] for p in parts[:k]) for k in range(len(parts))]
+    idx = (_reoffset(storage.read_text(uri), base) for uri, base in zip(shard_files["idx"], bases, strict=True))
+    return {
+        names["rec"]: _write(storage.join(folder, names["rec"]), _read_chunks(shard_files["rec"])),
+        names["idx"]: _write(storage.join(folder, names["idx"]), idx),
+        names["lst"]: _write(storage.join(folder, names["lst"]), _read_chunks(shard_files["lst"])),
+    }
+
+
 def merge_shards(output_uri: str, shard_results: list[dict]) -> dict:
     """Concatenate the shards into one ``.rec``/``.idx``/``.lst`` per channel, write ``recordio.json``.
 
@@ -293,16 +336,7 @@ def merge_shards(output_uri: str, shard_results: list[dict]) -> dict:
                 f"{output_uri}: {split} shards hold {records} records, the plan has "
                 f"{plan['channels'][split]['records']}"
             )
-        folder = storage.join(output_uri, split)
-        shard_files = {kind: [storage.join(p["uri"], f"{split}.{kind}") for p in parts] for kind in KINDS}
-        bases = [sum(p["rec_bytes"] for p in parts[:k]) for k in range(len(parts))]
-        idx = (_reoffset(storage.read_text(uri), base) for uri, base in zip(shard_files["idx"], bases, strict=True))
-        files = {
-            f"{split}.rec": _write(storage.join(folder, f"{split}.rec"), _read_chunks(shard_files["rec"])),
-            f"{split}.idx": _write(storage.join(folder, f"{split}.idx"), idx),
-            f"{split}.lst": _write(storage.join(folder, f"{split}.lst"), _read_chunks(shard_files["lst"])),
-        }
-        channels[split] = {**plan["channels"][split], "files": files}
+        channels[split] = {**plan["channels"][split], "files": _merge_channel(output_uri, split, parts)}
     summary = {
         "format": "mxnet-recordio, im2rec --pack-label",
         "input_uri": plan["input_uri"],
@@ -330,16 +364,17 @@ def build_recordio(
     shards: int = 1,
     workers: int | None = None,
     label_width: int = 350,
-    reduced_decode: bool = False,
+    decoder: str = "fast",
 ) -> dict:
     """Build the ``train``/``validation`` RecordIO channels and ``recordio.json`` in one call.
 
     ``resize``: shorter side to N as ``im2rec --resize`` (None: JPEGs pass through);
     ``quality``: JPEG quality of re-encoded images; ``flip``: mirrored copies for
-    ``"train"`` (default), ``"all"`` or ``"none"``; ``shards`` run one after another here
+    ``"train"`` (default), ``"all"`` or ``"none"``; ``decoder``: ``"fast"`` or ``"exact"``
+    (byte-identical to im2rec, see :mod:`include.preprocess.augment`); ``shards`` run one after another here
     (Airflow runs them as mapped tasks) on one pool of ``workers`` processes (default: all CPUs).
     """
-    options = Options(resize=resize, quality=quality, flip=flip, label_width=label_width, reduced_decode=reduced_decode)
+    options = Options(resize=resize, quality=quality, flip=flip, label_width=label_width, decoder=decoder)
     with process_pool(workers) as pool:  # the workers start while the table is read and planned
         specs = plan_shards(input_uri, output_uri, shards, **vars(options))
         results = [_build_shard(spec, pool) for spec in specs]

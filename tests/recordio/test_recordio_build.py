@@ -109,7 +109,7 @@ def test_pass_through_build_reproduces_boxes_and_bytes(mx, synthetic, tmp_path):
         "quality": 95,
         "flip": "train",
         "label_width": 350,
-        "reduced_decode": False,
+        "decoder": "fast",
         "shards": 1,
     }
     assert meta["max_objects"] == 3 and meta["label_width_required"] == 17
@@ -122,12 +122,14 @@ def test_pass_through_build_reproduces_boxes_and_bytes(mx, synthetic, tmp_path):
             assert info["sha256"] == hashlib.sha256(data).hexdigest()
 
 
-def test_resized_build_is_byte_identical_to_im2rec(mx, tmp_path):
+def test_exact_resized_build_is_byte_identical_to_im2rec(mx, tmp_path):
     names = [f"BloodImage_{i:05d}" for i in range(8)]
     rows = bccd_rows(names[:6], "train") + bccd_rows(names[6:], "validation")
     data = write_dataset(BCCD, tmp_path / "table", rows, {0: "RBC", 1: "WBC", 2: "Platelets"})
     out = tmp_path / "out"
-    recordio.build_recordio(data.table_uri, str(out), resize=96, flip="none", workers=2, label_width=300)
+    recordio.build_recordio(
+        data.table_uri, str(out), resize=96, flip="none", workers=2, label_width=300, decoder="exact"
+    )
     ref = tmp_path / "im2rec"
     ref.mkdir()
     shutil.copy(out / "train" / "train.lst", ref / "train.lst")
@@ -156,7 +158,8 @@ def test_resize_follows_im2rec_sizes_and_flips_mirror(mx, synthetic, tmp_path):
             assert np.abs(cv2.flip(original, 1).astype(int) - flipped).mean() < 3
 
 
-def test_reduced_decode_keeps_im2rec_size(mx, tmp_path):
+@pytest.mark.parametrize("resize", [64, 256])  # 410x300 -> 64: decoded at 1/4 scale; -> 256: fast IDCT
+def test_fast_decoder_keeps_im2rec_sizes_and_close_pixels(mx, tmp_path, resize):
     root = tmp_path / "data"
     root.mkdir()
     img = cv2.resize(cv2.imread(str(BCCD / "JPEGImages" / "BloodImage_00000.jpg")), (410, 300))
@@ -168,16 +171,34 @@ def test_reduced_decode_keeps_im2rec_size(mx, tmp_path):
         {"image": "v.jpg", "split": "validation", **base, **box},
     ]
     data = write_dataset(root, tmp_path / "table", rows, {0: "thing"})
-    images = {}
-    for reduced in (False, True):
-        out = tmp_path / f"out-{reduced}"
-        recordio.build_recordio(data.table_uri, str(out), resize=64, flip="none", workers=1, reduced_decode=reduced)
-        ((_, _, image),) = read_records(mx, out, "train")
-        images[reduced] = cv2.imdecode(np.frombuffer(image, np.uint8), cv2.IMREAD_COLOR)
-        assert json.loads((out / "recordio.json").read_text())["options"]["reduced_decode"] is reduced
-    assert augment.reduction(410, 300, augment.im2rec_size(410, 300, 64)) == 4
-    assert images[True].shape == images[False].shape == (64, 87, 3)
-    assert np.abs(images[True].astype(int) - images[False]).mean() < 4
+    images, records = {}, {}
+    for decoder in augment.DECODERS:
+        out = tmp_path / f"out-{decoder}"
+        recordio.build_recordio(data.table_uri, str(out), resize=resize, flip="none", workers=1, decoder=decoder)
+        ((_, header, image),) = read_records(mx, out, "train")
+        images[decoder], records[decoder] = cv2.imdecode(np.frombuffer(image, np.uint8), cv2.IMREAD_COLOR), image
+        np.testing.assert_allclose(header.label, [2, 5, 0, 10 / 410, 20 / 300, 200 / 410, 150 / 300], atol=1e-4)
+        assert json.loads((out / "recordio.json").read_text())["options"]["decoder"] == decoder
+    assert augment.reduction(410, 300, augment.im2rec_size(410, 300, resize)) == (4 if resize == 64 else 1)
+    assert images["fast"].shape == images["exact"].shape == ((64, 87, 3) if resize == 64 else (256, 349, 3))
+    assert records["fast"] != records["exact"]
+    assert cv2.PSNR(images["fast"], images["exact"]) > 30
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L", "CMYK"])
+def test_fast_decoder_reads_every_jpeg_colour_mode_and_rejects_damage(tmp_path, mode):
+    from PIL import Image
+
+    bgr = cv2.imread(str(BCCD / "JPEGImages" / "BloodImage_00000.jpg"))
+    Image.fromarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)).convert(mode).save(tmp_path / "x.jpg", quality=92)
+    data = (tmp_path / "x.jpg").read_bytes()
+    h, w = bgr.shape[:2]
+    fast, exact = (augment.decode(data, w, h, decoder=d) for d in augment.DECODERS)
+    assert fast.shape == exact.shape == (h, w, 3)
+    assert cv2.PSNR(fast, exact) > 40
+    for damaged in (data[: len(data) // 2], data[:100]):  # libjpeg-turbo declines, OpenCV cannot either
+        with pytest.raises(augment.ImageError, match=r"here: cannot decode"):
+            augment.decode(damaged, w, h, where="here", decoder="fast")
 
 
 def test_rerun_and_sharding_give_identical_files(synthetic, tmp_path):
@@ -209,6 +230,33 @@ def test_mapped_shards_plan_build_merge(synthetic, tmp_path):
     assert summary["records"] == {"train": 4, "validation": 2}
     lines = (tmp_path / "out" / "train" / "train.lst").read_text().splitlines()
     assert [line.split("\t")[0] for line in lines] == ["0", "1", "2", "3"]
+
+
+def test_one_shard_is_moved_into_place_and_a_retried_merge_completes(synthetic, tmp_path):
+    reference = tmp_path / "reference"
+    recordio.build_recordio(synthetic.table_uri, str(reference), resize=32, workers=1)
+    out = tmp_path / "out"
+    results = [
+        recordio.build_shard(s, workers=1) for s in recordio.plan_shards(synthetic.table_uri, str(out), 1, resize=32)
+    ]
+    (out / "train").mkdir()
+    shard = out / recordio.WORK_DIR / "shard-00000"
+    (shard / "train.rec").rename(out / "train" / "train.rec")  # an earlier attempt moved this file, then died
+    (shard / "train.idx").rename(out / "train" / "train.idx")
+    (out / "train" / "train.idx").write_text("0\t0\n")  # ... and this one is not the shard's
+    with pytest.raises(recordio.ShardError, match="train.idx is gone"):
+        recordio.merge_shards(str(out), results)
+    (out / "train" / "train.idx").unlink()
+    with pytest.raises(FileNotFoundError):
+        recordio.merge_shards(str(out), results)
+    results = [
+        recordio.build_shard(s, workers=1) for s in recordio.plan_shards(synthetic.table_uri, str(out), 1, resize=32)
+    ]
+    (shard / "train.rec").rename(out / "train" / "train.rec")
+    recordio.merge_shards(str(out), results)
+    assert not (out / recordio.WORK_DIR).exists()
+    for name in ("recordio.json", *(f"{s}/{s}.{k}" for s in ("train", "validation") for k in recordio.KINDS)):
+        assert (out / name).read_bytes() == (reference / name).read_bytes(), name
 
 
 def test_failure_mid_write_leaves_no_partial_rec(synthetic, tmp_path):
@@ -253,32 +301,34 @@ def test_frames_match_mxnet_writer(mx, tmp_path):
 
 
 def test_options_are_validated(synthetic, tmp_path):
-    for bad in ({"resize": 0}, {"quality": 101}, {"flip": "both"}):
+    for bad in ({"resize": 0}, {"quality": 101}, {"flip": "both"}, {"decoder": "turbo"}):
         with pytest.raises(ValueError):
             recordio.build_recordio(synthetic.table_uri, str(tmp_path / "x"), workers=1, **bad)
     with pytest.raises(ValueError, match="shards must be at least 1"):
         recordio.plan_shards(synthetic.table_uri, str(tmp_path / "x"), 0)
 
 
-def test_s3_input_and_output(mx, moto_endpoint, tmp_path):
+@pytest.mark.parametrize("shards", [1, 2])  # one shard's files are moved into place, several concatenated
+def test_s3_input_and_output(mx, moto_endpoint, tmp_path, shards):
     import boto3
 
     s3 = boto3.client("s3")
-    s3.create_bucket(Bucket="detection-data")
+    bucket = f"detection-data-{shards}"
+    s3.create_bucket(Bucket=bucket)
     root = tmp_path / "data"
     rows = synthetic_images(root)
     for row in rows:
-        row["image_uri"] = f"s3://detection-data/images/{row['image']}"
+        row["image_uri"] = f"s3://{bucket}/images/{row['image']}"
     for path in {r["image"] for r in rows}:
-        s3.upload_file(str(root / path), "detection-data", f"images/{path}")
+        s3.upload_file(str(root / path), bucket, f"images/{path}")
     data = write_dataset(root, tmp_path / "table", rows, {0: "bird", 1: "cat"})
-    table_uri = "s3://detection-data/table"
+    table_uri = f"s3://{bucket}/table"
     for name in ("annotations.parquet", "classes.json"):
         storage.upload_file(Path(data.table_uri) / name, f"{table_uri}/{name}")
-    out = "s3://detection-data/out"
-    summary = recordio.build_recordio(table_uri, out, resize=32, workers=1, shards=2)
+    out = f"s3://{bucket}/out"
+    summary = recordio.build_recordio(table_uri, out, resize=32, workers=1, shards=shards)
     assert summary["summary_uri"] == f"{out}/recordio.json"
-    keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket="detection-data", Prefix="out/")["Contents"])
+    keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="out/")["Contents"])
     assert keys == [
         "out/recordio.json",
         "out/train/train.idx",
@@ -291,7 +341,7 @@ def test_s3_input_and_output(mx, moto_endpoint, tmp_path):
     local = tmp_path / "download"
     for key in keys:
         (local / key).parent.mkdir(parents=True, exist_ok=True)
-        s3.download_file("detection-data", key, str(local / key))
+        s3.download_file(bucket, key, str(local / key))
     expected = expected_records(data.table, "train")
     for split in ("train", "validation"):
         check_labels(read_records(mx, local / "out", split), expected[split])

@@ -345,3 +345,14 @@ def test_s3_input_and_output(mx, moto_endpoint, tmp_path, shards):
     expected = expected_records(data.table, "train")
     for split in ("train", "validation"):
         check_labels(read_records(mx, local / "out", split), expected[split])
+
+
+def test_cli_build_recordio_options(synthetic, tmp_path):
+    from include.cli import main
+
+    for extra, decoder, flip in (([], "fast", "train"), (["--exact", "--no-flip"], "exact", "none")):
+        out = tmp_path / decoder
+        args = ["build-recordio", "--input", synthetic.table_uri, "--output", str(out), "--resize", "32", *extra]
+        assert main(args) == 0
+        options = json.loads((out / "recordio.json").read_text())["options"]
+        assert (options["decoder"], options["flip"], options["resize"]) == (decoder, flip, 32)

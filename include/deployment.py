@@ -86,6 +86,7 @@ def run_local_deployment(request: dict[str, Any]) -> dict[str, Any]:
             "EndpointConfigName": endpoint["EndpointConfigName"],
             "EndpointStatus": "InService",
             "EndpointUrl": state["url"],
+            "ServerPid": state["pid"],
         },
         "EndpointConfig": {
             "EndpointConfigName": request["EndpointConfig"]["EndpointConfigName"],
@@ -168,7 +169,8 @@ def expired_endpoints(cfg: PipelineConfig) -> dict[str, list[str]]:
     now = datetime.now(UTC)
     return {
         "local": [
-            s["name"] for s in list_endpoints(state_dir(cfg))
+            s["name"]
+            for s in list_endpoints(state_dir(cfg))
             if s.get("keep_until") and datetime.fromisoformat(s["keep_until"]) <= now
         ]
     }

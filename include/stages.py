@@ -87,8 +87,10 @@ def _generate_sample(ctx: RunContext) -> Any:
         raise ValueError(
             f"dataset.source 'sample' comes in the cub or groundtruth format, not dataset.format={ds.format!r}"
         )
-    folder = storage.local_path(ctx.layout.dataset) if storage.is_local(ctx.layout.dataset) else (
-        PROJECT_ROOT / "data" / "sample" / ctx.layout.root.rsplit("/", 1)[-1]
+    folder = (
+        storage.local_path(ctx.layout.dataset)
+        if storage.is_local(ctx.layout.dataset)
+        else (PROJECT_ROOT / "data" / "sample" / ctx.layout.root.rsplit("/", 1)[-1])
     )
     many = ds.format == "groundtruth"
     return generate_sample(

@@ -73,14 +73,21 @@ def deployment_result(result: Mapping[str, Any], *, backend: str) -> dict[str, A
     """``{"backend", "endpoint_name", "endpoint_config_name", "model_names", "status"}`` of a deployment.
 
     ``result`` holds DescribeEndpoint (``Endpoint``) and DescribeEndpointConfig (``EndpointConfig``)
-    answers, as ``SageMakerEndpointOperator`` returns them.
+    answers, as ``SageMakerEndpointOperator`` returns them; a local endpoint's answer adds its
+    URL and server PID (``endpoint_url``, ``pid``).
     """
     endpoint = _get(result, "Endpoint")
     variants = _get(result, "EndpointConfig", "ProductionVariants")
+    local = {
+        key: endpoint[field]
+        for key, field in (("endpoint_url", "EndpointUrl"), ("pid", "ServerPid"))
+        if field in endpoint
+    }
     return {
         "backend": backend,
         "endpoint_name": _get(endpoint, "EndpointName"),
         "endpoint_config_name": _get(endpoint, "EndpointConfigName"),
         "model_names": [variant["ModelName"] for variant in variants],
         "status": _get(endpoint, "EndpointStatus"),
+        **local,
     }

@@ -34,7 +34,8 @@ class DetectionEndpointOperator(SizedDeferralMixin, SageMakerEndpointOperator):
         "EndpointConfig": DescribeEndpointConfig-shaped}``.
     :param check_interval: seconds between status polls.
     :param max_ingestion_time: seconds to wait for InService.
-    :return: ``{"backend", "endpoint_name", "endpoint_config_name", "model_names", "status"}``.
+    :return: ``{"backend", "endpoint_name", "endpoint_config_name", "model_names", "status"}``, and
+        ``endpoint_url`` and ``pid`` of a local endpoint.
     """
 
     template_fields = (*SageMakerEndpointOperator.template_fields, "backend")

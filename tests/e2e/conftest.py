@@ -5,11 +5,15 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from include import local_stack
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="session")
@@ -40,3 +44,19 @@ def airflow_client(airflow_stack: dict) -> local_stack.AirflowClient:
     client = local_stack.AirflowClient(airflow_stack["url"], airflow_stack["username"], airflow_stack["password"])
     client.wait_for_dag(local_stack.PIPELINE_DAG_ID)
     return client
+
+
+@pytest.fixture(scope="session")
+def pipeline() -> Any:
+    """The pipeline DAG as the dag processor parses it, with a metadata database for ``dag.test`` runs.
+
+    Retry delays are zeroed: a retried task still runs again, the test just does not sleep 30 s.
+    """
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.utils.db import initdb
+
+    initdb()
+    dag = DagBag(dag_folder=str(ROOT / "dags")).get_dag(local_stack.PIPELINE_DAG_ID)
+    for task in dag.tasks:
+        task.retry_delay = timedelta(0)
+    return dag

@@ -16,11 +16,11 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from dag_runs import finished_run
 from sagemaker_stand_ins import InferenceContainer, RequestLog, TrainingContainer, moto_server, registered
 
 from include import storage
@@ -47,25 +47,20 @@ BUILTIN_IMAGE = "811284229777.dkr.ecr.us-east-1.amazonaws.com/object-detection:1
 STORAGE_BASE = f"s3://{BUCKET}/object-detection"
 DATASET_KEY = "datasets/bccd"
 PIPELINE_TASKS = {
-    "resolve_config", "ingest", "validate", "plan_recordio", "build_recordio_shard", "merge_recordio",
-    "choose_training", "train", "evaluate", "promotion_gate", "deploy", "smoke_test", "teardown",
+    "resolve_config",
+    "ingest",
+    "validate",
+    "plan_recordio",
+    "build_recordio_shard",
+    "merge_recordio",
+    "choose_training",
+    "train",
+    "evaluate",
+    "promotion_gate",
+    "deploy",
+    "smoke_test",
+    "teardown",
 }
-
-
-@pytest.fixture(scope="module")
-def pipeline() -> Any:
-    """The pipeline DAG as the dag processor parses it, with a metadata database to run it in.
-
-    Retry delays are zeroed: a retried task still runs again, the test just does not sleep 30 s.
-    """
-    from airflow.dag_processing.dagbag import DagBag
-    from airflow.utils.db import initdb
-
-    initdb()
-    dag = DagBag(dag_folder=str(ROOT / "dags")).get_dag(DAG_ID)
-    for task in dag.tasks:
-        task.retry_delay = timedelta(0)
-    return dag
 
 
 @pytest.fixture(scope="module")
@@ -93,23 +88,6 @@ class Outcome:
 
     def states(self, task_id: str) -> set[str]:
         return {state for state, _ in self.tries[task_id]}
-
-
-def _finished_run(dr: Any) -> tuple[dict[str, list[tuple[str, int]]], dict[str, Any]]:
-    """Task states, try numbers and XCom return values of a finished DAG run."""
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-
-    tries: dict[str, list[tuple[str, int]]] = {}
-    xcom: dict[str, Any] = {}
-    with create_session() as session:
-        for ti in dr.get_task_instances(session=session):
-            tries.setdefault(ti.task_id, []).append((str(ti.state), ti.try_number))
-        query = XComModel.get_many(run_id=dr.run_id, dag_ids=DAG_ID, key="return_value")
-        for row in session.scalars(query):
-            if row.map_index < 0:
-                xcom[row.task_id] = XComModel.deserialize_value(row)
-    return tries, xcom
 
 
 @pytest.fixture
@@ -150,12 +128,17 @@ def run_on_moto(
                 *((f"before-call.sagemaker.{op}", stops) for op in STOPS),
             ]
             conf = {
-                "backend": "sagemaker", "dataset_source": f"s3://{BUCKET}/{DATASET_KEY}", "dataset_format": "voc",
-                "epochs": EPOCHS, "tune": False, "deploy": True, "keep_endpoint_minutes": 0,
+                "backend": "sagemaker",
+                "dataset_source": f"s3://{BUCKET}/{DATASET_KEY}",
+                "dataset_format": "voc",
+                "epochs": EPOCHS,
+                "tune": False,
+                "deploy": True,
+                "keep_endpoint_minutes": 0,
             }
             with registered(handlers):
                 dr = pipeline.test(run_conf=conf)
-            tries, xcom = _finished_run(dr)
+            tries, xcom = finished_run(dr)
             return Outcome(str(dr.state), tries, xcom, requests, training, inference, invokes, stops, url)
 
         yield run
@@ -176,8 +159,14 @@ def _assert_everything_went_to_moto(outcome: Outcome) -> None:
     assert outcome.requests.sent, "no request was sent"
     elsewhere = [(svc, op, url) for svc, op, url in outcome.requests.sent if not url.startswith(outcome.moto_url + "/")]
     assert elsewhere == []
-    deploy_and_teardown = ["CreateModel", "CreateEndpointConfig", "CreateEndpoint",
-                           "DeleteEndpoint", "DeleteEndpointConfig", "DeleteModel"]
+    deploy_and_teardown = [
+        "CreateModel",
+        "CreateEndpointConfig",
+        "CreateEndpoint",
+        "DeleteEndpoint",
+        "DeleteEndpointConfig",
+        "DeleteModel",
+    ]
     sent = outcome.requests.operations("sagemaker")
     assert set(deploy_and_teardown + ["CreateTrainingJob"]) <= set(sent), sent
     assert {"PutObject", "GetObject"} <= set(outcome.requests.operations("s3"))  # the stages' files, through s3fs
@@ -222,9 +211,12 @@ def test_pipeline_trains_evaluates_deploys_and_tears_down_on_sagemaker(run_on_mo
     assert facts["epochs_logged"] == EPOCHS
     assert facts["best_validation_map"] == pytest.approx(TrainingContainer.curve(EPOCHS - 1)[2])
     assert "<img" in storage.read_text(evaluation["report_uri"])
-    assert json.loads(storage.read_text(f"{run['layout']['training']}/{trained['job_name']}/output/training.json"))[
-        "TrainingJobName"
-    ] == trained["job_name"]
+    assert (
+        json.loads(storage.read_text(f"{run['layout']['training']}/{trained['job_name']}/output/training.json"))[
+            "TrainingJobName"
+        ]
+        == trained["job_name"]
+    )
 
     # deployment and smoke test: the endpoint served the trained model's answers to the validation images
     deployed = outcome.xcom["deploy"]

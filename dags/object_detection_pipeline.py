@@ -59,6 +59,11 @@ PARAMS = {
         0, type="integer", minimum=0, maximum=10080, title="Keep endpoint (minutes)",
         description="0: tear the endpoint down at the end of the run; N: leave it up N minutes for the sweeper.",
     ),
+    "delete_intermediate_files": Param(
+        False, type="boolean", title="Delete intermediate files",
+        description="After a passed smoke test, teardown deletes the run's data set, ingest, quality and RecordIO "
+        "folders (training and evaluation stay).",
+    ),
     "quality_policy": Param(
         "fail", type="string", enum=["fail", "drop"], title="Quality policy",
         description="fail: stop on bad boxes. drop: quarantine them and go on.",
@@ -191,12 +196,10 @@ def object_detection_pipeline():
 
     @task(trigger_rule=TriggerRule.ALL_DONE_SETUP_SUCCESS)
     def teardown(run: dict, **context) -> dict:
-        """Remove the run's endpoint, config and model, stop its jobs; keep a healthy endpoint if asked."""
+        """Remove the run's endpoint, config and model, stop its jobs; keep or delete more as asked."""
         from include.stages import teardown as stage
 
-        smoke = context["ti"].xcom_pull(task_ids="smoke_test")
-        keep = bool(smoke) and run["config"]["deploy"]["keep_endpoint_minutes"] > 0
-        return stage(_ctx(run), keep=keep)
+        return stage(_ctx(run), smoke_passed=bool(context["ti"].xcom_pull(task_ids="smoke_test")))
 
     @task(trigger_rule=TriggerRule.ONE_FAILED, retries=0)
     def watcher() -> None:

@@ -169,8 +169,7 @@ def expired_endpoints(cfg: PipelineConfig) -> dict[str, list[str]]:
     now = datetime.now(UTC)
     return {
         "local": [
-            s["name"]
-            for s in list_endpoints(state_dir(cfg))
+            s["name"] for s in list_endpoints(state_dir(cfg))
             if s.get("keep_until") and datetime.fromisoformat(s["keep_until"]) <= now
         ]
     }

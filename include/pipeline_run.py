@@ -35,7 +35,7 @@ def run_pipeline(params: dict[str, Any], run_id: str | None = None) -> dict[str,
             out["deploy"] = _deploy(ctx, run, out["evaluation"])
             out["smoke_test"] = stages.smoke_test(ctx, out["deploy"])
     finally:
-        out["teardown"] = stages.teardown(ctx, keep="smoke_test" in out and ctx.config.deploy.keep_endpoint_minutes > 0)
+        out["teardown"] = stages.teardown(ctx, smoke_passed="smoke_test" in out)
     print(f"report.html: {out['evaluation']['report_uri']}", file=sys.stderr)
     return out
 

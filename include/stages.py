@@ -9,7 +9,9 @@ run's folder layout) and earlier stages' small summaries, and returns a small JS
 from __future__ import annotations
 
 import logging
+import shutil
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from include import storage
@@ -77,9 +79,17 @@ def ingest(ctx: RunContext) -> dict[str, Any]:
     )
 
 
+def _sample_folder(ctx: RunContext) -> Path:
+    """Where this run's generated sample lives: its ``dataset/`` folder, or under ``data/sample`` when storage is S3."""
+    from include.configs.loader import PROJECT_ROOT
+
+    if storage.is_local(ctx.layout.dataset):
+        return storage.local_path(ctx.layout.dataset)
+    return PROJECT_ROOT / "data" / "sample" / ctx.layout.root.rsplit("/", 1)[-1]
+
+
 def _generate_sample(ctx: RunContext) -> Any:
     """Generate the embedded sample data set for this run (locally, also when storage is S3)."""
-    from include.configs.loader import PROJECT_ROOT
     from include.preprocess.sample_data import generate_sample
 
     ds = ctx.config.dataset
@@ -87,14 +97,9 @@ def _generate_sample(ctx: RunContext) -> Any:
         raise ValueError(
             f"dataset.source 'sample' comes in the cub or groundtruth format, not dataset.format={ds.format!r}"
         )
-    folder = (
-        storage.local_path(ctx.layout.dataset)
-        if storage.is_local(ctx.layout.dataset)
-        else (PROJECT_ROOT / "data" / "sample" / ctx.layout.root.rsplit("/", 1)[-1])
-    )
     many = ds.format == "groundtruth"
     return generate_sample(
-        folder, n_images=ds.sample_images, seed=ds.seed, layout=ds.format, max_objects=4 if many else 1
+        _sample_folder(ctx), n_images=ds.sample_images, seed=ds.seed, layout=ds.format, max_objects=4 if many else 1
     )
 
 
@@ -238,10 +243,26 @@ def smoke_test(ctx: RunContext, deployed: dict[str, Any]) -> dict[str, Any]:
     return run_smoke(ctx.config, deployed["endpoint_name"], images, len(read_classes(ctx.layout.quality)))
 
 
-def teardown(ctx: RunContext, keep: bool) -> dict[str, Any]:
-    """Remove the run's endpoints (keeping an unexpired one when ``keep``) and stop its cloud jobs."""
+def teardown(ctx: RunContext, smoke_passed: bool) -> dict[str, Any]:
+    """Remove the run's endpoints and stop its cloud jobs; after a passed smoke test, optionally less and more.
+
+    With ``smoke_passed``, an endpoint with ``deploy.keep_endpoint_minutes`` left stays up (the
+    sweeper removes it later), and ``deploy.delete_intermediate_files`` deletes the run's
+    data set, ingest, quality and RecordIO folders (training and evaluation stay). After a failure
+    everything the run wrote is kept for diagnosis.
+    """
     from include.deployment import teardown_run
 
-    result = teardown_run(ctx.config, ctx.dag_id, ctx.run_id, keep_unexpired=keep)
+    deploy = ctx.config.deploy
+    result = teardown_run(
+        ctx.config, ctx.dag_id, ctx.run_id, keep_unexpired=smoke_passed and deploy.keep_endpoint_minutes > 0
+    )
+    if smoke_passed and deploy.delete_intermediate_files:
+        layout = ctx.layout
+        result["deleted_files"] = [layout.dataset, layout.ingest, layout.quality, layout.recordio]
+        for uri in result["deleted_files"]:
+            storage.remove(uri, recursive=True)
+        if ctx.config.dataset.source == "sample" and _sample_folder(ctx).is_dir():  # the local copy under S3 storage
+            shutil.rmtree(_sample_folder(ctx))
     log.info("teardown: %s", result)
     return result

@@ -33,14 +33,8 @@ from include import storage
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 CHROMIUM_FLAGS = (
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
+    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+    "--disable-background-networking", "--disable-component-update", "--no-first-run", "--disable-sync",
 )
 #: Run states the run page's badge shows once a run is over.
 FINISHED = ("Success", "Failed")
@@ -87,9 +81,7 @@ def visible(driver: WebDriver, xpath: str, timeout_s: float = 60) -> WebElement:
 def click(driver: WebDriver, xpath: str, timeout_s: float = 60) -> None:
     """Scroll the visible, enabled element matching ``xpath`` into view and click it."""
     element = wait_for(
-        driver,
-        lambda d: (e := _displayed(d, xpath)) is not None and e.is_enabled() and e,
-        timeout_s,
+        driver, lambda d: (e := _displayed(d, xpath)) is not None and e.is_enabled() and e, timeout_s,
         f"no visible, enabled element matches {xpath}",
     )
     driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", element)
@@ -104,10 +96,8 @@ def field_input(driver: WebDriver, scope_xpath: str, label: str, timeout_s: floa
     """
     group = f"{scope_xpath}//label[normalize-space(text())='{label}']/ancestor::*[@role='group'][1]"
     return wait_for(
-        driver,
-        lambda d: d.find_elements(By.XPATH, f"{group}//*[self::input[not(@type='hidden')] or self::textarea]"),
-        timeout_s,
-        f"no form field labelled {label!r}",
+        driver, lambda d: d.find_elements(By.XPATH, f"{group}//*[self::input[not(@type='hidden')] or self::textarea]"),
+        timeout_s, f"no form field labelled {label!r}",
     )[0]
 
 
@@ -162,9 +152,7 @@ def submit_trigger(driver: WebDriver, dag_id: str, timeout_s: float = 120) -> st
     click(driver, f"{TRIGGER_FORM}//button[normalize-space()='Trigger']", timeout_s)
     prefix = f"/dags/{dag_id}/runs/"
     path = wait_for(
-        driver,
-        lambda d: (p := unquote(urlparse(d.current_url).path)).startswith(prefix) and p,
-        timeout_s,
+        driver, lambda d: (p := unquote(urlparse(d.current_url).path)).startswith(prefix) and p, timeout_s,
         "the trigger did not open the new run's page",
     )
     return path.removeprefix(prefix)

@@ -34,6 +34,7 @@ PARAM_KEYS: dict[str, str] = {
     "tune": "training.tune",
     "deploy": "deploy.enabled",
     "keep_endpoint_minutes": "deploy.keep_endpoint_minutes",
+    "delete_intermediate_files": "deploy.delete_intermediate_files",
     "quality_policy": "quality.policy",
 }
 

@@ -91,6 +91,7 @@ class Deploy(Section):
     keep_endpoint_minutes: NonNegativeInt = 0
     smoke_images: PositiveInt = 4
     max_body_mb: float = Field(6.0, gt=0)
+    delete_intermediate_files: bool = False
 
 
 class Local(Section):

@@ -67,15 +67,8 @@ def map_chart(curves: TrainingCurves) -> bytes:
     fig = new_figure()
     ax = fig.add_subplot()
     ax.plot(epochs, values, marker="o", markersize=4, linewidth=1.8, color="#2ca02c", label="validation mAP")
-    ax.scatter(
-        [best_epoch],
-        [best],
-        s=180,
-        marker="*",
-        color=BEST_COLOR,
-        zorder=3,
-        label=f"best: {best:.3f} at epoch {best_epoch}",
-    )
+    ax.scatter([best_epoch], [best], s=180, marker="*", color=BEST_COLOR, zorder=3,
+               label=f"best: {best:.3f} at epoch {best_epoch}")
     ax.axhline(best, color=BEST_COLOR, linewidth=0.8, linestyle=":")
     _style(ax, "Validation mAP per epoch", "epoch", "mAP (IoU 0.5)")
     ax.set_ylim(0.0, max(1.0, max(values) * 1.05))
@@ -127,22 +120,11 @@ def tuning_chart(trials: Sequence[dict[str, Any]], objective: str = "validation:
     ax.step(numbers, running, where="post", color=BEST_COLOR, linewidth=2, label="best so far")
     failed = [i for i, t in enumerate(trials, start=1) if t.get("objective") is None]
     if failed:
-        ax.scatter(
-            failed,
-            [0.0] * len(failed),
-            s=60,
-            marker="x",
-            color="gray",
-            zorder=3,
-            clip_on=False,
-            label="failed (no objective)",
-        )
+        ax.scatter(failed, [0.0] * len(failed), s=60, marker="x", color="gray", zorder=3, clip_on=False,
+                   label="failed (no objective)")
     ax.annotate(
         f"{scored[best_k][1].get('name', f'trial {numbers[best_k]}')}: {values[best_k]:.3f}",
-        (numbers[best_k], values[best_k]),
-        xytext=(8, -16),
-        textcoords="offset points",
-        fontsize=9,
+        (numbers[best_k], values[best_k]), xytext=(8, -16), textcoords="offset points", fontsize=9,
     )
     _style(ax, f"Tuning: {objective} per trial", "trial (launch order)", objective)
     ax.set_ylim(0.0, max(1.0, max(values) * 1.05))

@@ -110,7 +110,7 @@ def _batches(items: Iterable[ValidationImage], size: int) -> Iterator[list[Valid
 def _in_frame(boxes: np.ndarray, frame: int, first_coord: int) -> np.ndarray:
     """A copy of ``boxes`` whose normalized corners (from column ``first_coord``) are scaled to ``frame`` pixels."""
     out = np.array(boxes, dtype=np.float64).reshape(-1, first_coord + 4)
-    out[:, first_coord : first_coord + 4] *= frame
+    out[:, first_coord:first_coord + 4] *= frame
     return out
 
 
@@ -157,9 +157,8 @@ def _charts(curves: TrainingCurves | None, tuning: dict[str, Any] | None) -> tup
     return pictures, notes
 
 
-def _sample_pictures(
-    kept: list[tuple[ValidationImage, np.ndarray]], classes: dict[int, str], score_threshold: float
-) -> list[Picture]:
+def _sample_pictures(kept: list[tuple[ValidationImage, np.ndarray]], classes: dict[int, str],
+                     score_threshold: float) -> list[Picture]:
     from include.evaluation.samples import draw_detections
 
     pictures = []
@@ -167,9 +166,8 @@ def _sample_pictures(
         name = f"{item.source.rsplit('/', 1)[-1]} record {item.index}"
         shown = int((detections[:, 1] >= score_threshold).sum())
         title = f"{name}: {shown} detections >= {score_threshold:g}, {len(item.boxes)} ground truth"
-        pictures.append(
-            Picture(name, draw_detections(item.image, detections, item.boxes, classes, score_threshold, title=title))
-        )
+        pictures.append(Picture(name, draw_detections(item.image, detections, item.boxes, classes, score_threshold,
+                                                      title=title)))
     return pictures
 
 
@@ -216,14 +214,8 @@ def evaluate(
     load_seconds = time.perf_counter() - started
     measured = measure(detector, channel_uri, iou, samples)
     metrics = measured.evaluator.result(detector.classes, interpolation, score_threshold)
-    log.info(
-        "mAP@%g (%s) %.4f, COCO mAP %.4f on %d images",
-        iou,
-        interpolation,
-        metrics.map,
-        metrics.coco_map,
-        metrics.images,
-    )
+    log.info("mAP@%g (%s) %.4f, COCO mAP %.4f on %d images", iou, interpolation, metrics.map, metrics.coco_map,
+             metrics.images)
 
     notes: list[str] = []
     try:
@@ -257,9 +249,8 @@ def evaluate(
     return _write_outputs(output_uri, content, list(chart_pictures), locations)
 
 
-def _write_outputs(
-    output_uri: str, content: ReportContent, chart_names: list[str], locations: dict[str, str]
-) -> dict[str, Any]:
+def _write_outputs(output_uri: str, content: ReportContent, chart_names: list[str],
+                   locations: dict[str, str]) -> dict[str, Any]:
     """Write the pictures, evaluation.json and report.html under ``output_uri``; the XCom summary.
 
     The picture folders are emptied first, so a retried task leaves exactly its own files.
@@ -267,12 +258,8 @@ def _write_outputs(
     for folder in ("charts", "samples"):
         storage.remove(storage.join(output_uri, folder), recursive=True)
     files = {name: storage.join(output_uri, "charts", f"{name}.png") for name in chart_names}
-    files.update(
-        {
-            f"sample_{i:02d}": storage.join(output_uri, "samples", f"sample_{i:02d}.png")
-            for i in range(len(content.samples))
-        }
-    )
+    files.update({f"sample_{i:02d}": storage.join(output_uri, "samples", f"sample_{i:02d}.png")
+                  for i in range(len(content.samples))})
     for uri, picture in zip(files.values(), [*content.charts, *content.samples], strict=True):
         storage.write_bytes(uri, picture.png)
     evaluation_uri = storage.join(output_uri, EVALUATION_FILE)

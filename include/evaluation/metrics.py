@@ -233,10 +233,8 @@ class DetectionEvaluator:
         if interpolation not in INTERPOLATIONS:
             raise ValueError(f"unknown interpolation {interpolation!r}; expected one of {', '.join(INTERPOLATIONS)}")
         names = class_names or {}
-        classes = [
-            self._class_metrics(c, names.get(c, str(c)), interpolation, score_threshold)
-            for c in range(self.num_classes)
-        ]
+        classes = [self._class_metrics(c, names.get(c, str(c)), interpolation, score_threshold)
+                   for c in range(self.num_classes)]
         scored = [m for m in classes if m.ap is not None]
         if not scored:
             raise ValueError(f"no ground-truth objects in the {self.images} evaluated images: mAP is undefined")

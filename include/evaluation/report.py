@@ -129,69 +129,29 @@ def _cards(content: ReportContent) -> str:
     best = content.training.get("best_validation_map")
     if best is not None:
         cards.append((f"{best:.3f}", f"best validation mAP in training (epoch {content.training.get('best_epoch')})"))
-    cards += [
-        (str(m.images), "validation images"),
-        (str(m.gt_objects), "ground-truth objects"),
-        (str(m.detections), "detections scored"),
-    ]
-    return (
-        '<div class="cards">'
-        + "".join(f'<div class="card"><div class="v">{_e(v)}</div><div class="k">{_e(k)}</div></div>' for v, k in cards)
-        + "</div>"
-    )
+    cards += [(str(m.images), "validation images"), (str(m.gt_objects), "ground-truth objects"),
+              (str(m.detections), "detections scored")]
+    return '<div class="cards">' + "".join(
+        f'<div class="card"><div class="v">{_e(v)}</div><div class="k">{_e(k)}</div></div>' for v, k in cards
+    ) + "</div>"
 
 
 def _metrics_table(m: EvaluationMetrics) -> str:
-    headers = (
-        "class",
-        "id",
-        "GT objects",
-        "detections",
-        f"TP @ {m.iou:g}",
-        f"AP @ {m.iou:g}",
-        "COCO AP",
-        f"detections ≥ {m.score_threshold:g}",
-        f"precision ≥ {m.score_threshold:g}",
-        f"recall ≥ {m.score_threshold:g}",
-    )
+    headers = ("class", "id", "GT objects", "detections", f"TP @ {m.iou:g}", f"AP @ {m.iou:g}", "COCO AP",
+               f"detections ≥ {m.score_threshold:g}", f"precision ≥ {m.score_threshold:g}",
+               f"recall ≥ {m.score_threshold:g}")
     rows = []
     for c in m.classes:
         shown = c.detections_above_threshold
         precision = c.true_positives_above_threshold / shown if shown else None
         recall = c.true_positives_above_threshold / c.gt_objects if c.gt_objects else None
-        rows.append(
-            (
-                c.name,
-                c.class_id,
-                c.gt_objects,
-                c.detections,
-                c.true_positives,
-                c.ap,
-                c.coco_ap,
-                shown,
-                precision,
-                recall,
-            )
-        )
-    rows.append(
-        (
-            "all classes (mean)",
-            "",
-            m.gt_objects,
-            m.detections,
-            sum(c.true_positives for c in m.classes),
-            m.map,
-            m.coco_map,
-            sum(c.detections_above_threshold for c in m.classes),
-            None,
-            None,
-        )
-    )
-    note = (
-        f'<p class="muted">VOC AP at IoU {m.iou:g} with {m.interpolation} interpolation (the metric of '
-        "validation:mAP); COCO AP averages IoU 0.50..0.95 with 101-point interpolation. Classes without "
-        "ground truth have no AP and are left out of the means.</p>"
-    )
+        rows.append((c.name, c.class_id, c.gt_objects, c.detections, c.true_positives, c.ap, c.coco_ap, shown,
+                     precision, recall))
+    rows.append(("all classes (mean)", "", m.gt_objects, m.detections, sum(c.true_positives for c in m.classes),
+                 m.map, m.coco_map, sum(c.detections_above_threshold for c in m.classes), None, None))
+    note = (f'<p class="muted">VOC AP at IoU {m.iou:g} with {m.interpolation} interpolation (the metric of '
+            "validation:mAP); COCO AP averages IoU 0.50..0.95 with 101-point interpolation. Classes without "
+            "ground truth have no AP and are left out of the means.</p>")
     return _table(headers, rows) + note
 
 
@@ -219,9 +179,8 @@ def _data(counts: Mapping[str, Mapping[str, Any]]) -> str:
 
 def _trials(trials: Sequence[Mapping[str, Any]]) -> str:
     names = sorted({k for t in trials for k in (t.get("hyperparameters") or {})})
-    rows = (
-        (t.get("name"), t.get("objective"), *((t.get("hyperparameters") or {}).get(n) for n in names)) for t in trials
-    )
+    rows = ((t.get("name"), t.get("objective"), *((t.get("hyperparameters") or {}).get(n) for n in names))
+            for t in trials)
     return _table(("trial", "objective", *names), rows)
 
 
@@ -238,20 +197,16 @@ def render_report(content: ReportContent) -> str:
         sections.append(_section("Data", body))
     if content.training or content.hyperparameters:
         facts = {TRAINING_LABELS.get(k, k): v for k, v in content.training.items() if not isinstance(v, (dict, list))}
-        sections.append(
-            _section("Training", _key_values(facts) + "<h3>Hyperparameters</h3>" + _key_values(content.hyperparameters))
-        )
+        sections.append(_section("Training", _key_values(facts) + "<h3>Hyperparameters</h3>"
+                                 + _key_values(content.hyperparameters)))
     if content.charts:
         sections.append(_section("Charts", "".join(_figure(c) for c in content.charts)))
     if content.trials:
         sections.append(_section("Tuning trials", _trials(content.trials)))
     sections.append(_section("Metrics on the validation split", _metrics_table(content.metrics)))
     if content.samples:
-        sections.append(
-            _section(
-                "Sample detections", '<div class="grid">' + "".join(_figure(s) for s in content.samples) + "</div>"
-            )
-        )
+        sections.append(_section("Sample detections",
+                                 '<div class="grid">' + "".join(_figure(s) for s in content.samples) + "</div>"))
     if content.timings:
         sections.append(_section("Timings", _key_values(content.timings)))
     if content.artifacts:

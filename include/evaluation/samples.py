@@ -66,13 +66,8 @@ def draw_detections(
         _rectangle(ax, row[2:6], width, height, edgecolor=class_color(cid), linewidth=2.2)
         inside = row[3] < 0.05  # no room above the box: label inside its top edge
         ax.text(
-            row[2] * width,
-            row[3] * height,
-            f"{class_names.get(cid, cid)} {row[1]:.2f}",
-            fontsize=8,
-            color="white",
-            va="top" if inside else "bottom",
-            clip_on=True,
+            row[2] * width, row[3] * height, f"{class_names.get(cid, cid)} {row[1]:.2f}", fontsize=8, color="white",
+            va="top" if inside else "bottom", clip_on=True,
             bbox={"facecolor": class_color(cid), "edgecolor": "none", "pad": 1.5, "alpha": 0.9},
         )
     handles: list[object] = []
@@ -84,14 +79,7 @@ def draw_detections(
         handles.append(Line2D([], [], color=class_color(cid), linewidth=2.5))
         labels.append(f"{class_names.get(cid, cid)} (predicted)")
     if handles:
-        fig.legend(
-            handles,
-            labels,
-            handler_map={tuple: HandlerTuple(ndivide=1)},
-            loc="outside lower center",
-            ncol=min(4, len(handles)),
-            fontsize=8,
-            frameon=False,
-        )
+        fig.legend(handles, labels, handler_map={tuple: HandlerTuple(ndivide=1)}, loc="outside lower center",
+                   ncol=min(4, len(handles)), fontsize=8, frameon=False)
     ax.set_title(title or f"{len(shown)} detections with score >= {score_threshold:g}", fontsize=10)
     return to_png(fig)

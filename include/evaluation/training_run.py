@@ -132,10 +132,8 @@ def tuning_trials(tuning: dict[str, Any]) -> list[dict[str, Any]]:
     """
     if "trials" in tuning:
         return list(tuning["trials"])
-    summaries = sorted(
-        tuning.get("TrainingJobSummaries") or [],
-        key=lambda s: (str(s.get("CreationTime") or ""), str(s.get("TrainingJobName"))),
-    )
+    summaries = sorted(tuning.get("TrainingJobSummaries") or [],
+                       key=lambda s: (str(s.get("CreationTime") or ""), str(s.get("TrainingJobName"))))
     return [
         {
             "name": s.get("TrainingJobName"),
@@ -172,8 +170,7 @@ def read_training_curves(training_uri: str, record: dict[str, Any]) -> TrainingC
 
     region = _region(record)
     rows = training_job_metrics(
-        job,
-        sagemaker_client=boto3.client("sagemaker", region_name=region),
+        job, sagemaker_client=boto3.client("sagemaker", region_name=region),
         logs_client=boto3.client("logs", region_name=region),
     )["epochs"]
     return TrainingCurves.from_points(

@@ -101,10 +101,7 @@ SPECS: dict[str, Hyperparameter] = {
         Hyperparameter("mini_batch_size", _int, "a positive integer", "32", lambda v: v >= 1),
         Hyperparameter("learning_rate", float, "a float in (0, 1]", "0.001", lambda v: 0 < v <= 1),
         Hyperparameter(
-            "lr_scheduler_step",
-            _steps,
-            "comma-separated increasing positive epochs, e.g. '10,20'",
-            "",
+            "lr_scheduler_step", _steps, "comma-separated increasing positive epochs, e.g. '10,20'", "",
             lambda v: all(s >= 1 for s in v),
         ),
         Hyperparameter("lr_scheduler_factor", float, "a float in (0, 1)", "0.1", lambda v: 0 < v < 1),
@@ -114,15 +111,12 @@ SPECS: dict[str, Hyperparameter] = {
         Hyperparameter("overlap_threshold", float, "a float in (0, 1]", "0.5", lambda v: 0 < v <= 1),
         Hyperparameter("nms_threshold", float, "a float in (0, 1]", "0.45", lambda v: 0 < v <= 1),
         Hyperparameter(
-            "image_shape",
-            _int,
+            "image_shape", _int,
             f"an integer >= {SAGEMAKER_MIN_IMAGE_SHAPE} (>= {LOCAL_MIN_IMAGE_SHAPE} with base_network mobilenet-1.0)",
-            "300",
-            lambda v: v >= LOCAL_MIN_IMAGE_SHAPE,
+            "300", lambda v: v >= LOCAL_MIN_IMAGE_SHAPE,
         ),
-        Hyperparameter(
-            "label_width", _int, "a positive integer >= 2 + 5 x the most objects in one image", "350", lambda v: v >= 7
-        ),
+        Hyperparameter("label_width", _int, "a positive integer >= 2 + 5 x the most objects in one image", "350",
+                       lambda v: v >= 7),
         Hyperparameter("early_stopping", _bool, "True or False", "False"),
         Hyperparameter("early_stopping_min_epochs", _int, "a positive integer", "10", lambda v: v >= 1),
         Hyperparameter("early_stopping_patience", _int, "a positive integer", "5", lambda v: v >= 1),
@@ -158,7 +152,8 @@ def validate_hyperparameters(
     unknown = sorted(set(hp) - set(SPECS) - set(RESERVED_NAMES))
     if unknown:
         raise HyperparameterError(
-            f"unknown hyperparameter(s) {', '.join(unknown)}: the object-detection algorithm takes {', '.join(SPECS)}"
+            f"unknown hyperparameter(s) {', '.join(unknown)}: the object-detection algorithm takes "
+            f"{', '.join(SPECS)}"
         )
     out: dict[str, Any] = {}
     for name, spec in SPECS.items():
@@ -183,19 +178,11 @@ def validate_hyperparameters(
 def _check_combinations(out: dict[str, Any], hp: Mapping[str, Any], for_sagemaker: bool) -> None:
     network = out["base_network"]
     if for_sagemaker and network not in SAGEMAKER_BASE_NETWORKS:
-        raise _fail(
-            "base_network",
-            network,
-            f"one of {', '.join(SAGEMAKER_BASE_NETWORKS)} on SageMaker",
-            "is a local-only base network",
-        )
+        raise _fail("base_network", network, f"one of {', '.join(SAGEMAKER_BASE_NETWORKS)} on SageMaker",
+                    "is a local-only base network")
     if out["image_shape"] < SAGEMAKER_MIN_IMAGE_SHAPE and (for_sagemaker or network in SAGEMAKER_BASE_NETWORKS):
-        raise _fail(
-            "image_shape",
-            str(hp.get("image_shape", DEFAULTS["image_shape"])),
-            f"an integer >= {SAGEMAKER_MIN_IMAGE_SHAPE} with base_network {network}",
-            "is out of range",
-        )
+        raise _fail("image_shape", str(hp.get("image_shape", DEFAULTS["image_shape"])),
+                    f"an integer >= {SAGEMAKER_MIN_IMAGE_SHAPE} with base_network {network}", "is out of range")
 
 
 def _check_data(
@@ -206,26 +193,14 @@ def _check_data(
     max_objects: int | None,
 ) -> None:
     if num_classes is not None and out["num_classes"] != num_classes:
-        raise _fail(
-            "num_classes",
-            str(hp["num_classes"]),
-            f"{num_classes}, the number of classes in the data",
-            "does not match the data",
-        )
+        raise _fail("num_classes", str(hp["num_classes"]), f"{num_classes}, the number of classes in the data",
+                    "does not match the data")
     if num_training_samples is not None and out["num_training_samples"] != num_training_samples:
-        raise _fail(
-            "num_training_samples",
-            str(hp["num_training_samples"]),
-            f"{num_training_samples}, the number of records in the train channel",
-            "does not match the data",
-        )
+        raise _fail("num_training_samples", str(hp["num_training_samples"]),
+                    f"{num_training_samples}, the number of records in the train channel", "does not match the data")
     if max_objects is not None and out["label_width"] < 2 + 5 * max_objects:
-        raise _fail(
-            "label_width",
-            str(hp.get("label_width", DEFAULTS["label_width"])),
-            f"at least {2 + 5 * max_objects} (2 + 5 x {max_objects} objects in one image)",
-            "is too small",
-        )
+        raise _fail("label_width", str(hp.get("label_width", DEFAULTS["label_width"])),
+                    f"at least {2 + 5 * max_objects} (2 + 5 x {max_objects} objects in one image)", "is too small")
 
 
 def to_strings(hp: Mapping[str, Any]) -> dict[str, str]:

@@ -74,14 +74,10 @@ def describe_local_job(output_uri: str) -> dict[str, Any]:
     ``output_uri`` is the job's output folder (``<S3OutputPath>/<job>/output``), its job folder or
     the training.json URI itself; ``FileNotFoundError`` when there is no record.
     """
-    candidates = (
-        [output_uri]
-        if output_uri.endswith(".json")
-        else [
-            storage.join(output_uri, TRAINING_JSON),
-            storage.join(output_uri, "output", TRAINING_JSON),
-        ]
-    )
+    candidates = [output_uri] if output_uri.endswith(".json") else [
+        storage.join(output_uri, TRAINING_JSON),
+        storage.join(output_uri, "output", TRAINING_JSON),
+    ]
     for uri in candidates:
         if storage.exists(uri):
             return json.loads(storage.read_text(uri))
@@ -120,23 +116,14 @@ class _Record:
         self.data["Epochs"] = [{"epoch": e, "validation_map": v} for e, v in parse_metrics(log_text)["validation:mAP"]]
         self.write()
 
-    def finish(
-        self,
-        status: str,
-        secondary: str,
-        log_text: str,
-        result: Mapping[str, Any] | None,
-        failure: str | None,
-        model_uri: str | None,
-    ) -> dict[str, Any]:
+    def finish(self, status: str, secondary: str, log_text: str, result: Mapping[str, Any] | None,
+               failure: str | None, model_uri: str | None) -> dict[str, Any]:
         """The final record (also written)."""
         metrics = parse_metrics(log_text)
         finals = final_values(parse_lines(log_text.splitlines()))
         logged = dict(metrics["validation:mAP"])
-        epochs = [
-            {**e, "validation_map": logged.get(e["epoch"], e["validation_map"])}
-            for e in (result or {}).get("epochs", [])
-        ]
+        epochs = [{**e, "validation_map": logged.get(e["epoch"], e["validation_map"])}
+                  for e in (result or {}).get("epochs", [])]
         self.data.update(
             TrainingJobStatus=status,
             SecondaryStatus=secondary,
@@ -278,33 +265,17 @@ def _run(
     (scratch / RESULT_FILE).unlink(missing_ok=True)
     log_file = scratch / TRAINING_LOG
     record.write()
-    command = [
-        sys.executable,
-        "-m",
-        "include.training.ssd_trainer",
-        "--request",
-        str(request_file),
-        "--workdir",
-        str(scratch),
-        "--data-workers",
-        "1" if threads >= 2 else "0",
-    ]
+    command = [sys.executable, "-m", "include.training.ssd_trainer", "--request", str(request_file),
+               "--workdir", str(scratch), "--data-workers", "1" if threads >= 2 else "0"]
     lines: list[str] = []
     epochs_seen = threading.Event()
     start = time.monotonic()
     hard_limit = job.max_runtime_s + STOP_GRACE_S if job.max_runtime_s else None
     stopped: str | None = None
     with sigterm_raises():
-        child = subprocess.Popen(
-            command,
-            cwd=PROJECT_ROOT,
-            env=_child_env(threads),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            encoding="utf-8",
-            errors="replace",
-            start_new_session=True,
-        )
+        child = subprocess.Popen(command, cwd=PROJECT_ROOT, env=_child_env(threads), stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT, encoding="utf-8", errors="replace",
+                                 start_new_session=True)
         reader = threading.Thread(target=_pump, args=(child, log_file, lines, epochs_seen), daemon=True)
         reader.start()
         log.info("training job %s: trainer process %d started", job.job_name, child.pid)
@@ -383,14 +354,8 @@ def _finish(
         model_uri = storage.upload_file(result["model_path"], job.model_uri)
     if result["status"] == "Stopped":
         kept = "kept the best epoch so far" if model_uri else "no epoch finished, so there is no model"
-        description = record.finish(
-            "Stopped",
-            "MaxRuntimeExceeded",
-            log_text,
-            result,
-            f"MaxRuntimeInSeconds={job.max_runtime_s} reached; {kept}",
-            model_uri,
-        )
+        description = record.finish("Stopped", "MaxRuntimeExceeded", log_text, result,
+                                    f"MaxRuntimeInSeconds={job.max_runtime_s} reached; {kept}", model_uri)
         if not model_uri:
             raise TrainingJobError(description)
         return description

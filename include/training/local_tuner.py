@@ -93,11 +93,8 @@ def _field(obj: Any, path: str) -> Any:
 def parse_ranges(ranges: dict[str, Any]) -> list[ParameterRange]:
     """ParameterRanges as :class:`ParameterRange` list; errors name the range and what is wrong."""
     out: list[ParameterRange] = []
-    kinds = {
-        "ContinuousParameterRanges": "continuous",
-        "IntegerParameterRanges": "integer",
-        "CategoricalParameterRanges": "categorical",
-    }
+    kinds = {"ContinuousParameterRanges": "continuous", "IntegerParameterRanges": "integer",
+             "CategoricalParameterRanges": "categorical"}
     unknown = sorted(set(ranges) - set(kinds))
     if unknown:
         raise TuningRequestError(f"tuning request: ParameterRanges has unknown key(s) {', '.join(unknown)}")
@@ -192,14 +189,12 @@ class _Tuning:
         hyper = {**self.static, **tuned, "_tuning_objective_metric": self.metric}
         return {"TrainingJobName": job_name, "HyperParameters": hyper, **body, "Tags": self.tags}
 
-    def summary(
-        self, job_name: str, tuned: dict[str, str], description: dict[str, Any] | None, error: str | None
-    ) -> dict[str, Any]:
+    def summary(self, job_name: str, tuned: dict[str, str], description: dict[str, Any] | None,
+                error: str | None) -> dict[str, Any]:
         """A trial as ListTrainingJobsForHyperParameterTuningJob lists it (plus its local output folder)."""
         description = description or {}
-        value = next(
-            (m["Value"] for m in description.get("FinalMetricDataList", []) if m["MetricName"] == self.metric), None
-        )
+        value = next((m["Value"] for m in description.get("FinalMetricDataList", []) if m["MetricName"] == self.metric),
+                     None)
         out: dict[str, Any] = {
             "TrainingJobName": job_name,
             "TrainingJobArn": description.get("TrainingJobArn"),
@@ -298,11 +293,8 @@ def run_tuning_job(
     parallel = max(1, min(tuning.max_parallel, tuning.max_jobs, cores))
     threads = max(1, cores // parallel)
     stop = stop_event or threading.Event()
-    sampler = (
-        optuna.samplers.TPESampler(seed=seed)
-        if tuning.strategy == "Bayesian"
-        else optuna.samplers.RandomSampler(seed=seed)
-    )
+    sampler = (optuna.samplers.TPESampler(seed=seed) if tuning.strategy == "Bayesian"
+               else optuna.samplers.RandomSampler(seed=seed))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction=tuning.direction, sampler=sampler, study_name=tuning.name)
     extra = {"Sampler": type(sampler).__name__, "ParallelTrainingJobs": parallel, "ThreadsPerTrainingJob": threads}
@@ -317,9 +309,8 @@ def run_tuning_job(
         description, error = None, None
         try:
             trial_workdir = str(Path(workdir) / job_name) if workdir else None
-            description = run_training_job(
-                tuning.training_request(job_name, tuned), trial_workdir, stop_event=stop, threads=threads
-            )
+            description = run_training_job(tuning.training_request(job_name, tuned), trial_workdir,
+                                           stop_event=stop, threads=threads)
         except TrainingJobError as exc:
             description = exc.description
         except ValueError as exc:  # the trial's request or hyperparameters were rejected before it started
@@ -328,13 +319,8 @@ def run_tuning_job(
         with tuning.lock:
             tuning.trials[number] = summary
         tuning.record("InProgress", extra=extra)
-        log.info(
-            "tuning job %s: trial %s %s %s",
-            tuning.name,
-            job_name,
-            summary["TrainingJobStatus"],
-            summary.get("FinalHyperParameterTuningJobObjectiveMetric", {}).get("Value"),
-        )
+        log.info("tuning job %s: trial %s %s %s", tuning.name, job_name, summary["TrainingJobStatus"],
+                 summary.get("FinalHyperParameterTuningJobObjectiveMetric", {}).get("Value"))
         if summary["ObjectiveStatus"] != "Succeeded":
             raise _TrialFailed(summary.get("FailureReason", "no objective value"))
         return float(summary["FinalHyperParameterTuningJobObjectiveMetric"]["Value"])
@@ -345,13 +331,8 @@ def run_tuning_job(
 
     worker = threading.Thread(
         target=study.optimize,
-        kwargs={
-            "func": objective,
-            "n_trials": tuning.max_jobs,
-            "n_jobs": parallel,
-            "catch": (_TrialFailed,),
-            "callbacks": [stop_when_asked],
-        },
+        kwargs={"func": objective, "n_trials": tuning.max_jobs, "n_jobs": parallel, "catch": (_TrialFailed,),
+                "callbacks": [stop_when_asked]},
         name=f"tuning-{tuning.name}",
         daemon=True,
     )

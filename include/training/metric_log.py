@@ -61,3 +61,4 @@ def parse_metrics(log_text: str) -> dict[str, list[tuple[int, float]]]:
             epoch = record.epoch
         out.setdefault(record.name, []).append((epoch, record.value))
     return out
+

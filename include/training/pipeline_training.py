@@ -58,14 +58,8 @@ def describe_dataset(input_uri: str) -> RecordIODataset:
             raise TrainingRequestError(f"{train_uri}: no recordio.json and no .idx files to count the records")
         records = sum(len(storage.read_text(f).splitlines()) for f in index_files)
     classes, classes_uri = find_class_map(train_uri, 0)
-    return RecordIODataset(
-        uri,
-        train_uri,
-        validation_uri,
-        int(records),
-        summary.get("label_width_required"),
-        classes if classes_uri else None,
-    )
+    return RecordIODataset(uri, train_uri, validation_uri, int(records), summary.get("label_width_required"),
+                           classes if classes_uri else None)
 
 
 def local_hyperparameters(
@@ -185,14 +179,8 @@ def _local_request(
     """The request ``train``/``tune`` execute, named ``local-training-<time>`` / ``local-tuning-<time>``."""
     default_name = _job_name("local-tuning" if tune else "local-training")
     return build_request(
-        _config(config),
-        input_uri,
-        output_uri,
-        name=job_name or default_name,
-        tags=LOCAL_TAGS,
-        tune=tune,
-        hyperparameters=hyperparameters,
-        max_runtime_s=max_runtime_s,
+        _config(config), input_uri, output_uri, name=job_name or default_name, tags=LOCAL_TAGS, tune=tune,
+        hyperparameters=hyperparameters, max_runtime_s=max_runtime_s,
     )
 
 

@@ -42,39 +42,17 @@ class BaseLayout:
 def layout(base_network: str, image_shape: int) -> BaseLayout:
     """The layout of ``base_network`` used at ``image_shape`` (VGG switches to its 512 variant at 512)."""
     if base_network == "mobilenet-1.0":
-        return BaseLayout(
-            "mobilenet1.0",
-            512,
-            (51.2, 102.4, 189.4, 276.4, 363.52, 450.6, 492.0),
-            _RATIOS_6,
-            outputs=("relu22_fwd", "relu26_fwd"),
-            filters=(512, 512, 256, 256),
-        )
+        return BaseLayout("mobilenet1.0", 512, (51.2, 102.4, 189.4, 276.4, 363.52, 450.6, 492.0), _RATIOS_6,
+                          outputs=("relu22_fwd", "relu26_fwd"), filters=(512, 512, 256, 256))
     if base_network == "resnet-50":
-        return BaseLayout(
-            "resnet50_v1",
-            512,
-            (51.2, 133.12, 215.04, 296.96, 378.88, 460.8, 542.72),
-            _RATIOS_6,
-            outputs=("stage3_activation5", "stage4_activation2"),
-            filters=(512, 512, 256, 256),
-        )
+        return BaseLayout("resnet50_v1", 512, (51.2, 133.12, 215.04, 296.96, 378.88, 460.8, 542.72), _RATIOS_6,
+                          outputs=("stage3_activation5", "stage4_activation2"), filters=(512, 512, 256, 256))
     if base_network == "vgg-16" and image_shape >= 512:
-        return BaseLayout(
-            "vgg16_atrous",
-            512,
-            (51.2, 76.8, 153.6, 230.4, 307.2, 384.0, 460.8, 537.6),
-            _RATIOS_7,
-            vgg_extractor="vgg16_atrous_512",
-        )
+        return BaseLayout("vgg16_atrous", 512, (51.2, 76.8, 153.6, 230.4, 307.2, 384.0, 460.8, 537.6), _RATIOS_7,
+                          vgg_extractor="vgg16_atrous_512")
     if base_network == "vgg-16":
-        return BaseLayout(
-            "vgg16_atrous",
-            300,
-            (21.0, 45.0, 99.0, 153.0, 207.0, 261.0, 315.0),
-            _RATIOS_6,
-            vgg_extractor="vgg16_atrous_300",
-        )
+        return BaseLayout("vgg16_atrous", 300, (21.0, 45.0, 99.0, 153.0, 207.0, 261.0, 315.0), _RATIOS_6,
+                          vgg_extractor="vgg16_atrous_300")
     raise ValueError(f"unknown base_network {base_network!r}")
 
 

@@ -200,19 +200,8 @@ def train_epoch(
     if batches % LOG_INTERVAL:
         emit(metric_log.train_loss_line(epoch, batches, "cross_entropy", ce_sum / batches))
         emit(metric_log.train_loss_line(epoch, batches, "smooth_l1", l1_sum / batches))
-    return EpochStats(
-        epoch,
-        lr,
-        ce_sum / max(batches, 1),
-        l1_sum / max(batches, 1),
-        0.0,
-        records,
-        time.perf_counter() - started,
-        data_s,
-        compute_s,
-        0.0,
-        time.process_time() - cpu_started,
-    )
+    return EpochStats(epoch, lr, ce_sum / max(batches, 1), l1_sum / max(batches, 1), 0.0, records,
+                      time.perf_counter() - started, data_s, compute_s, 0.0, time.process_time() - cpu_started)
 
 
 def train_ssd(
@@ -230,9 +219,8 @@ def train_ssd(
     epoch so far (``stop_reason='max_runtime'``).
     """
     step = TrainingStep.create(net, hp)
-    stopper = EarlyStopping(
-        hp["early_stopping_min_epochs"], hp["early_stopping_patience"], hp["early_stopping_tolerance"]
-    )
+    stopper = EarlyStopping(hp["early_stopping_min_epochs"], hp["early_stopping_patience"],
+                            hp["early_stopping_tolerance"])
     outcome = TrainingOutcome()
     best_params: dict[str, Any] = {}
     epochs = hp["epochs"]
@@ -261,10 +249,8 @@ def train_ssd(
             best_params = {name: p.data().copy() for name, p in net.collect_params().items()}
         if hp["early_stopping"] and stopper.should_stop(epoch, stats.validation_map):
             outcome.stop_reason = "early_stopping"
-            emit(
-                f"Early stopping after epoch {epoch}: no validation mAP gain above "
-                f"{hp['early_stopping_tolerance']} for {hp['early_stopping_patience']} epochs"
-            )
+            emit(f"Early stopping after epoch {epoch}: no validation mAP gain above "
+                 f"{hp['early_stopping_tolerance']} for {hp['early_stopping_patience']} epochs")
             break
         if deadline is not None and time.monotonic() > deadline:
             outcome.stop_reason = "max_runtime"
@@ -348,10 +334,8 @@ def run_job(request: TrainingRequest, workdir: Path, emit: Emit, data_workers: i
     train = RecordChannel(folders["train"], workdir / "index" / "train")
     validation = RecordChannel(folders["validation"], workdir / "index" / "validation")
     classes, classes_uri = find_class_map(request.channels["train"], hp["num_classes"])
-    emit(
-        f"Class map: {classes_uri or 'none found, using class_<id> names'}; "
-        f"{len(train)} training and {len(validation)} validation records"
-    )
+    emit(f"Class map: {classes_uri or 'none found, using class_<id> names'}; "
+         f"{len(train)} training and {len(validation)} validation records")
     hp = validate_hyperparameters(
         request.hyperparameters,
         num_classes=len(classes) if classes_uri else None,
@@ -361,10 +345,8 @@ def run_job(request: TrainingRequest, workdir: Path, emit: Emit, data_workers: i
     for channel in (train, validation):
         too_big = sorted(c for c in channel.class_ids() if c >= hp["num_classes"])
         if too_big:
-            raise ValueError(
-                f"hyperparameter num_classes={hp['num_classes']} does not match the data: "
-                f"{channel.folder} uses class id(s) {too_big}"
-            )
+            raise ValueError(f"hyperparameter num_classes={hp['num_classes']} does not match the data: "
+                             f"{channel.folder} uses class id(s) {too_big}")
     class_names = [classes[i] for i in range(hp["num_classes"])]
     seed_everything(SEED)
     net = build_ssd(hp["base_network"], hp["image_shape"], class_names, bool(hp["use_pretrained_model"]), emit)
@@ -378,10 +360,8 @@ def run_job(request: TrainingRequest, workdir: Path, emit: Emit, data_workers: i
     size, batch = hp["image_shape"], hp["mini_batch_size"]
     train_data = loader(train, batch, Batchify(size, flip_probability=0.5), shuffle=True, workers=data_workers)
     validation_data = loader(validation, batch, Batchify(size), shuffle=False, workers=data_workers)
-    emit(
-        f"Training {hp['base_network']} SSD at {size}px for {hp['epochs']} epochs, batch {batch}, "
-        f"{hp['optimizer']} lr {hp['learning_rate']}"
-    )
+    emit(f"Training {hp['base_network']} SSD at {size}px for {hp['epochs']} epochs, batch {batch}, "
+         f"{hp['optimizer']} lr {hp['learning_rate']}")
     outcome, best_params = train_ssd(net, train_data, validation_data, hp, class_names, emit, deadline)
     model_path = None
     if best_params:

@@ -46,11 +46,13 @@ def airflow_client(airflow_stack: dict) -> local_stack.AirflowClient:
     return client
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def pipeline() -> Any:
     """The pipeline DAG as the dag processor parses it, with a metadata database for ``dag.test`` runs.
 
     Retry delays are zeroed: a retried task still runs again, the test just does not sleep 30 s.
+    Parsed again for each module: in one process, ``dag.test`` leaves a run's conf in the DAG's Param
+    objects (``process_params`` updates them in place), so later runs would inherit it.
     """
     from airflow.dag_processing.dagbag import DagBag
     from airflow.utils.db import initdb

@@ -209,12 +209,8 @@ class InferenceContainer:
             answer = to_annotations(detections, width, height, depth) if self.annotation else to_prediction(detections)
             self.answers.append(answer)
             results.append(
-                {
-                    "Body": json.dumps(answer),
-                    "ContentType": "application/json",
-                    "InvokedProductionVariant": variant["VariantName"],
-                    "CustomAttributes": "",
-                }
+                {"Body": json.dumps(answer), "ContentType": "application/json",
+                 "InvokedProductionVariant": variant["VariantName"], "CustomAttributes": ""}
             )
         response = requests.post(
             f"{self.moto_url}/moto-api/static/sagemaker/endpoint-results",

@@ -13,20 +13,8 @@ from include.local_stack import PIPELINE_DAG_ID, AirflowClient
 pytestmark = pytest.mark.slow
 
 EXPECTED_SUCCESS = {
-    "resolve_config",
-    "ingest",
-    "validate",
-    "plan_recordio",
-    "build_recordio_shard[0]",
-    "build_recordio_shard[1]",
-    "merge_recordio",
-    "choose_training",
-    "train",
-    "evaluate",
-    "promotion_gate",
-    "deploy",
-    "smoke_test",
-    "teardown",
+    "resolve_config", "ingest", "validate", "plan_recordio", "build_recordio_shard[0]", "build_recordio_shard[1]",
+    "merge_recordio", "choose_training", "train", "evaluate", "promotion_gate", "deploy", "smoke_test", "teardown",
 }
 
 

@@ -16,7 +16,7 @@ import psutil
 import pytest
 from dag_runs import finished_run
 
-from include import local_stack
+from include import local_stack, storage
 
 pytestmark = pytest.mark.slow
 
@@ -48,7 +48,7 @@ def test_failed_smoke_test_fails_the_run_and_leaves_no_server(
     }.items():
         monkeypatch.setenv(key, value)
     conf = {"backend": "local", "dataset_source": "sample", "epochs": 1, "tune": False, "deploy": True}
-    dr = pipeline.test(run_conf={**conf, "keep_endpoint_minutes": 0})
+    dr = pipeline.test(run_conf={**conf, "keep_endpoint_minutes": 0, "delete_intermediate_files": True})
     tries, xcom = finished_run(dr)
     states = {task: {state for state, _ in runs_} for task, runs_ in tries.items()}
 
@@ -64,3 +64,6 @@ def test_failed_smoke_test_fails_the_run_and_leaves_no_server(
     assert not psutil.pid_exists(deployed["pid"]) or psutil.Process(deployed["pid"]).status() == psutil.STATUS_ZOMBIE
     assert _servers_of(endpoints) == [] and list(endpoints.glob("*.json")) == []
     assert not _listening(deployed["endpoint_url"])
+    # a failed run keeps its files for diagnosis, although deleting them was asked for
+    assert "deleted_files" not in xcom["teardown"]
+    assert all(storage.exists(xcom["resolve_config"]["layout"][stage]) for stage in ("ingest", "quality", "recordio"))

@@ -36,7 +36,6 @@ pytestmark = pytest.mark.slow
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MXNET_CPU_WORKER_NTHREADS", "1")
 
-DAG_ID = "object_detection_pipeline"
 BCCD = Path("/work/shared/datasets/bccd/BCCD")
 N_IMAGES = 20
 SMOKE_IMAGES = 4
@@ -47,19 +46,8 @@ BUILTIN_IMAGE = "811284229777.dkr.ecr.us-east-1.amazonaws.com/object-detection:1
 STORAGE_BASE = f"s3://{BUCKET}/object-detection"
 DATASET_KEY = "datasets/bccd"
 PIPELINE_TASKS = {
-    "resolve_config",
-    "ingest",
-    "validate",
-    "plan_recordio",
-    "build_recordio_shard",
-    "merge_recordio",
-    "choose_training",
-    "train",
-    "evaluate",
-    "promotion_gate",
-    "deploy",
-    "smoke_test",
-    "teardown",
+    "resolve_config", "ingest", "validate", "plan_recordio", "build_recordio_shard", "merge_recordio",
+    "choose_training", "train", "evaluate", "promotion_gate", "deploy", "smoke_test", "teardown",
 }
 
 
@@ -128,13 +116,8 @@ def run_on_moto(
                 *((f"before-call.sagemaker.{op}", stops) for op in STOPS),
             ]
             conf = {
-                "backend": "sagemaker",
-                "dataset_source": f"s3://{BUCKET}/{DATASET_KEY}",
-                "dataset_format": "voc",
-                "epochs": EPOCHS,
-                "tune": False,
-                "deploy": True,
-                "keep_endpoint_minutes": 0,
+                "backend": "sagemaker", "dataset_source": f"s3://{BUCKET}/{DATASET_KEY}", "dataset_format": "voc",
+                "epochs": EPOCHS, "tune": False, "deploy": True, "keep_endpoint_minutes": 0,
             }
             with registered(handlers):
                 dr = pipeline.test(run_conf=conf)
@@ -159,14 +142,8 @@ def _assert_everything_went_to_moto(outcome: Outcome) -> None:
     assert outcome.requests.sent, "no request was sent"
     elsewhere = [(svc, op, url) for svc, op, url in outcome.requests.sent if not url.startswith(outcome.moto_url + "/")]
     assert elsewhere == []
-    deploy_and_teardown = [
-        "CreateModel",
-        "CreateEndpointConfig",
-        "CreateEndpoint",
-        "DeleteEndpoint",
-        "DeleteEndpointConfig",
-        "DeleteModel",
-    ]
+    deploy_and_teardown = ["CreateModel", "CreateEndpointConfig", "CreateEndpoint",
+                           "DeleteEndpoint", "DeleteEndpointConfig", "DeleteModel"]
     sent = outcome.requests.operations("sagemaker")
     assert set(deploy_and_teardown + ["CreateTrainingJob"]) <= set(sent), sent
     assert {"PutObject", "GetObject"} <= set(outcome.requests.operations("s3"))  # the stages' files, through s3fs
@@ -211,12 +188,9 @@ def test_pipeline_trains_evaluates_deploys_and_tears_down_on_sagemaker(run_on_mo
     assert facts["epochs_logged"] == EPOCHS
     assert facts["best_validation_map"] == pytest.approx(TrainingContainer.curve(EPOCHS - 1)[2])
     assert "<img" in storage.read_text(evaluation["report_uri"])
-    assert (
-        json.loads(storage.read_text(f"{run['layout']['training']}/{trained['job_name']}/output/training.json"))[
-            "TrainingJobName"
-        ]
-        == trained["job_name"]
-    )
+    assert json.loads(storage.read_text(f"{run['layout']['training']}/{trained['job_name']}/output/training.json"))[
+        "TrainingJobName"
+    ] == trained["job_name"]
 
     # deployment and smoke test: the endpoint served the trained model's answers to the validation images
     deployed = outcome.xcom["deploy"]

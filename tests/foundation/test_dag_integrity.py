@@ -54,7 +54,7 @@ def test_no_cycles(dagbag) -> None:
 def test_pipeline_params_form(dagbag) -> None:
     params = dagbag.dags["object_detection_pipeline"].params
     expected = {"backend", "dataset_source", "dataset_format", "classes", "epochs", "tune", "deploy",
-                "keep_endpoint_minutes"}
+                "keep_endpoint_minutes", "delete_intermediate_files"}
     assert expected <= set(params.keys())
     assert params.get_param("backend").schema["enum"] == ["local", "sagemaker"]
 

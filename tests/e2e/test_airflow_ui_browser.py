@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.skipif(MISSING_BROWSER is not None, 
 #: The trigger form's fields, one per DAG param, by the param's title.
 PARAM_TITLES = (
     "Backend", "Data set source", "Data set format", "Class subset", "Epochs", "Tune", "Deploy",
-    "Keep endpoint (minutes)", "Quality policy",
+    "Keep endpoint (minutes)", "Delete intermediate files", "Quality policy",
 )
 
 

@@ -5,6 +5,7 @@ Output under ``output_uri``::
     train/train.rec  train/train.idx  train/train.lst
     validation/validation.rec  validation/validation.idx  validation/validation.lst
     recordio.json    (records, objects, bytes and sha256 per file, options, label width needed)
+    classes.json     (the input table's class map, so the folder trains on its own)
 
 The records are in the format ``im2rec.py --pack-label`` writes from the same ``.lst`` (byte
 for byte its records with ``decoder="exact"``, or without a resize as ``--pass-through``): an
@@ -345,6 +346,8 @@ def merge_shards(output_uri: str, shard_results: list[dict]) -> dict:
         "label_width_required": plan["label_width_required"],
         "channels": channels,
     }
+    classes = storage.read_text(storage.join(plan["input_uri"], annotations.CLASSES_FILE))
+    storage.write_text(storage.join(output_uri, annotations.CLASSES_FILE), classes)  # the channels' class map
     summary_uri = storage.write_text(storage.join(output_uri, SUMMARY_FILE), json.dumps(summary, indent=2) + "\n")
     storage.remove(storage.join(output_uri, WORK_DIR), recursive=True)
     return {

@@ -14,7 +14,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from include.sagemaker.hyperparameters import HyperparameterError, parameter_ranges
 from include.sagemaker.metrics import VALIDATION_MAP, metric_definitions
 from include.sagemaker.naming import (
     ENDPOINT,
@@ -25,7 +24,9 @@ from include.sagemaker.naming import (
     job_name,
     tag_value,
 )
+from include.sagemaker.tuning_ranges import parameter_ranges
 from include.sagemaker.validation import RequestValidationError, validate_request
+from include.training.hyperparameters import HyperparameterError
 
 __all__ = [
     "DeploymentNames",
@@ -176,7 +177,7 @@ def _job_pieces(spec: TrainingSpec) -> dict[str, Any]:
 def training_job_request(
     spec: TrainingSpec, *, name: str, hyperparameters: Mapping[str, str], tags: Tags
 ) -> dict[str, Any]:
-    """A ``CreateTrainingJob`` request (``hyperparameters`` from :func:`training_hyperparameters`)."""
+    """A ``CreateTrainingJob`` request (``hyperparameters`` as ``local_hyperparameters`` completes them)."""
     return {"TrainingJobName": name, "HyperParameters": dict(hyperparameters), **_job_pieces(spec), "Tags": tags}
 
 
@@ -194,8 +195,7 @@ def tuning_job_request(
 ) -> dict[str, Any]:
     """A ``CreateHyperParameterTuningJob`` request maximizing ``validation:mAP``.
 
-    ``hyperparameters`` are the full training set (:func:`training_hyperparameters`); those in
-    ``ranges`` are tuned, the rest are static.
+    ``hyperparameters`` are the training job's; those in ``ranges`` are tuned, the rest are static.
     """
     if strategy not in ("Bayesian", "Random"):
         raise RequestError(f"tuning strategy must be Bayesian or Random (got {strategy!r})")

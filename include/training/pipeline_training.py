@@ -142,7 +142,7 @@ def build_request(
     spec = _spec(cfg, data, output_uri, max_runtime_s, rec_file_channels)
     if not tune:
         return training_job_request(spec, name=name, hyperparameters=hp, tags=tags)
-    from include.sagemaker.hyperparameters import default_ranges
+    from include.sagemaker.tuning_ranges import default_ranges
 
     tuning = cfg.training.tuning
     ranges = {k: v.model_dump(exclude_none=True) for k, v in tuning.ranges.items()} or default_ranges()

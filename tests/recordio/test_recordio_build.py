@@ -75,6 +75,7 @@ def test_pass_through_build_reproduces_boxes_and_bytes(mx, synthetic, tmp_path):
     summary = recordio.build_recordio(synthetic.table_uri, str(out), workers=1)
     assert summary["records"] == {"train": 8, "validation": 2}
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == [
+        "classes.json",
         "recordio.json",
         "train/train.idx",
         "train/train.lst",
@@ -113,6 +114,7 @@ def test_pass_through_build_reproduces_boxes_and_bytes(mx, synthetic, tmp_path):
         "shards": 1,
     }
     assert meta["max_objects"] == 3 and meta["label_width_required"] == 17
+    assert (out / "classes.json").read_bytes() == (Path(synthetic.table_uri) / "classes.json").read_bytes()
     assert meta["channels"]["train"]["records"] == 8 and meta["channels"]["train"]["flipped"] == 4
     assert meta["channels"]["train"]["objects"] == 2 * (1 + 2 + 3 + 1)
     for split in ("train", "validation"):
@@ -330,6 +332,7 @@ def test_s3_input_and_output(mx, moto_endpoint, tmp_path, shards):
     assert summary["summary_uri"] == f"{out}/recordio.json"
     keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="out/")["Contents"])
     assert keys == [
+        "out/classes.json",
         "out/recordio.json",
         "out/train/train.idx",
         "out/train/train.lst",

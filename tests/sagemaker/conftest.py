@@ -128,10 +128,12 @@ def training_spec() -> Any:
 
 @pytest.fixture
 def hyperparameters() -> dict[str, str]:
-    from include.sagemaker.hyperparameters import training_hyperparameters
+    from include.training.hyperparameters import validate_hyperparameters
 
-    settings = {"base_network": "resnet-50", "epochs": 30, "mini_batch_size": 16, "lr_scheduler_step": ""}
-    return training_hyperparameters(settings, num_classes=3, num_training_samples=300, max_objects_per_image=40)
+    hp = {"base_network": "resnet-50", "epochs": "30", "mini_batch_size": "16", "num_classes": "3",
+          "num_training_samples": "300", "label_width": "350"}
+    validate_hyperparameters(hp, num_classes=3, num_training_samples=300, max_objects=40, for_sagemaker=True)
+    return hp
 
 
 @pytest.fixture
@@ -150,8 +152,8 @@ def training_builder(training_spec: Any, hyperparameters: dict[str, str]) -> Cal
 @pytest.fixture
 def tuning_builder(training_spec: Any, hyperparameters: dict[str, str]) -> Callable[..., dict[str, Any]]:
     """The tuning operators' ``request_builder``: a CreateHyperParameterTuningJob request, 4 jobs, 2 at a time."""
-    from include.sagemaker.hyperparameters import default_ranges
     from include.sagemaker.requests import tuning_job_request
+    from include.sagemaker.tuning_ranges import default_ranges
 
     def build(context: Any, run: RunIdentity) -> dict[str, Any]:
         return tuning_job_request(

@@ -156,8 +156,8 @@ def test_smoke_test_then_teardown_leaves_nothing_even_after_a_failed_smoke_test(
 def test_teardown_stops_only_this_runs_running_jobs(
     aws, jobs_start_in_progress, stop_calls, training_spec, hyperparameters, task_context
 ) -> None:
-    from include.sagemaker.hyperparameters import default_ranges
     from include.sagemaker.requests import training_job_request, tuning_job_request
+    from include.sagemaker.tuning_ranges import default_ranges
 
     client = boto3.client("sagemaker")
     ours = RunIdentity("detection_pipeline", task_context()["run_id"], 1)

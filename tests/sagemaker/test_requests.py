@@ -1,4 +1,4 @@
-"""Request builders, names and hyperparameters, checked against botocore's SageMaker service model (offline)."""
+"""Request builders, names and tuning ranges, checked against botocore's SageMaker service model (offline)."""
 
 from __future__ import annotations
 
@@ -10,13 +10,6 @@ import botocore.session
 import pytest
 
 from include.sagemaker import naming
-from include.sagemaker.hyperparameters import (
-    DOCUMENTED,
-    HyperparameterError,
-    default_ranges,
-    label_width_for,
-    training_hyperparameters,
-)
 from include.sagemaker.metrics import metric_definitions
 from include.sagemaker.naming import RunIdentity, job_name, keep_until, run_token
 from include.sagemaker.requests import (
@@ -28,6 +21,7 @@ from include.sagemaker.requests import (
     tuning_job_request,
     validate_request,
 )
+from include.sagemaker.tuning_ranges import default_ranges
 from include.sagemaker.validation import RequestValidationError
 
 RUN = RunIdentity("detection_pipeline", "scheduled__2026-01-02T03:04:05.123456+00:00", 1)
@@ -109,61 +103,6 @@ def test_keep_until_is_utc_iso_time() -> None:
     assert keep_until(now, 90) == "2026-01-02T04:34:05+00:00"
     with pytest.raises(ValueError, match="timezone-aware"):
         keep_until(now.replace(tzinfo=None), 1)
-
-
-def test_hyperparameters_are_every_documented_one_as_strings() -> None:
-    out = training_hyperparameters(
-        {
-            "base_network": "resnet-50",
-            "use_pretrained_model": True,
-            "learning_rate": "0.002",
-            "lr_scheduler_step": "33,67",
-            "early_stopping": "true",
-            "mini_batch_size": 16,
-        },
-        num_classes=5,
-        num_training_samples=150,
-        max_objects_per_image=3,
-    )
-    assert set(out) == set(DOCUMENTED) - {"freeze_layer_pattern"}
-    assert all(isinstance(value, str) for value in out.values())
-    assert out["num_classes"] == "5" and out["num_training_samples"] == "150"
-    assert out["use_pretrained_model"] == "1" and out["early_stopping"] == "True"
-    assert out["learning_rate"] == "0.002" and out["lr_scheduler_step"] == "33,67" and out["label_width"] == "350"
-
-
-def test_empty_scheduler_step_is_left_out(hyperparameters: dict[str, str]) -> None:
-    assert "lr_scheduler_step" not in hyperparameters
-
-
-@pytest.mark.parametrize(("max_objects", "width"), [(1, 50), (69, 350), (70, 400), (100, 550)])
-def test_label_width_covers_the_most_crowded_image(max_objects: int, width: int) -> None:
-    assert label_width_for(max_objects) == width
-    assert width >= 2 + 5 * max_objects
-    out = training_hyperparameters({}, num_classes=1, num_training_samples=1, max_objects_per_image=max_objects)
-    assert out["label_width"] == str(max(350, width))
-
-
-@pytest.mark.parametrize(
-    ("settings", "message"),
-    [
-        ({"learning_rte": 0.1}, "unknown hyperparameter.*learning_rte"),
-        ({"num_classes": 4}, "come from the data set"),
-        ({"learning_rate": 0}, r"learning_rate=0: expected a number in \(0, 1\]"),
-        ({"weight_decay": 1}, r"weight_decay=1"),
-        ({"image_shape": 299}, "image_shape=299: expected an integer >= 300"),
-        ({"epochs": 2.5}, "epochs=2.5"),
-        ({"epochs": True}, "epochs=True"),
-        ({"optimizer": "adamw"}, "optimizer='adamw': expected one of sgd, adam, rmsprop, adadelta"),
-        ({"base_network": "resnet-101"}, "base_network"),
-        ({"lr_scheduler_step": "67,33"}, "strictly increasing"),
-        ({"use_pretrained_model": "yes"}, "use_pretrained_model"),
-        ({"freeze_layer_pattern": "("}, "regular expression"),
-    ],
-)
-def test_bad_hyperparameters_are_named(settings: dict, message: str) -> None:
-    with pytest.raises(HyperparameterError, match=message):
-        training_hyperparameters(settings, num_classes=3, num_training_samples=10, max_objects_per_image=2)
 
 
 def test_training_request_is_valid_and_complete(training_spec, hyperparameters) -> None:
@@ -286,7 +225,8 @@ def test_tuning_subset_and_scaling(training_spec, hyperparameters) -> None:
         training_spec, name=RUN.name("tune"), hyperparameters=hyperparameters, ranges=ranges, tags=[]
     )
     validate_request("CreateHyperParameterTuningJob", tuning)
-    assert tuning["TrainingJobDefinition"]["StaticHyperParameters"]["momentum"] == "0.9"
+    static = tuning["TrainingJobDefinition"]["StaticHyperParameters"]
+    assert static["mini_batch_size"] == "16" and "learning_rate" not in static
     assert (
         tuning["HyperParameterTuningJobConfig"]["ParameterRanges"]["ContinuousParameterRanges"][0]["ScalingType"]
         == "Logarithmic"

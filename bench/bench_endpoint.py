@@ -38,7 +38,7 @@ from include.serving.endpoint import start_endpoint, stop_endpoint  # noqa: E402
 if TYPE_CHECKING:
     from include.model_artifact import Detector
 
-DEFAULT_IMAGE = Path("/work/shared/datasets/bccd/BCCD/JPEGImages/BloodImage_00000.jpg")
+DEFAULT_IMAGE = Path(__file__).resolve().parents[2] / "shared/datasets/bccd/BCCD/JPEGImages/BloodImage_00000.jpg"
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -19,7 +19,7 @@ unless ``--hp`` overrides) on a RecordIO build and prints the validation mAP cur
 
 * ``--data sample``: the embedded sample data set (300 images, drawn shapes) built by the pipeline
   (generate -> ingest -> quality gate -> RecordIO, 256 px, flipped training copies);
-* ``--data bccd``: /work/shared/datasets/bccd (Pascal VOC blood cells) through the same stages, originals kept;
+* ``--data bccd``: ../shared/datasets/bccd (Pascal VOC blood cells) through the same stages, originals kept;
 * ``--data PATH``: any RecordIO build output folder.
 
 Usage::

@@ -11,8 +11,6 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
-BCCD = SHARED / "datasets" / "bccd" / "BCCD"
 
 # Before Airflow is imported anywhere: its home, dags and plugins are the project's, never ~/airflow.
 _home = Path(os.environ.get("DETECTION_TEST_AIRFLOW_HOME", ROOT / ".airflow" / "test-home"))

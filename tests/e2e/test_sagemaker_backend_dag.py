@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 from dag_runs import finished_run
 from sagemaker_stand_ins import InferenceContainer, RequestLog, TrainingContainer, moto_server, registered
+from shared_data import BCCD
 
 from include import storage
 
@@ -36,7 +37,6 @@ pytestmark = pytest.mark.slow
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MXNET_CPU_WORKER_NTHREADS", "1")
 
-BCCD = Path("/work/shared/datasets/bccd/BCCD")
 N_IMAGES = 20
 SMOKE_IMAGES = 4
 EPOCHS = 3

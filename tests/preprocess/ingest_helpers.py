@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from shared_data import BCCD
 
 from include.preprocess.readers.groundtruth import groundtruth_line
 from include.preprocess.readers.imagejson import imagejson_record
 from include.preprocess.sample_data import SHAPES, render
 
-BCCD = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "bccd" / "BCCD"
 needs_bccd = pytest.mark.skipif(not BCCD.is_dir(), reason=f"BCCD data set not found at {BCCD}")
 
 #: (name, xmin, ymin, xmax, ymax) in VOC's 1-based pixel indices

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from shared_data import BCCD
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MXNET_CPU_WORKER_NTHREADS", "1")
 
-BCCD = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "bccd" / "BCCD"
 IM2REC = Path(__file__).resolve().parents[2] / ".venv/lib/python3.11/site-packages/mxnet/tools/im2rec.py"
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import boto3
@@ -13,6 +12,7 @@ import requests
 from airflow.sdk.exceptions import TaskDeferred
 from aws_stand_ins import REGION, ROLE_ARN
 from detection_airflow import DetectionEndpointOperator, StoppableSageMakerTrigger
+from shared_data import BCCD_IMAGES
 
 from include.sagemaker.naming import RunIdentity, keep_until, run_token
 from include.sagemaker.requests import deployment_request
@@ -22,7 +22,7 @@ from include.serving.smoke import SmokeTestError, sagemaker_invoker, smoke_test
 AWS = {"aws_conn_id": None, "region_name": REGION}
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 MODEL_DATA = "s3://detection-test-bucket/output/train-x/output/model.tar.gz"
-IMAGES = sorted(Path("/work/shared/datasets/bccd/BCCD/JPEGImages").glob("BloodImage_0000*.jpg"))[:3]
+IMAGES = sorted(BCCD_IMAGES.glob("BloodImage_0000*.jpg"))[:3]
 GOOD = {"prediction": [[0.0, 0.91, 0.1, 0.2, 0.4, 0.5], [2.0, 0.35, 0.5, 0.5, 0.9, 0.95]]}
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import boto3
@@ -16,6 +15,7 @@ import pytest
 import requests
 from aws_stand_ins import BUCKET, REGION, ROLE_ARN
 from detection_airflow import DetectionEndpointOperator, DetectionTrainingOperator, DetectionTuningOperator
+from shared_data import BCCD_IMAGES
 
 from include.sagemaker import metrics
 from include.sagemaker.naming import RunIdentity, keep_until
@@ -24,7 +24,7 @@ from include.sagemaker.teardown import teardown_run
 from include.sagemaker.training_metrics import LOG_GROUP, training_job_metrics
 from include.serving.smoke import SmokeTestError, sagemaker_invoker, smoke_test
 
-IMAGES = sorted(Path("/work/shared/datasets/bccd/BCCD/JPEGImages").glob("BloodImage_0001*.jpg"))[:2]
+IMAGES = sorted(BCCD_IMAGES.glob("BloodImage_0001*.jpg"))[:2]
 AWS = {"aws_conn_id": None, "region_name": REGION}
 
 

@@ -6,10 +6,10 @@ import os
 from pathlib import Path
 
 import pytest
+from shared_data import BCCD_IMAGES
 
 from include.serving.endpoint import start_endpoint, stop_endpoint
 
-BCCD_IMAGES = Path("/work/shared/datasets/bccd/BCCD/JPEGImages")
 CLASSES = {0: "RBC", 1: "WBC", 2: "Platelets"}
 #: Small enough to make 413 cheap to provoke, large enough for the test images (BCCD JPEGs are under 25 kB).
 TEST_MAX_BODY = 400_000

@@ -10,11 +10,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from shared_data import BCCD_IMAGES
 
 from include.serving import contract
 from include.serving.smoke import SmokeTestError, http_invoker, parse_prediction, smoke_test
 
-IMAGE = sorted(Path("/work/shared/datasets/bccd/BCCD/JPEGImages").glob("*.jpg"))[0]
+IMAGE = sorted(BCCD_IMAGES.glob("*.jpg"))[0]
 NUM_CLASSES = 3
 
 

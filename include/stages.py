@@ -244,7 +244,7 @@ def smoke_test(ctx: RunContext, deployed: dict[str, Any]) -> dict[str, Any]:
 
 
 def teardown(ctx: RunContext, smoke_passed: bool) -> dict[str, Any]:
-    """Remove the run's endpoints and stop its cloud jobs; after a passed smoke test, optionally less and more.
+    """Remove the run's endpoints and stop its cloud jobs; after a passed smoke test, keep or delete as configured.
 
     With ``smoke_passed``, an endpoint with ``deploy.keep_endpoint_minutes`` left stays up (the
     sweeper removes it later), and ``deploy.delete_intermediate_files`` deletes the run's

@@ -12,8 +12,8 @@ Two decoders, same output sizes, same encoder (OpenCV's libjpeg-turbo, as im2rec
 * ``"fast"`` (the default): JPEGs are decoded by libjpeg-turbo through simplejpeg with its
   fast integer IDCT and plain chroma upsampling (about 12 % less time per image, 44 dB PSNR
   against the exact decode), and at 1/2, 1/4 or 1/8 scale in the DCT domain when that still
-  covers the target size (large photos). Anything simplejpeg declines (CMYK, damaged data)
-  falls back to OpenCV.
+  covers the target size (large photos). Data simplejpeg declines (damaged, or a JPEG flavour
+  its TurboJPEG API does not read, such as 12-bit) goes to OpenCV, which decides.
 * ``"exact"``: ``cv2.imdecode`` at full size, so records are byte-identical to im2rec's.
 """
 
@@ -66,7 +66,7 @@ def _fast_decode(data: bytes) -> np.ndarray | None:
 
     try:
         return simplejpeg.decode_jpeg(data, "BGR", fastdct=True, fastupsample=True)
-    except ValueError:  # CMYK, unsupported or damaged: OpenCV decides
+    except ValueError:  # damaged or unsupported: OpenCV decides
         return None
 
 

@@ -271,13 +271,11 @@ def _build_shard(spec: dict, pool: ProcessPoolExecutor | None) -> dict:
 
 def _write(target: str, chunks: Iterable[bytes]) -> dict[str, Any]:
     """Write byte chunks to ``target`` atomically; returns its size and sha256."""
-    digest, size = hashlib.sha256(), 0
     with storage.atomic_local_path(target) as tmp, open(tmp, "wb") as out:
+        written = _HashingFile(out)
         for data in chunks:
-            digest.update(data)
-            out.write(data)
-            size += len(data)
-    return {"bytes": size, "sha256": digest.hexdigest()}
+            written.write(data)
+    return written.summary()
 
 
 def _read_chunks(uris: list[str]) -> Iterator[bytes]:

@@ -7,7 +7,6 @@ limit smaller than any image (``deploy.max_body_mb``), so every try fails before
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -17,14 +16,9 @@ import pytest
 from dag_runs import finished_run
 
 from include import local_stack, storage
+from include.serving import process
 
 pytestmark = pytest.mark.slow
-
-
-def _listening(url: str) -> bool:
-    parsed = urlparse(url)
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        return sock.connect_ex((parsed.hostname, parsed.port)) == 0
 
 
 def _servers_of(endpoints: Path) -> list[psutil.Process]:
@@ -63,7 +57,8 @@ def test_failed_smoke_test_fails_the_run_and_leaves_no_server(
     assert (stopped["name"], stopped["pid"], stopped["port_free"]) == (deployed["endpoint_name"], deployed["pid"], True)
     assert not psutil.pid_exists(deployed["pid"]) or psutil.Process(deployed["pid"]).status() == psutil.STATUS_ZOMBIE
     assert _servers_of(endpoints) == [] and list(endpoints.glob("*.json")) == []
-    assert not _listening(deployed["endpoint_url"])
+    url = urlparse(deployed["endpoint_url"])
+    assert process.port_is_free(url.hostname, url.port, timeout_s=0)
     # a failed run keeps its files for diagnosis, although deleting them was asked for
     assert "deleted_files" not in xcom["teardown"]
     assert all(storage.exists(xcom["resolve_config"]["layout"][stage]) for stage in ("ingest", "quality", "recordio"))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,32 +17,6 @@ from include.training.training_request import (
     parse_request,
     stage_channel,
 )
-
-BUCKET = "training"
-
-
-@pytest.fixture(scope="module")
-def s3_bucket() -> Iterator[str]:
-    """A bucket on a moto S3 server in a thread of this process (s3fs and the trainer's child reach it by URL)."""
-    import logging
-
-    import boto3
-    import s3fs
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("AWS_ENDPOINT_URL", f"http://{host}:{port}")
-        s3fs.S3FileSystem.clear_instance_cache()
-        boto3.client("s3", region_name="us-east-1").create_bucket(Bucket=BUCKET)
-        try:
-            yield BUCKET
-        finally:
-            s3fs.S3FileSystem.clear_instance_cache()
-            server.stop()
 
 
 def _upload(folder: Path, uri: str) -> None:

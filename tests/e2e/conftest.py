@@ -5,15 +5,13 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections.abc import Iterator
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from dag_runs import parsed_dag
 
 from include import local_stack
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="session")
@@ -48,17 +46,9 @@ def airflow_client(airflow_stack: dict) -> local_stack.AirflowClient:
 
 @pytest.fixture(scope="module")
 def pipeline() -> Any:
-    """The pipeline DAG as the dag processor parses it, with a metadata database for ``dag.test`` runs.
+    """The pipeline DAG for ``dag.test`` runs (see :func:`dag_runs.parsed_dag`).
 
-    Retry delays are zeroed: a retried task still runs again, the test just does not sleep 30 s.
     Parsed again for each module: in one process, ``dag.test`` leaves a run's conf in the DAG's Param
     objects (``process_params`` updates them in place), so later runs would inherit it.
     """
-    from airflow.dag_processing.dagbag import DagBag
-    from airflow.utils.db import initdb
-
-    initdb()
-    dag = DagBag(dag_folder=str(ROOT / "dags")).get_dag(local_stack.PIPELINE_DAG_ID)
-    for task in dag.tasks:
-        task.retry_delay = timedelta(0)
-    return dag
+    return parsed_dag(local_stack.PIPELINE_DAG_ID)

@@ -8,31 +8,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from dag_runs import finished_run, parsed_dag
 
 from include.serving import endpoint as ep
 from include.serving import process
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 @pytest.fixture(scope="module")
 def sweeper() -> Any:
-    from airflow.dag_processing.dagbag import DagBag
-    from airflow.utils.db import initdb
-
-    initdb()
-    return DagBag(dag_folder=str(ROOT / "dags" / "endpoint_sweeper.py")).get_dag("endpoint_sweeper")
+    return parsed_dag("endpoint_sweeper")
 
 
 def _sweep(dag: Any, dry_run: bool) -> dict:
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-
     dr = dag.test(run_conf={"dry_run": dry_run})
     assert str(dr.state) == "success"
-    with create_session() as session:
-        (row,) = session.scalars(XComModel.get_many(run_id=dr.run_id, dag_ids=dag.dag_id, key="return_value"))
-        return XComModel.deserialize_value(row)
+    return finished_run(dr)[1]["sweep"]
 
 
 def _listening(state: dict) -> bool:

@@ -1,8 +1,27 @@
-"""Reading back a DAG run that ``dag.test`` finished in this process: task states, tries and XComs."""
+"""DAG runs in this process with ``dag.test``: the DAG as the dag processor parses it, and what a run left.
+
+Retry delays are zeroed: a retried task still runs again, the test just does not sleep.
+"""
 
 from __future__ import annotations
 
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
+
+DAGS = Path(__file__).resolve().parents[1] / "dags"
+
+
+def parsed_dag(dag_id: str) -> Any:
+    """``dag_id`` from the project's dags folder, with a metadata database to run it in."""
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.utils.db import initdb
+
+    initdb()
+    dag = DagBag(dag_folder=str(DAGS)).get_dag(dag_id)
+    for task in dag.tasks:
+        task.retry_delay = timedelta(0)
+    return dag
 
 
 def finished_run(dr: Any) -> tuple[dict[str, list[tuple[str, int]]], dict[str, Any]]:

@@ -5,7 +5,8 @@ under different names) and a canonical table in a temporary folder, then runs, e
 fresh process with the same Python:
 
 * ``build_recordio(resize=256, flip="none")`` (this project, all CPUs, the default fast decoder),
-* the same with ``decoder="exact"``,
+* the same with ``decoder="exact"``, and with ``workers=1`` (one process: the per-core rate,
+  which the all-CPU figure scales from on a machine with more cores),
 * ``im2rec.py --resize 256 --pack-label`` (the birds notebook: single-threaded),
 * ``im2rec.py --num-thread 2 --resize 256 --pack-label``,
 
@@ -109,11 +110,14 @@ def timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float]
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def ours_command(table: str, out: Path, resize: int, flip: str, decoder: str = "fast") -> list[str]:
+def ours_command(
+    table: str, out: Path, resize: int, flip: str, decoder: str = "fast", workers: int | None = None
+) -> list[str]:
     code = (
         "from include.preprocess.recordio import build_recordio\n"
         "if __name__ == '__main__':\n"
-        f"    build_recordio({table!r}, {str(out)!r}, resize={resize}, flip={flip!r}, decoder={decoder!r})\n"
+        f"    build_recordio({table!r}, {str(out)!r}, resize={resize}, flip={flip!r}, decoder={decoder!r},"
+        f" workers={workers!r})\n"
     )
     script = out.parent / f"{out.name}.py"
     script.write_text(code)
@@ -233,6 +237,7 @@ def same_lst_and_flags(work: Path, table: str, n: int, resize: int, repeats: int
     names = {
         "ours": "build_recordio (this project, all CPUs, fast decoder: default)",
         "exact": "build_recordio(decoder='exact') (byte-identical to im2rec)",
+        "one": "build_recordio(workers=1) (one process: the per-core rate)",
         "single": f"im2rec.py --resize {resize} --pack-label (the notebook)",
         "multi": f"im2rec.py --num-thread 2 --resize {resize} --pack-label",
     }
@@ -240,11 +245,9 @@ def same_lst_and_flags(work: Path, table: str, n: int, resize: int, repeats: int
     timed([sys.executable, "-c", WARM_IMPORTS], ROOT, env)  # fills the bytecode cache
     runs: dict[str, list[tuple[float, float]]] = {k: [] for k in names}
     for _ in range(repeats):  # interleaved, so that a busy spell hits every command alike
-        for key in ("ours", "exact"):
+        for key, decoder, workers in (("ours", "fast", None), ("exact", "exact", None), ("one", "fast", 1)):
             shutil.rmtree(work / key, ignore_errors=True)
-            runs[key].append(
-                timed(ours_command(table, work / key, resize, "none", decoder=key.replace("ours", "fast")), ROOT, env)
-            )
+            runs[key].append(timed(ours_command(table, work / key, resize, "none", decoder, workers), ROOT, env))
         for key, threads in (("single", 1), ("multi", 2)):
             ref = work / f"im2rec-{key}"
             runs[key].append(timed(im2rec_command(work / "exact", work, ref, resize, threads), ref, env))

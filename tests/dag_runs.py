@@ -1,4 +1,5 @@
-"""DAG runs in this process with ``dag.test``: the DAG as the dag processor parses it, and what a run left.
+"""DAG runs in this process with ``dag.test``: the DAG as the dag processor parses it, and what a run left
+(task states, XComs, endpoint server processes).
 
 Retry delays are zeroed: a retried task still runs again, the test just does not sleep.
 """
@@ -39,3 +40,14 @@ def finished_run(dr: Any) -> tuple[dict[str, list[tuple[str, int]]], dict[str, A
             if row.map_index < 0:
                 xcom[row.task_id] = XComModel.deserialize_value(row)
     return tries, xcom
+
+
+def endpoint_servers(endpoints: Path) -> list[Any]:
+    """Running local endpoint server processes (``psutil.Process``) that keep their state under ``endpoints``."""
+    import psutil
+
+    return [
+        proc
+        for proc in psutil.process_iter(["cmdline"])
+        if "include.serving.server" in (cmdline := " ".join(proc.info["cmdline"] or [])) and str(endpoints) in cmdline
+    ]

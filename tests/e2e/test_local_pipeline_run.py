@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from urllib.parse import urlparse
 
-import psutil
 import pytest
+from dag_runs import endpoint_servers
 
 from include.local_stack import PIPELINE_DAG_ID, AirflowClient
 
@@ -42,8 +42,7 @@ def test_every_task_runs_and_nothing_is_left_running(airflow_client: AirflowClie
     assert deployed["status"] == "InService" and smoke["detections"] > 0
     # teardown: no endpoint state, no server process, no listening port
     assert not list(airflow_stack["endpoints"].glob("*.json"))
-    commands = [" ".join(p.info["cmdline"] or []) for p in psutil.process_iter(["cmdline"])]
-    assert not [c for c in commands if "include.serving.server" in c and str(airflow_stack["endpoints"]) in c]
+    assert endpoint_servers(airflow_stack["endpoints"]) == []
 
 
 def test_deliberately_bad_data_source_fails_the_run(airflow_client: AirflowClient, tmp_path) -> None:

@@ -13,22 +13,12 @@ from urllib.parse import urlparse
 
 import psutil
 import pytest
-from dag_runs import finished_run
+from dag_runs import endpoint_servers, finished_run
 
 from include import local_stack, storage
 from include.serving import process
 
 pytestmark = pytest.mark.slow
-
-
-def _servers_of(endpoints: Path) -> list[psutil.Process]:
-    """Endpoint server processes that keep their state under ``endpoints``."""
-    found = []
-    for proc in psutil.process_iter(["cmdline"]):
-        cmdline = " ".join(proc.info["cmdline"] or [])
-        if "include.serving.server" in cmdline and str(endpoints) in cmdline:
-            found.append(proc)
-    return found
 
 
 def test_failed_smoke_test_fails_the_run_and_leaves_no_server(
@@ -56,7 +46,7 @@ def test_failed_smoke_test_fails_the_run_and_leaves_no_server(
     (stopped,) = xcom["teardown"]["stopped"]
     assert (stopped["name"], stopped["pid"], stopped["port_free"]) == (deployed["endpoint_name"], deployed["pid"], True)
     assert not psutil.pid_exists(deployed["pid"]) or psutil.Process(deployed["pid"]).status() == psutil.STATUS_ZOMBIE
-    assert _servers_of(endpoints) == [] and list(endpoints.glob("*.json")) == []
+    assert endpoint_servers(endpoints) == [] and list(endpoints.glob("*.json")) == []
     url = urlparse(deployed["endpoint_url"])
     assert process.port_is_free(url.hostname, url.port, timeout_s=0)
     # a failed run keeps its files for diagnosis, although deleting them was asked for

@@ -79,9 +79,9 @@ def cmd_build_recordio(args: argparse.Namespace) -> Any:
         args.input,
         args.output,
         resize=r.resize if args.resize is None else (args.resize or None),
-        quality=args.quality or r.quality,
+        quality=r.quality if args.quality is None else args.quality,
         flip="none" if args.no_flip else r.flip,
-        shards=args.shards or r.shards,
+        shards=r.shards if args.shards is None else args.shards,
         decoder="exact" if args.exact else r.decoder,
         label_width=int(cfg.training.hyperparameters.get("label_width", 350)),
     )

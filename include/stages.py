@@ -123,7 +123,7 @@ def plan_recordio(ctx: RunContext) -> list[dict[str, Any]]:
     from include.preprocess.recordio import plan_shards
 
     r = ctx.config.recordio
-    return plan_shards(ctx.layout.quality, ctx.layout.recordio, r.shards, **_recordio_options(ctx))
+    return plan_shards(ctx.layout.quality, ctx.layout.recordio, r.shards, workers=r.workers, **_recordio_options(ctx))
 
 
 def _recordio_options(ctx: RunContext) -> dict[str, Any]:

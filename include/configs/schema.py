@@ -47,6 +47,7 @@ class RecordIO(Section):
     flip: Literal["train", "none", "all"] = "train"
     decoder: Literal["fast", "exact"] = "fast"
     shards: PositiveInt = 2
+    workers: PositiveInt | None = None
     channel_format: Literal["recordio", "augmented-manifest", "image-json"] = "recordio"
 
 

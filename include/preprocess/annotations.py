@@ -93,6 +93,7 @@ def read_table(input_uri: str) -> pd.DataFrame:
 
 
 def read_classes(input_uri: str) -> dict[int, str]:
-    """Read ``classes.json`` from a folder URI as ``{id: name}``."""
-    uri = input_uri if input_uri.endswith(".json") else storage.join(input_uri, CLASSES_FILE)
+    """Read ``classes.json`` as ``{id: name}`` from a folder URI, the file's own URI, or its table's."""
+    folder = input_uri.rsplit("/", 1)[0] if input_uri.endswith(".parquet") else input_uri
+    uri = input_uri if input_uri.endswith(".json") else storage.join(folder, CLASSES_FILE)
     return {int(k): v for k, v in json.loads(storage.read_text(uri)).items()}

@@ -4,8 +4,14 @@
 (``cv2.imread(path, 1)`` there), shorter side to ``resize`` with the other side floored
 (``cv2.resize`` with its default bilinear interpolation), ``cv2.imencode('.jpg', quality)``
 as ``mx.recordio.pack_img`` does. Without a resize a JPEG's own bytes pass through
-(``im2rec --pass-through``); other formats are converted to JPEG. A mirrored copy is the
+(``im2rec --pass-through``) once its header's size is checked against the table; other
+formats are converted to JPEG (im2rec would store them as they are). A mirrored copy is the
 decoded (and resized) image flipped left-right, then encoded; it is built in memory only.
+
+Pixels are taken in the order the file stores them, the frame in which ingest measured the
+image's size: an EXIF orientation tag is ignored (OpenCV would turn the image, im2rec with
+it, while the boxes stay in the stored frame), and a JPEG carrying one does not pass
+through but is re-encoded without it, so that no reader of the record turns it either.
 
 Two decoders, same output sizes, same encoder (OpenCV's libjpeg-turbo, as im2rec):
 
@@ -28,6 +34,8 @@ if TYPE_CHECKING:
     import numpy as np
 
 JPEG_SOI = b"\xff\xd8\xff"
+EXIF_HEADER = b"Exif\0\0"
+EXIF_ORIENTATION = 0x0112
 REDUCTIONS = (8, 4, 2)
 DECODERS = ("fast", "exact")
 
@@ -88,16 +96,58 @@ def decode(
     }
     img = _fast_decode(data) if decoder == "fast" and factor == 1 and is_jpeg(data) else None
     if img is None:
-        img = cv2.imdecode(np.frombuffer(data, np.uint8), flags[factor])
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), flags[factor] | cv2.IMREAD_IGNORE_ORIENTATION)
     if img is None:
         raise ImageError(f"{where}: cannot decode the image ({len(data)} bytes)")
     expected = (-(-height // factor), -(-width // factor))
     if img.shape[:2] != expected:
+        got = f"{img.shape[1]}x{img.shape[0]}"
+        if factor == 1:
+            raise ImageError(f"{where}: the image decodes to {got}, not the table's {width}x{height}")
         raise ImageError(
-            f"{where}: decoded size {img.shape[1]}x{img.shape[0]} differs from the table's "
-            f"{width}x{height}" + (f" at 1/{factor} scale" if factor > 1 else "")
+            f"{where}: the image is not the table's {width}x{height}: decoded at 1/{factor} scale it is "
+            f"{got}, not {expected[1]}x{expected[0]}"
         )
     return img
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """``(width, height)`` from a JPEG's header, or None where libjpeg-turbo cannot read the header."""
+    import simplejpeg
+
+    try:
+        height, width, _, _ = simplejpeg.decode_jpeg_header(data)
+    except ValueError:
+        return None
+    return width, height
+
+
+def exif_orientation(data: bytes) -> int:
+    """A JPEG's EXIF orientation (1 = as stored, also without EXIF data)."""
+    if EXIF_HEADER not in data[:65536]:  # EXIF lives in an APP1 segment near the start
+        return 1
+    import io
+
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            return int(im.getexif().get(EXIF_ORIENTATION, 1))
+    except (OSError, ValueError, SyntaxError):  # unreadable EXIF: the decoders ignore it as well
+        return 1
+
+
+def passes_through(data: bytes, width: int, height: int, where: str = "") -> bool:
+    """Whether a JPEG's own bytes can be the record: the table's size in its header, no EXIF turn.
+
+    Raises :class:`ImageError` when the header's size is not the table's.
+    """
+    size = _jpeg_size(data)
+    if size is None:  # libjpeg-turbo cannot read it as is: decoding decides
+        return False
+    if size != (width, height):
+        raise ImageError(f"{where}: the image is not the table's {width}x{height}: its header says {size[0]}x{size[1]}")
+    return exif_orientation(data) == 1
 
 
 def encode(img: np.ndarray, ext: str = ".jpg", quality: int = 95, where: str = "") -> bytes:
@@ -144,7 +194,7 @@ def render(
     import cv2
 
     jpeg = is_jpeg(data)
-    pass_through = resize is None and jpeg
+    pass_through = resize is None and jpeg and passes_through(data, width, height, where)
     if pass_through and not any(mirrored):
         return [data for _ in mirrored]
     if resize is None:

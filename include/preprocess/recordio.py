@@ -133,11 +133,12 @@ def _shard_uri(output_uri: str, shard: int) -> str:
     return storage.join(output_uri, WORK_DIR, f"shard-{shard:05d}")
 
 
-def plan_shards(input_uri: str, output_uri: str, shards: int, **opts: Any) -> list[dict]:
+def plan_shards(input_uri: str, output_uri: str, shards: int, workers: int | None = None, **opts: Any) -> list[dict]:
     """Plan the build: validate, number the records, and write one work list per shard.
 
     ``opts`` are :class:`Options` fields. Returns JSON-able specs for :func:`build_shard`
-    (one per shard; Airflow maps over them). Raises :class:`lst.LabelWidthError` when
+    (one per shard; Airflow maps over them), each running ``workers`` processes (default: all
+    CPUs; fewer when several mapped shard tasks share one machine). Raises :class:`lst.LabelWidthError` when
     ``label_width`` cannot hold the image with the most objects, and
     :class:`lst.AnnotationTableError` for unusable rows or an empty split.
     """
@@ -145,6 +146,7 @@ def plan_shards(input_uri: str, output_uri: str, shards: int, **opts: Any) -> li
     if shards < 1:
         raise ValueError(f"shards must be at least 1, got {shards}")
     table = annotations.read_table(input_uri)
+    classes = annotations.read_classes(input_uri)
     needed = lst.check_label_width(table, options.label_width)
     channels = lst.plan_records(table, options.flip)
     empty = [split for split, records in channels.items() if not records]
@@ -167,6 +169,7 @@ def plan_shards(input_uri: str, output_uri: str, shards: int, **opts: Any) -> li
         "channels": stats,
         "max_objects": (needed - lst.HEADER_WIDTH) // lst.OBJECT_WIDTH,
         "label_width_required": needed,
+        "classes": {str(k): v for k, v in sorted(classes.items())},
     }
     storage.write_text(storage.join(output_uri, WORK_DIR, PLAN_FILE), json.dumps(plan, indent=2))
     ranges = {split: _split(len(u), shards) for split, u in units.items()}
@@ -181,6 +184,7 @@ def plan_shards(input_uri: str, output_uri: str, shards: int, **opts: Any) -> li
                 "output_uri": storage.normalize(output_uri),
                 "work_uri": work_uri,
                 "options": vars(options),
+                "workers": workers,
             }
         )
     return specs
@@ -238,19 +242,23 @@ class _ChannelWriter:
 def build_shard(spec: dict, workers: int | None = None) -> dict:
     """Build one shard's ``.rec``/``.idx``/``.lst`` per channel (``.idx`` offsets local to the shard).
 
-    Images are decoded, resized, flipped and encoded by ``workers`` processes (default: all
-    CPUs). Returns a JSON-able result for :func:`merge_shards`.
+    Images are decoded, resized, flipped and encoded by ``workers`` processes (default: the
+    spec's, else all CPUs). Returns a JSON-able result for :func:`merge_shards`.
     """
-    with process_pool(workers) as pool:
+    with process_pool(workers or spec.get("workers")) as pool:
         return _build_shard(spec, pool)
 
 
 def _build_shard(spec: dict, pool: ProcessPoolExecutor | None) -> dict:
+    result: dict[str, Any] = {"shard": spec["shard"], "shards": spec["shards"], "channels": {}}
+    if not storage.exists(spec["work_uri"]):
+        if finished_build(spec["output_uri"]) is not None:  # merged already: the merge's retry finds it
+            return {**result, "finished": True}
+        raise ShardError(f"{spec['work_uri']} is missing and no finished build is there: plan the build again")
     work = json.loads(storage.read_text(spec["work_uri"]))
     options = spec["options"]
     shard_uri = _shard_uri(spec["output_uri"], spec["shard"])
     jobs = [(split, unit) for split in annotations.SPLITS for unit in work[split]]
-    result: dict[str, Any] = {"shard": spec["shard"], "shards": spec["shards"], "channels": {}}
     with ExitStack() as stack:
         writers = {
             split: _ChannelWriter(stack, {k: storage.join(shard_uri, f"{split}.{k}") for k in KINDS})
@@ -319,9 +327,15 @@ def _merge_channel(output_uri: str, split: str, parts: list[dict]) -> dict[str, 
 def merge_shards(output_uri: str, shard_results: list[dict]) -> dict:
     """Concatenate the shards into one ``.rec``/``.idx``/``.lst`` per channel, write ``recordio.json``.
 
-    Removes the shards' work files afterwards. Returns the build summary.
+    Removes the shards' work files afterwards. Returns the build summary; run again once the
+    work files are gone, it returns the finished build's (see :func:`finished_build`).
     """
-    plan = json.loads(storage.read_text(storage.join(output_uri, WORK_DIR, PLAN_FILE)))
+    plan_uri = storage.join(output_uri, WORK_DIR, PLAN_FILE)
+    if not storage.exists(plan_uri):
+        if (done := finished_build(output_uri)) is not None:
+            return _result(output_uri, done)
+        raise ShardError(f"{plan_uri} is missing and {output_uri} holds no finished build: plan the build again")
+    plan = json.loads(storage.read_text(plan_uri))
     results = sorted(shard_results, key=lambda r: r["shard"])
     if [r["shard"] for r in results] != list(range(plan["shards"])):
         got = [r["shard"] for r in results]
@@ -344,16 +358,38 @@ def merge_shards(output_uri: str, shard_results: list[dict]) -> dict:
         "label_width_required": plan["label_width_required"],
         "channels": channels,
     }
-    classes = storage.read_text(storage.join(plan["input_uri"], annotations.CLASSES_FILE))
+    classes = json.dumps(plan["classes"], indent=2)
     storage.write_text(storage.join(output_uri, annotations.CLASSES_FILE), classes)  # the channels' class map
-    summary_uri = storage.write_text(storage.join(output_uri, SUMMARY_FILE), json.dumps(summary, indent=2) + "\n")
+    storage.write_text(storage.join(output_uri, SUMMARY_FILE), json.dumps(summary, indent=2) + "\n")
     storage.remove(storage.join(output_uri, WORK_DIR), recursive=True)
+    return _result(output_uri, summary)
+
+
+def _result(output_uri: str, summary: dict[str, Any]) -> dict[str, Any]:
     return {
         "output_uri": storage.normalize(output_uri),
-        "summary_uri": summary_uri,
-        "records": {split: channels[split]["records"] for split in channels},
-        "label_width_required": plan["label_width_required"],
+        "summary_uri": storage.join(output_uri, SUMMARY_FILE),
+        "records": {split: channel["records"] for split, channel in summary["channels"].items()},
+        "label_width_required": summary["label_width_required"],
     }
+
+
+def finished_build(output_uri: str) -> dict[str, Any] | None:
+    """The summary of the build already merged under ``output_uri`` (every file at its recorded size), else None.
+
+    A task retried after the merge removed the work files (a cleared or re-run mapped task, a
+    merge that died after its last write) finds the build done here instead of failing.
+    """
+    summary_uri = storage.join(output_uri, SUMMARY_FILE)
+    if not storage.exists(summary_uri):
+        return None
+    summary = json.loads(storage.read_text(summary_uri))
+    for split, channel in summary["channels"].items():
+        for name, file in channel["files"].items():
+            uri = storage.join(output_uri, split, name)
+            if not storage.exists(uri) or storage.size(uri) != file["bytes"]:
+                return None
+    return summary
 
 
 def build_recordio(

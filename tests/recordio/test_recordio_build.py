@@ -158,6 +158,9 @@ def test_resize_follows_im2rec_sizes_and_flips_mirror(mx, synthetic, tmp_path):
             assert img.shape[:2] == ((h * 40 // w, 40) if h > w else (40, w * 40 // h))
         for original, flipped in zip(decoded[::2], decoded[1::2], strict=True):
             assert np.abs(cv2.flip(original, 1).astype(int) - flipped).mean() < 3
+        labels = det_iter_labels(mx, out, split, label_pad_width=350)
+        for label, (_, boxes) in zip(labels, expected[split], strict=True):
+            np.testing.assert_allclose(label[2:].reshape(-1, 5), boxes, atol=1e-4)
 
 
 @pytest.mark.parametrize("resize", [64, 256])  # 410x300 -> 64: decoded at 1/4 scale; -> 256: fast IDCT
@@ -259,6 +262,37 @@ def test_one_shard_is_moved_into_place_and_a_retried_merge_completes(synthetic, 
     assert not (out / recordio.WORK_DIR).exists()
     for name in ("recordio.json", *(f"{s}/{s}.{k}" for s in ("train", "validation") for k in recordio.KINDS)):
         assert (out / name).read_bytes() == (reference / name).read_bytes(), name
+
+
+def test_tasks_rerun_after_the_merge_find_the_finished_build(synthetic, tmp_path):
+    out = str(tmp_path / "out")
+    specs = recordio.plan_shards(synthetic.table_uri, out, 2, resize=32)
+    results = [recordio.build_shard(s, workers=1) for s in specs]
+    first = recordio.merge_shards(out, results)
+    files = {p: p.read_bytes() for p in (tmp_path / "out").rglob("*") if p.is_file()}
+    assert recordio.merge_shards(out, results) == first  # the merge cleared and run again
+    rerun = [recordio.build_shard(s, workers=1) for s in specs]  # a shard cleared with its downstream
+    assert all(r["finished"] for r in rerun)
+    assert recordio.merge_shards(out, rerun) == first
+    assert {p: p.read_bytes() for p in (tmp_path / "out").rglob("*") if p.is_file()} == files
+    (tmp_path / "out" / "validation" / "validation.rec").write_bytes(b"cut short")
+    with pytest.raises(recordio.ShardError, match=r"plan.json is missing and .* holds no finished build"):
+        recordio.merge_shards(out, results)
+    with pytest.raises(recordio.ShardError, match=r"work.json is missing"):
+        recordio.build_shard(specs[0], workers=1)
+
+
+def test_a_merge_failing_mid_write_leaves_the_earlier_channel_files(synthetic, tmp_path):
+    out = tmp_path / "out"
+    recordio.build_recordio(synthetic.table_uri, str(out), resize=32, workers=1)
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    specs = recordio.plan_shards(synthetic.table_uri, str(out), 2, resize=24)
+    results = [recordio.build_shard(s, workers=1) for s in specs]
+    (out / recordio.WORK_DIR / "shard-00001" / "train.rec").unlink()  # the second part goes missing mid-copy
+    with pytest.raises(FileNotFoundError, match="shard-00001"):
+        recordio.merge_shards(str(out), results)
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and recordio.WORK_DIR not in p.parts} == before
+    assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
 
 
 def test_failure_mid_write_leaves_no_partial_rec(synthetic, tmp_path):

@@ -75,16 +75,27 @@ def cmd_build_recordio(args: argparse.Namespace) -> Any:
 
     cfg = _config(args)
     r = cfg.recordio
-    return build_recordio(
+    quality = r.quality if args.quality is None else args.quality
+    flip = "none" if args.no_flip else r.flip
+    result = build_recordio(
         args.input,
         args.output,
         resize=r.resize if args.resize is None else (args.resize or None),
-        quality=r.quality if args.quality is None else args.quality,
-        flip="none" if args.no_flip else r.flip,
+        quality=quality,
+        flip=flip,
         shards=r.shards if args.shards is None else args.shards,
+        workers=r.workers,
         decoder="exact" if args.exact else r.decoder,
         label_width=int(cfg.training.hyperparameters.get("label_width", 350)),
     )
+    channel_format = args.channel_format or r.channel_format
+    if channel_format != "recordio":
+        from include.preprocess.channels import build_training_channels
+
+        result["training_channels"] = build_training_channels(
+            args.input, args.output, channel_format, r.label_attribute, flip, quality, r.workers
+        )
+    return result
 
 
 def cmd_train(args: argparse.Namespace) -> Any:
@@ -205,6 +216,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-flip", action="store_true", help="no horizontal-flip augmentation")
     p.add_argument("--shards", type=int)
     p.add_argument("--exact", action="store_true", help="decode as im2rec does: records byte-identical to its output")
+    p.add_argument(
+        "--channel-format",
+        choices=["recordio", "augmented-manifest", "image-json"],
+        help="also write these training channels beside the RecordIO (manifest/ or image-json/)",
+    )
 
     for name, func, help_ in (
         ("train", cmd_train, "run a training job: model.tar.gz, training.log, training.json"),

@@ -49,6 +49,7 @@ class RecordIO(Section):
     shards: PositiveInt = 2
     workers: PositiveInt | None = None
     channel_format: Literal["recordio", "augmented-manifest", "image-json"] = "recordio"
+    label_attribute: str = Field("bounding-box", pattern=r"^[A-Za-z0-9][A-Za-z0-9-]*$")
 
 
 class TuningRange(Section):

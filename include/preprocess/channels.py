@@ -12,6 +12,12 @@
 
 Record order, flip policy and flipped names are those of the RecordIO build (:mod:`lst`).
 Mirrored copies keep their source's format. Images are copied by ``workers`` processes.
+
+:func:`build_training_channels` writes either format under ``<output>/manifest/`` or
+``<output>/image-json/`` with ``channels.json``: each channel's URI and content type and the
+input mode, which is what a CreateTrainingJob request needs (see
+:mod:`include.training.pipeline_training`). Folder channels end with ``/``: an S3 prefix
+``.../train`` would also take in ``.../train_annotation/``.
 """
 
 from __future__ import annotations
@@ -25,6 +31,11 @@ from include.preprocess import annotations, augment, lst
 from include.preprocess.workers import ordered_map, process_pool
 
 MANIFEST_TYPE = "groundtruth/object-detection"
+CHANNELS_FILE = "channels.json"
+FORMAT_FOLDERS = {"augmented-manifest": "manifest", "image-json": "image-json"}
+RECORDIO_CONTENT_TYPE = "application/x-recordio"
+IMAGE_CONTENT_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png"}
+ANY_IMAGE = "application/x-image"  # what the algorithm takes for a mix of JPEG and PNG
 
 
 def _num(value: float) -> int | float:
@@ -167,4 +178,61 @@ def build_image_json_channels(
         result[f"{split}_annotation"] = {"uri": storage.join(output_uri, f"{split}_annotation")}
     with process_pool(workers) as pool:
         result["files_written"] = sum(ordered_map(write_copies, jobs, pool))
+    types = {
+        IMAGE_CONTENT_TYPES.get(posixpath.splitext(r.path)[1].lower(), ANY_IMAGE)
+        for rs in channels.values()
+        for r in rs
+    }
+    result["content_type"] = types.pop() if len(types) == 1 else ANY_IMAGE
     return result
+
+
+def build_training_channels(
+    input_uri: str,
+    output_uri: str,
+    channel_format: str,
+    label_attribute: str = "bounding-box",
+    flip: str = "train",
+    quality: int = 95,
+    workers: int | None = None,
+) -> dict[str, Any]:
+    """Write the ``augmented-manifest`` or ``image-json`` channels under ``output_uri`` and ``channels.json``.
+
+    Returns what ``channels.json`` holds: ``format``, ``input_mode``, ``label_attribute`` (manifests)
+    and per channel its ``uri`` and ``content_type``.
+    """
+    if channel_format not in FORMAT_FOLDERS:
+        raise ValueError(f"channel format must be one of {', '.join(FORMAT_FOLDERS)}, got {channel_format!r}")
+    folder = storage.join(output_uri, FORMAT_FOLDERS[channel_format])
+    description: dict[str, Any] = {"format": channel_format}
+    if channel_format == "augmented-manifest":
+        built = build_manifest_channels(input_uri, folder, label_attribute, flip, quality, workers)
+        description |= {"input_mode": "Pipe", "label_attribute": label_attribute}
+        description["channels"] = {
+            split: {
+                "uri": built[split]["uri"],
+                "content_type": RECORDIO_CONTENT_TYPE,
+                "records": built[split]["records"],
+            }
+            for split in annotations.SPLITS
+        }
+    else:
+        built = build_image_json_channels(input_uri, folder, flip, quality, workers)
+        description["input_mode"] = "File"
+        description["channels"] = {
+            name: {"uri": built[name]["uri"] + "/", "content_type": built["content_type"]}
+            for split in annotations.SPLITS
+            for name in (split, f"{split}_annotation")
+        }
+        for split in annotations.SPLITS:
+            description["channels"][split]["records"] = built[split]["records"]
+    storage.write_text(storage.join(folder, CHANNELS_FILE), json.dumps(description, indent=2))
+    return description
+
+
+def read_training_channels(output_uri: str, channel_format: str) -> dict[str, Any]:
+    """The ``channels.json`` :func:`build_training_channels` wrote under ``output_uri`` for ``channel_format``."""
+    uri = storage.join(output_uri, FORMAT_FOLDERS[channel_format], CHANNELS_FILE)
+    if not storage.exists(uri):
+        raise FileNotFoundError(f"{uri}: no {channel_format} channels were built here (recordio.channel_format)")
+    return json.loads(storage.read_text(uri))

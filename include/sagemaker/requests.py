@@ -70,7 +70,9 @@ class TrainingSpec:
     """Everything a training job (or each job of a tuning job) needs besides its name, tags and hyperparameters.
 
     ``label_attribute`` set means the channels are Ground Truth augmented manifests (Pipe mode
-    only); otherwise they are folders of RecordIO files. ``model_uri`` adds the ``model`` channel
+    only); ``annotation_uris`` (train, validation) adds the ``train_annotation`` and
+    ``validation_annotation`` channels of the image + JSON format, every channel then of the
+    images' ``content_type``; otherwise they are RecordIO files. ``model_uri`` adds the ``model`` channel
     for incremental training. ``managed_spot`` runs on spot capacity, waiting at most
     ``max_wait_seconds`` and checkpointing to ``checkpoint_uri`` (default ``<output>/checkpoints``).
     ``image`` defaults to the built-in algorithm; ``metric_definitions`` defaults to sending
@@ -89,6 +91,8 @@ class TrainingSpec:
     max_runtime_seconds: int = 86400
     input_mode: Literal["File", "Pipe"] = "File"
     label_attribute: str | None = None
+    annotation_uris: tuple[str, str] | None = None
+    content_type: str = RECORDIO
     model_uri: str | None = None
     managed_spot: bool = False
     max_wait_seconds: int | None = None
@@ -107,7 +111,7 @@ class TrainingSpec:
 
 def _channel(name: str, uri: str, spec: TrainingSpec) -> dict[str, Any]:
     source: dict[str, Any] = {"S3Uri": uri, "S3DataDistributionType": "FullyReplicated"}
-    channel: dict[str, Any] = {"ChannelName": name, "ContentType": RECORDIO, "CompressionType": "None"}
+    channel: dict[str, Any] = {"ChannelName": name, "ContentType": spec.content_type, "CompressionType": "None"}
     if spec.label_attribute:
         source.update(S3DataType="AugmentedManifestFile", AttributeNames=["source-ref", spec.label_attribute])
         channel["RecordWrapperType"] = "RecordIO"
@@ -120,7 +124,18 @@ def _channel(name: str, uri: str, spec: TrainingSpec) -> dict[str, Any]:
 def _input_channels(spec: TrainingSpec) -> list[dict[str, Any]]:
     if spec.label_attribute and spec.input_mode != "Pipe":
         raise RequestError("augmented manifest channels (label_attribute set) need input_mode='Pipe'")
+    if spec.label_attribute and spec.content_type != RECORDIO:
+        raise RequestError(f"augmented manifest channels are {RECORDIO}, not {spec.content_type}")
     channels = [_channel("train", spec.train_uri, spec), _channel("validation", spec.validation_uri, spec)]
+    if spec.annotation_uris:
+        if spec.label_attribute or spec.content_type == RECORDIO:
+            raise RequestError(
+                "annotation channels go with image channels (image/jpeg, image/png or application/x-image)"
+            )
+        channels += [
+            _channel(f"{split}_annotation", uri, spec)
+            for split, uri in zip(("train", "validation"), spec.annotation_uris, strict=True)
+        ]
     if spec.model_uri:
         channels.append(
             {

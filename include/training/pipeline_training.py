@@ -58,8 +58,14 @@ def describe_dataset(input_uri: str) -> RecordIODataset:
             raise TrainingRequestError(f"{train_uri}: no recordio.json and no .idx files to count the records")
         records = sum(len(storage.read_text(f).splitlines()) for f in index_files)
     classes, classes_uri = find_class_map(train_uri, 0)
-    return RecordIODataset(uri, train_uri, validation_uri, int(records), summary.get("label_width_required"),
-                           classes if classes_uri else None)
+    return RecordIODataset(
+        uri,
+        train_uri,
+        validation_uri,
+        int(records),
+        summary.get("label_width_required"),
+        classes if classes_uri else None,
+    )
 
 
 def local_hyperparameters(
@@ -89,6 +95,33 @@ def _job_name(prefix: str) -> str:
     return f"{prefix}-{dt.datetime.now(dt.UTC):%y%m%d-%H%M%S}"
 
 
+def _channel_fields(cfg: PipelineConfig, data: RecordIODataset, rec_file_channels: bool) -> dict[str, Any]:
+    """The TrainingSpec fields of the channels ``recordio.channel_format`` names (built beside the RecordIO)."""
+    fmt = cfg.recordio.channel_format
+    if fmt == "recordio":
+        train_uri, validation_uri = data.train_uri, data.validation_uri
+        if rec_file_channels:
+            train_uri = storage.join(train_uri, "train.rec")
+            validation_uri = storage.join(validation_uri, "validation.rec")
+        return {"train_uri": train_uri, "validation_uri": validation_uri}
+    from include.preprocess.channels import read_training_channels
+
+    described = read_training_channels(data.uri, fmt)
+    channels = described["channels"]
+    fields = {
+        "train_uri": channels["train"]["uri"],
+        "validation_uri": channels["validation"]["uri"],
+        "content_type": channels["train"]["content_type"],
+        "input_mode": described["input_mode"],
+    }
+    if fmt == "augmented-manifest":
+        return {**fields, "label_attribute": described["label_attribute"]}
+    return {
+        **fields,
+        "annotation_uris": (channels["train_annotation"]["uri"], channels["validation_annotation"]["uri"]),
+    }
+
+
 def _spec(
     cfg: PipelineConfig,
     data: RecordIODataset,
@@ -99,14 +132,10 @@ def _spec(
     from include.sagemaker.requests import TrainingSpec
 
     sm = cfg.sagemaker
-    train_uri, validation_uri = data.train_uri, data.validation_uri
-    if rec_file_channels:
-        train_uri, validation_uri = storage.join(train_uri, "train.rec"), storage.join(validation_uri, "validation.rec")
     return TrainingSpec(
+        **_channel_fields(cfg, data, rec_file_channels),
         role_arn=sm.role_arn or LOCAL_ROLE_ARN,
         region=sm.region,
-        train_uri=train_uri,
-        validation_uri=validation_uri,
         output_uri=storage.normalize(output_uri),
         instance_type=sm.training_instance_type,
         instance_count=sm.training_instance_count,
@@ -179,8 +208,14 @@ def _local_request(
     """The request ``train``/``tune`` execute, named ``local-training-<time>`` / ``local-tuning-<time>``."""
     default_name = _job_name("local-tuning" if tune else "local-training")
     return build_request(
-        _config(config), input_uri, output_uri, name=job_name or default_name, tags=LOCAL_TAGS, tune=tune,
-        hyperparameters=hyperparameters, max_runtime_s=max_runtime_s,
+        _config(config),
+        input_uri,
+        output_uri,
+        name=job_name or default_name,
+        tags=LOCAL_TAGS,
+        tune=tune,
+        hyperparameters=hyperparameters,
+        max_runtime_s=max_runtime_s,
     )
 
 

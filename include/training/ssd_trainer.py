@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from include.training import metric_log
+from include.training.channel_conversion import recordio_channels
 from include.training.hyperparameters import DEFAULTS, validate_hyperparameters
 from include.training.recordio_data import Batchify, RecordChannel, loader
 from include.training.ssd_network import build_ssd, freeze
@@ -329,11 +330,17 @@ def run_job(request: TrainingRequest, workdir: Path, emit: Emit, data_workers: i
     start = time.monotonic()
     deadline = start + request.max_runtime_s if request.max_runtime_s else None
     hp = validate_hyperparameters(request.hyperparameters)
-    emit(f"Staging channels {', '.join(sorted(request.channels))}")
-    folders = {name: stage_channel(uri, workdir / "input" / "data" / name) for name, uri in request.channels.items()}
+    emit(f"Staging channels {', '.join(sorted(request.channels))} ({request.channel_format})")
+    if request.channel_format == "recordio":
+        data = workdir / "input" / "data"
+        folders = {name: stage_channel(uri, data / name) for name, uri in request.channels.items()}
+        class_source = request.channels["train"]
+    else:
+        folders = recordio_channels(request, workdir, emit)
+        class_source = folders["train"].as_uri()
     train = RecordChannel(folders["train"], workdir / "index" / "train")
     validation = RecordChannel(folders["validation"], workdir / "index" / "validation")
-    classes, classes_uri = find_class_map(request.channels["train"], hp["num_classes"])
+    classes, classes_uri = find_class_map(class_source, hp["num_classes"])
     emit(f"Class map: {classes_uri or 'none found, using class_<id> names'}; "
          f"{len(train)} training and {len(validation)} validation records")
     hp = validate_hyperparameters(

@@ -1,9 +1,17 @@
 """Reading a CreateTrainingJob request for the local backend, and staging its channels like File mode.
 
 Only what the local executor needs is read; the rest of the request (role, image, instance type)
-is kept as given. Channels must be RecordIO (``S3Prefix`` data, ``application/x-recordio``); a
-``file://`` URI (or plain path) is used in place, an ``s3://`` prefix is downloaded into the job's
-work folder as SageMaker downloads it to ``/opt/ml/input/data/<channel>``.
+is kept as given. The channels are in one of the algorithm's three input formats:
+
+* RecordIO: ``train`` and ``validation`` (``S3Prefix``, ``application/x-recordio``);
+* augmented manifests (Pipe mode): ``train`` and ``validation`` each one Ground Truth manifest
+  (``AugmentedManifestFile``, ``AttributeNames: ["source-ref", <label attribute>]``);
+* image + JSON: ``train``, ``validation``, ``train_annotation`` and ``validation_annotation``
+  folders, all of one image content type.
+
+A ``file://`` URI (or plain path) is used in place, an ``s3://`` prefix is downloaded into the
+job's work folder as SageMaker downloads it to ``/opt/ml/input/data/<channel>``; the other two
+formats are turned into RecordIO there first (:mod:`include.training.channel_conversion`).
 
 The class names come from a ``classes.json`` (``{"0": "name", ...}``, as the canonical annotation
 table writes it) in the train channel's folder, in its parent (the RecordIO build output), or in
@@ -24,8 +32,10 @@ from include import storage
 
 JOB_NAME_PATTERN = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 REQUIRED_CHANNELS = ("train", "validation")
-KNOWN_CHANNELS = (*REQUIRED_CHANNELS, "model")
+ANNOTATION_CHANNELS = ("train_annotation", "validation_annotation")
+KNOWN_CHANNELS = (*REQUIRED_CHANNELS, *ANNOTATION_CHANNELS, "model")
 RECORDIO_CONTENT_TYPES = ("application/x-recordio", "application/x-sagemaker-model", None)
+IMAGE_CONTENT_TYPES = ("image/jpeg", "image/png", "application/x-image")
 CLASSES_FILE = "classes.json"
 RECORDIO_SUMMARY = "recordio.json"
 
@@ -42,6 +52,8 @@ class TrainingRequest:
     hyperparameters: dict[str, str]
     channels: dict[str, str]  # channel name -> URI
     output_path: str
+    channel_format: str  # recordio | augmented-manifest | image-json
+    label_attribute: str | None  # the augmented manifests' label attribute
     max_runtime_s: int | None
     raw: dict[str, Any]
 
@@ -79,6 +91,8 @@ def parse_request(request: dict[str, Any]) -> TrainingRequest:
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in hyper.items()):
         raise TrainingRequestError("training request: HyperParameters must map strings to strings")
     channels: dict[str, str] = {}
+    formats: set[str] = set()
+    label_attributes: set[str] = set()
     for i, channel in enumerate(request_field(request, "InputDataConfig")):
         where = f"InputDataConfig[{i}]"
         cname = request_field(channel, "ChannelName")
@@ -87,20 +101,18 @@ def parse_request(request: dict[str, Any]) -> TrainingRequest:
                 f"training request: {where}.ChannelName {cname!r} is not one of {KNOWN_CHANNELS}"
             )
         source = request_field(channel, "DataSource.S3DataSource")
-        if source.get("S3DataType", "S3Prefix") != "S3Prefix":
-            raise TrainingRequestError(
-                f"training request: {where}.DataSource.S3DataSource.S3DataType {source.get('S3DataType')!r}: "
-                "the local backend reads S3Prefix RecordIO channels only"
-            )
-        if channel.get("ContentType") not in RECORDIO_CONTENT_TYPES:
-            raise TrainingRequestError(
-                f"training request: {where}.ContentType {channel.get('ContentType')!r}: "
-                "the local backend reads application/x-recordio channels only"
-            )
+        fmt, attribute = _channel_format(channel, source, where)
+        if cname != "model":
+            formats.add(fmt)
+            label_attributes.update([attribute] if attribute else [])
         channels[cname] = storage.normalize(request_field(source, "S3Uri"))
-    missing = [c for c in REQUIRED_CHANNELS if c not in channels]
+    channel_format = _one_format(formats, label_attributes, request)
+    required = (*REQUIRED_CHANNELS, *ANNOTATION_CHANNELS) if channel_format == "image-json" else REQUIRED_CHANNELS
+    missing = [c for c in required if c not in channels]
     if missing:
         raise TrainingRequestError(f"training request: InputDataConfig lacks channel(s) {', '.join(missing)}")
+    if channel_format != "image-json" and any(c in channels for c in ANNOTATION_CHANNELS):
+        raise TrainingRequestError(f"training request: {'/'.join(ANNOTATION_CHANNELS)} go with image channels only")
     runtime = (request.get("StoppingCondition") or {}).get("MaxRuntimeInSeconds")
     if runtime is not None and (not isinstance(runtime, int) or runtime < 1):
         raise TrainingRequestError(f"training request: StoppingCondition.MaxRuntimeInSeconds {runtime!r} must be >= 1")
@@ -109,9 +121,61 @@ def parse_request(request: dict[str, Any]) -> TrainingRequest:
         hyperparameters=dict(hyper),
         channels=channels,
         output_path=storage.normalize(request_field(request, "OutputDataConfig.S3OutputPath")),
+        channel_format=channel_format,
+        label_attribute=label_attributes.pop() if label_attributes else None,
         max_runtime_s=runtime,
         raw=request,
     )
+
+
+def _channel_format(channel: dict[str, Any], source: dict[str, Any], where: str) -> tuple[str, str | None]:
+    """The input format one channel is in, and its label attribute (augmented manifests)."""
+    content_type = channel.get("ContentType")
+    data_type = source.get("S3DataType", "S3Prefix")
+    if data_type == "AugmentedManifestFile":
+        names = source.get("AttributeNames")
+        if not (isinstance(names, list) and len(names) == 2 and names[0] == "source-ref" and isinstance(names[1], str)):
+            raise TrainingRequestError(
+                f"training request: {where}.DataSource.S3DataSource.AttributeNames {names!r}: "
+                "an object-detection manifest channel names ['source-ref', <label attribute>]"
+            )
+        if content_type not in RECORDIO_CONTENT_TYPES:
+            raise TrainingRequestError(
+                f"training request: {where}.ContentType {content_type!r}: "
+                "augmented manifest channels are application/x-recordio"
+            )
+        return "augmented-manifest", names[1]
+    if data_type != "S3Prefix":
+        raise TrainingRequestError(
+            f"training request: {where}.DataSource.S3DataSource.S3DataType {data_type!r}: "
+            "the algorithm reads S3Prefix or AugmentedManifestFile channels"
+        )
+    if content_type in IMAGE_CONTENT_TYPES:
+        return "image-json", None
+    if content_type not in RECORDIO_CONTENT_TYPES:
+        raise TrainingRequestError(
+            f"training request: {where}.ContentType {content_type!r} is not one of "
+            f"{', '.join(t for t in (*RECORDIO_CONTENT_TYPES, *IMAGE_CONTENT_TYPES) if t)}"
+        )
+    return "recordio", None
+
+
+def _one_format(formats: set[str], label_attributes: set[str], request: dict[str, Any]) -> str:
+    """The request's input format: every data channel must be in the same one."""
+    if len(formats) > 1:
+        raise TrainingRequestError(f"training request: channels mix input formats {sorted(formats)}")
+    fmt = formats.pop() if formats else "recordio"
+    if len(label_attributes) > 1:
+        raise TrainingRequestError(
+            f"training request: channels use different label attributes {sorted(label_attributes)}"
+        )
+    mode = (request.get("AlgorithmSpecification") or {}).get("TrainingInputMode", "File")
+    if fmt == "augmented-manifest" and mode != "Pipe":
+        raise TrainingRequestError(
+            f"training request: AlgorithmSpecification.TrainingInputMode {mode!r}: "
+            "augmented manifest channels need Pipe mode"
+        )
+    return fmt
 
 
 def stage_channel(uri: str, target: Path) -> Path:

@@ -104,7 +104,8 @@ def run_on_moto(
         for path in bccd_slice:
             s3.upload_file(str(path), BUCKET, f"{DATASET_KEY}/{path.relative_to(BCCD).as_posix()}")
 
-        def run(*, off_contract_answers: bool = False) -> Outcome:
+        def run(*, off_contract_answers: bool = False, channel_format: str = "recordio") -> Outcome:
+            monkeypatch.setenv("DETECTION__RECORDIO__CHANNEL_FORMAT", channel_format)
             requests, invokes, stops = RequestLog(), InvokeStandIn(), StopStandIn()
             training = TrainingContainer(STORAGE_BASE, REGION)
             inference = InferenceContainer(STORAGE_BASE, REGION, url, SMOKE_IMAGES, annotation=off_contract_answers)
@@ -210,7 +211,24 @@ def test_pipeline_trains_evaluates_deploys_and_tears_down_on_sagemaker(run_on_mo
 def test_failed_smoke_test_fails_the_run_and_still_tears_down(
     run_on_moto: Callable[..., Outcome], pipeline: Any
 ) -> None:
-    outcome = run_on_moto(off_contract_answers=True)
+    import boto3
+
+    # this run also trains from Ground Truth augmented manifests (recordio.channel_format), in Pipe mode
+    outcome = run_on_moto(off_contract_answers=True, channel_format="augmented-manifest")
+    job = outcome.xcom["train"]
+    assert outcome.xcom["merge_recordio"]["training_channels"]["format"] == "augmented-manifest"
+    described = boto3.client("sagemaker", region_name=REGION).describe_training_job(TrainingJobName=job["job_name"])
+    assert described["AlgorithmSpecification"]["TrainingInputMode"] == "Pipe"
+    recordio = outcome.xcom["resolve_config"]["layout"]["recordio"]
+    for channel in described["InputDataConfig"]:
+        source = channel["DataSource"]["S3DataSource"]
+        split = channel["ChannelName"]
+        assert source["S3DataType"] == "AugmentedManifestFile" and source["S3Uri"] == (
+            f"{recordio}/manifest/{split}/{split}.manifest"
+        )
+        lines = [json.loads(line) for line in storage.read_text(source["S3Uri"]).splitlines()]
+        assert lines and all(line["source-ref"].startswith(f"s3://{BUCKET}/") for line in lines)
+        assert all(storage.exists(line["source-ref"]) for line in lines)  # flipped copies written to S3 too
 
     assert outcome.state == "failed"
     assert outcome.states("deploy") == {"success"}

@@ -153,10 +153,40 @@ def test_pipe_mode_augmented_manifest_spot_and_model_channel(training_spec, hype
     assert max_duration_seconds(request) == 8 * 3600
 
 
+def test_image_json_channels(training_spec, hyperparameters) -> None:
+    base = "s3://detection-test-bucket/recordio/image-json"
+    spec = replace(
+        training_spec,
+        content_type="image/jpeg",
+        train_uri=f"{base}/train/",
+        validation_uri=f"{base}/validation/",
+        annotation_uris=(f"{base}/train_annotation/", f"{base}/validation_annotation/"),
+    )
+    request = training_job_request(spec, name=RUN.name("train"), hyperparameters=hyperparameters, tags=RUN.tags())
+    validate_request("CreateTrainingJob", request)
+    channels = {c["ChannelName"]: c for c in request["InputDataConfig"]}
+    assert list(channels) == ["train", "validation", "train_annotation", "validation_annotation"]
+    for name, channel in channels.items():  # all four of the images' content type, as the algorithm wants
+        assert channel["ContentType"] == "image/jpeg"
+        assert channel["DataSource"]["S3DataSource"] == {
+            "S3Uri": f"{base}/{name}/",
+            "S3DataType": "S3Prefix",
+            "S3DataDistributionType": "FullyReplicated",
+        }
+    assert request["AlgorithmSpecification"]["TrainingInputMode"] == "File"
+
+
 def test_inconsistent_specs_are_refused(training_spec, hyperparameters) -> None:
     with pytest.raises(RequestError, match="need input_mode='Pipe'"):
         training_job_request(
             replace(training_spec, label_attribute="x"), name="n", hyperparameters=hyperparameters, tags=[]
+        )
+    with pytest.raises(RequestError, match="annotation channels go with image channels"):
+        training_job_request(
+            replace(training_spec, annotation_uris=("s3://b/a/", "s3://b/v/")),
+            name="n",
+            hyperparameters=hyperparameters,
+            tags=[],
         )
     with pytest.raises(RequestError, match="max_wait_seconds"):
         training_job_request(

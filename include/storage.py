@@ -157,6 +157,17 @@ def atomic_local_path(uri: str, suffix: str = "") -> Iterator[Path]:
         tmp_path.unlink(missing_ok=True)
 
 
+def remove_stale_temporaries(uri: str) -> list[str]:
+    """Delete what :func:`atomic_local_path` left in the local folder ``uri`` (a killed process cannot
+    clean up); returns the names. Only for a folder no writer is using."""
+    if not is_local(uri) or not local_path(uri).is_dir():
+        return []
+    stale = [p for p in local_path(uri).glob(".*.tmp") if p.is_file()]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return sorted(p.name for p in stale)
+
+
 def write_bytes(uri: str, data: bytes) -> str:
     """Write ``data`` to ``uri`` atomically; returns the normalized URI."""
     with atomic_local_path(uri) as tmp:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import struct
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -38,6 +39,8 @@ from typing import IO, Any
 from include import storage
 from include.preprocess import annotations, augment, lst
 from include.preprocess.workers import ordered_map, process_pool
+
+log = logging.getLogger(__name__)
 
 MAGIC = 0xCED7230A  # dmlc-core RecordIOWriter::kMagic
 _MAGIC_BYTES = struct.pack("<I", MAGIC)
@@ -145,6 +148,9 @@ def plan_shards(input_uri: str, output_uri: str, shards: int, workers: int | Non
     options = Options(**opts)
     if shards < 1:
         raise ValueError(f"shards must be at least 1, got {shards}")
+    for folder in (output_uri, *(storage.join(output_uri, split) for split in annotations.SPLITS)):
+        if removed := storage.remove_stale_temporaries(folder):  # left by a killed merge
+            log.warning("%s: removed temporaries a killed build left: %s", folder, ", ".join(removed))
     table = annotations.read_table(input_uri)
     classes = annotations.read_classes(input_uri)
     needed = lst.check_label_width(table, options.label_width)

@@ -293,6 +293,9 @@ def test_a_merge_failing_mid_write_leaves_the_earlier_channel_files(synthetic, t
         recordio.merge_shards(str(out), results)
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and recordio.WORK_DIR not in p.parts} == before
     assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
+    (out / "train" / ".train.rec.k1ll3d.tmp").write_bytes(b"half")  # what a SIGKILLed merge leaves behind
+    recordio.plan_shards(synthetic.table_uri, str(out), 1, resize=24)
+    assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
 
 
 def test_failure_mid_write_leaves_no_partial_rec(synthetic, tmp_path):

@@ -24,6 +24,11 @@ from typing import Any
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 PIPELINE_DAG_ID = "object_detection_pipeline"
 TERMINAL_STATES = ("success", "failed")
+#: SQLite connection arguments of every stack process (``[database] sql_alchemy_connect_args``):
+#: a writer waits up to a minute for another's lock instead of failing after sqlite3's 5 s. With
+#: the scheduler, DAG processor and API server busy at once on 2 cores, a trigger was once
+#: answered 500 "Database error" (a SQLAlchemy error; a lock wait is the timing-dependent one).
+SQLITE_CONNECT_ARGS: dict[str, Any] = {"timeout": 60}
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,8 @@ def airflow_env(home: Path, port: int, extra: dict[str, str] | None = None) -> d
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
             "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": f"{__name__}.SQLITE_CONNECT_ARGS",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS_ASYNC": f"{__name__}.SQLITE_CONNECT_ARGS",
             "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH", "")])),
             # standalone starts its components as `airflow ...` from PATH: use this environment's.
             "PATH": os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import io
 import json
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from include import storage
 
@@ -90,6 +91,23 @@ def read_table(input_uri: str) -> pd.DataFrame:
     uri = input_uri if input_uri.endswith(".parquet") else storage.join(input_uri, ANNOTATIONS_FILE)
     with storage.open_read(uri) as fh:
         return conform(pd.read_parquet(fh))
+
+
+def read_columns(input_uri: str, columns: Sequence[str]) -> dict[str, list[Any]]:
+    """``columns`` of ``annotations.parquet`` as plain Python lists (missing values: None), in table order.
+
+    Reads with pyarrow only: the RecordIO plan does not pay pandas' import. Raises ``ValueError``
+    naming the missing columns.
+    """
+    import pyarrow.parquet as pq
+
+    uri = input_uri if input_uri.endswith(".parquet") else storage.join(input_uri, ANNOTATIONS_FILE)
+    with storage.open_read(uri) as fh:
+        table = pq.ParquetFile(fh).read()  # not pq.read_table: its dataset module imports pandas
+    missing = [c for c in columns if c not in table.column_names]
+    if missing:
+        raise ValueError(f"{uri}: annotation table is missing columns: {', '.join(missing)}")
+    return {c: table.column(c).to_pylist() for c in columns}
 
 
 def read_classes(input_uri: str) -> dict[int, str]:

@@ -98,7 +98,7 @@ def _jobs(
 
 
 def _plan(input_uri: str, flip: str) -> tuple[dict[str, list[lst.Record]], dict[int, str]]:
-    return lst.plan_records(annotations.read_table(input_uri), flip), annotations.read_classes(input_uri)
+    return lst.plan_records(annotations.read_columns(input_uri, lst.COLUMNS), flip), annotations.read_classes(input_uri)
 
 
 def build_manifest_channels(

@@ -11,16 +11,20 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from operator import attrgetter
 from types import SimpleNamespace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from include.preprocess.annotations import SPLITS
 
 if TYPE_CHECKING:
     import pandas as pd
+
+#: The canonical table as a DataFrame, or its columns as plain lists (``annotations.read_columns``).
+Table: TypeAlias = "pd.DataFrame | Mapping[str, list[Any]]"
 
 HEADER_WIDTH = 2
 OBJECT_WIDTH = 5
@@ -28,7 +32,7 @@ FLIP_MODES = ("train", "none", "all")
 FLIPPED_PREFIX = "flipped/"
 DECIMALS = 6
 _IMAGE_FIELDS = attrgetter("split", "image_uri", "width", "height")  # equal on every row of one image
-_COLUMNS = (
+COLUMNS = (
     "image",
     "image_uri",
     "width",
@@ -132,19 +136,26 @@ def _where(row: SimpleNamespace) -> str:
 
 def _box(row: SimpleNamespace) -> Box:
     values = (row.xmin, row.ymin, row.xmax, row.ymax, row.xmin_norm, row.ymin_norm, row.xmax_norm, row.ymax_norm)
-    if not all(math.isfinite(v) for v in values):
+    if not all(v is not None and math.isfinite(v) for v in values):
         raise AnnotationTableError(f"{_where(row)}: box has a missing or non-finite coordinate {values}")
     if row.class_id < 0:
         raise AnnotationTableError(f"{_where(row)}: class_id {row.class_id} is negative")
     return Box(int(row.class_id), *(float(v) for v in values))
 
 
-def _rows(table: pd.DataFrame) -> Iterator[SimpleNamespace]:
-    """The table's rows sorted by image (stable), as plain Python values (fast, unlike per-group pandas access)."""
-    table = table.sort_values("image", kind="stable")
-    columns = {c: table[c].tolist() for c in _COLUMNS}
-    for values in zip(*columns.values(), strict=True):
-        yield SimpleNamespace(**dict(zip(columns, values, strict=True)))
+def _columns(table: Table) -> Mapping[str, list[Any]]:
+    """The columns the plan reads, as plain Python lists (fast, unlike per-group pandas access)."""
+    if isinstance(table, Mapping):
+        return table
+    return {c: table[c].astype(object).where(table[c].notna(), None).tolist() for c in COLUMNS}
+
+
+def _rows(table: Table) -> Iterator[SimpleNamespace]:
+    """The table's rows sorted by image (stable)."""
+    columns = _columns(table)
+    images = columns["image"]
+    for i in sorted(range(len(images)), key=images.__getitem__):
+        yield SimpleNamespace(**{c: columns[c][i] for c in COLUMNS})
 
 
 def _record(rows: list[SimpleNamespace]) -> tuple[str, Record]:
@@ -171,14 +182,14 @@ def _record(rows: list[SimpleNamespace]) -> tuple[str, Record]:
     )
 
 
-def plan_records(table: pd.DataFrame, flip: str = "train") -> dict[str, list[Record]]:
+def plan_records(table: Table, flip: str = "train") -> dict[str, list[Record]]:
     """Records per split (``train``, ``validation``), ordered by image path, mirrored copies after each image.
 
     Raises :class:`AnnotationTableError` naming the row when an image's split, URI or size is
     inconsistent or invalid, or a box coordinate is missing.
     """
     check_flip(flip)
-    images = set(table["image"].tolist())
+    images = set(_columns(table)["image"])
     channels: dict[str, list[Record]] = {split: [] for split in SPLITS}
     for _, group in itertools.groupby(_rows(table), key=lambda row: row.image):
         rows = list(group)
@@ -193,21 +204,25 @@ def plan_records(table: pd.DataFrame, flip: str = "train") -> dict[str, list[Rec
     return channels
 
 
-def required_label_width(table: pd.DataFrame) -> int:
+def _most_objects(table: Table) -> tuple[str | None, int]:
+    """The image with the most boxes (the first by path on a tie) and its count; ``(None, 0)`` when empty."""
+    counts = Counter(_columns(table)["image"])
+    most = max(counts.values(), default=0)
+    return min((image for image, n in counts.items() if n == most), default=None), most
+
+
+def required_label_width(table: Table) -> int:
     """The smallest ``label_width`` that holds every image: ``2 + 5 x`` (most objects in one image)."""
-    if table.empty:
-        return HEADER_WIDTH
-    return HEADER_WIDTH + OBJECT_WIDTH * int(table.groupby("image").size().max())
+    return HEADER_WIDTH + OBJECT_WIDTH * _most_objects(table)[1]
 
 
-def check_label_width(table: pd.DataFrame, label_width: int) -> int:
+def check_label_width(table: Table, label_width: int) -> int:
     """Return the required label width; raise :class:`LabelWidthError` when ``label_width`` is below it."""
-    needed = required_label_width(table)
+    image, most = _most_objects(table)
+    needed = HEADER_WIDTH + OBJECT_WIDTH * most
     if label_width < needed:
-        counts = table.groupby("image").size()
-        image = counts.idxmax()
         raise LabelWidthError(
-            f"label_width {label_width} is too small: image {image} has {counts[image]} objects, "
-            f"which needs label_width >= {needed} (2 + 5 x {counts[image]})"
+            f"label_width {label_width} is too small: image {image} has {most} objects, "
+            f"which needs label_width >= {needed} (2 + 5 x {most})"
         )
     return needed

@@ -151,7 +151,7 @@ def plan_shards(input_uri: str, output_uri: str, shards: int, workers: int | Non
     for folder in (output_uri, *(storage.join(output_uri, split) for split in annotations.SPLITS)):
         if removed := storage.remove_stale_temporaries(folder):  # left by a killed merge
             log.warning("%s: removed temporaries a killed build left: %s", folder, ", ".join(removed))
-    table = annotations.read_table(input_uri)
+    table = annotations.read_columns(input_uri, lst.COLUMNS)
     classes = annotations.read_classes(input_uri)
     needed = lst.check_label_width(table, options.label_width)
     channels = lst.plan_records(table, options.flip)

@@ -7,6 +7,7 @@ import pytest
 from recordio_data import expected_records
 
 from include.preprocess import lst
+from include.preprocess.annotations import read_columns, write_table
 
 
 def lines_of(table, flip: str) -> dict[str, list[str]]:
@@ -62,11 +63,18 @@ def test_required_label_width_and_error_names_the_image(bccd):
     assert isinstance(err.value, ValueError)
 
 
-def test_bad_rows_are_named(synthetic):
+def test_bad_rows_are_named(synthetic, tmp_path):
     table = synthetic.table.copy()
     table.loc[2, "xmax_norm"] = float("nan")
     with pytest.raises(lst.AnnotationTableError, match=r"synthetic.csv:3 \(image birds/b.jpg\).*non-finite"):
         lst.plan_records(table, "train")
+    write_table(table, synthetic.classes, str(tmp_path / "t"))  # the same row read back without pandas
+    columns = read_columns(str(tmp_path / "t"), lst.COLUMNS)
+    assert columns["xmax_norm"][2] is None
+    with pytest.raises(lst.AnnotationTableError, match=r"synthetic.csv:3 \(image birds/b.jpg\).*non-finite"):
+        lst.plan_records(columns, "train")
+    with pytest.raises(ValueError, match=r"annotations.parquet: annotation table is missing columns: nope"):
+        read_columns(str(tmp_path / "t"), ["image", "nope"])
     table = synthetic.table.copy()
     table.loc[table.index[-1], "width"] = 999
     with pytest.raises(lst.AnnotationTableError, match="size differ"):

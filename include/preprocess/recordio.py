@@ -141,9 +141,10 @@ def plan_shards(input_uri: str, output_uri: str, shards: int, workers: int | Non
 
     ``opts`` are :class:`Options` fields. Returns JSON-able specs for :func:`build_shard`
     (one per shard; Airflow maps over them), each running ``workers`` processes (default: all
-    CPUs; fewer when several mapped shard tasks share one machine). Raises :class:`lst.LabelWidthError` when
-    ``label_width`` cannot hold the image with the most objects, and
-    :class:`lst.AnnotationTableError` for unusable rows or an empty split.
+    CPUs; fewer when several mapped shard tasks share one machine). Raises
+    :class:`lst.LabelWidthError` when ``label_width`` cannot hold the image with the most
+    objects, and :class:`lst.AnnotationTableError` for unusable rows or an empty split. The
+    table is read with pyarrow alone (:func:`annotations.read_columns`): no pandas import here.
     """
     options = Options(**opts)
     if shards < 1:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,9 +14,12 @@ from dag_runs import parsed_dag
 
 from include import local_stack
 
+#: Lines of the stack's log shown when a test using it failed (the folder is removed afterwards).
+LOG_TAIL_LINES = 300
+
 
 @pytest.fixture(scope="session")
-def airflow_stack() -> Iterator[dict]:
+def airflow_stack(request: pytest.FixtureRequest) -> Iterator[dict]:
     # Not pytest's tmp_path: other pytest sessions on the machine rotate those away mid-run.
     root = Path(tempfile.mkdtemp(prefix="detection-e2e-"))
     home, runs, endpoints = root / "airflow-home", root / "runs", root / "endpoints"
@@ -34,6 +38,11 @@ def airflow_stack() -> Iterator[dict]:
         yield details
     finally:
         local_stack.stop(home)
+        log = local_stack.StackPaths(home).log_file
+        if request.session.testsfailed and log.exists():  # the API answers errors with an id to look up here
+            lines = log.read_text(errors="replace").splitlines()
+            print(f"\n--- last {LOG_TAIL_LINES} lines of the Airflow stack's log ---", file=sys.__stderr__)
+            print("\n".join(lines[-LOG_TAIL_LINES:]), file=sys.__stderr__)
         shutil.rmtree(root, ignore_errors=True)
 
 

@@ -189,9 +189,10 @@ def plan_records(table: Table, flip: str = "train") -> dict[str, list[Record]]:
     inconsistent or invalid, or a box coordinate is missing.
     """
     check_flip(flip)
-    images = set(_columns(table)["image"])
+    columns = _columns(table)
+    images = set(columns["image"])
     channels: dict[str, list[Record]] = {split: [] for split in SPLITS}
-    for _, group in itertools.groupby(_rows(table), key=lambda row: row.image):
+    for _, group in itertools.groupby(_rows(columns), key=lambda row: row.image):
         rows = list(group)
         split, record = _record(rows)
         channels[split].append(record)

@@ -29,13 +29,15 @@ from pathlib import Path
 from typing import Any
 
 from include import storage
+from include.preprocess.channels import ANY_IMAGE, RECORDIO_CONTENT_TYPE
+from include.preprocess.channels import IMAGE_CONTENT_TYPES as IMAGE_TYPES_BY_SUFFIX
 
 JOB_NAME_PATTERN = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 REQUIRED_CHANNELS = ("train", "validation")
 ANNOTATION_CHANNELS = ("train_annotation", "validation_annotation")
 KNOWN_CHANNELS = (*REQUIRED_CHANNELS, *ANNOTATION_CHANNELS, "model")
-RECORDIO_CONTENT_TYPES = ("application/x-recordio", "application/x-sagemaker-model", None)
-IMAGE_CONTENT_TYPES = ("image/jpeg", "image/png", "application/x-image")
+RECORDIO_CONTENT_TYPES = (RECORDIO_CONTENT_TYPE, "application/x-sagemaker-model", None)
+IMAGE_CONTENT_TYPES = (*sorted(set(IMAGE_TYPES_BY_SUFFIX.values())), ANY_IMAGE)
 CLASSES_FILE = "classes.json"
 RECORDIO_SUMMARY = "recordio.json"
 

@@ -220,7 +220,9 @@ class _Tuning:
         return out
 
     def best(self) -> dict[str, Any] | None:
-        done = [t for t in self.trials.values() if t["ObjectiveStatus"] == "Succeeded"]
+        """The trial with the best objective; of equal ones the first started, whatever order they finished in."""
+        with self.lock:
+            done = [self.trials[n] for n in sorted(self.trials) if self.trials[n]["ObjectiveStatus"] == "Succeeded"]
         if not done:
             return None
         sign = 1 if self.direction == "maximize" else -1

@@ -12,6 +12,7 @@ from tiny_jobs import make_request
 from include.training.local_tuner import (
     ParameterRange,
     TuningRequestError,
+    _Tuning,
     parse_ranges,
     run_tuning_job,
     trial_job_name,
@@ -106,6 +107,17 @@ def test_trial_names_follow_sagemaker() -> None:
     name = trial_job_name("local-tuning-1", 2)
     assert name.startswith("local-tuning-1-002-") and len(name.rsplit("-", 1)[1]) == 8
     assert name == trial_job_name("local-tuning-1", 2)
+
+
+def test_of_equal_objectives_the_first_trial_is_best(tmp_path: Path) -> None:
+    tuning = _Tuning(tuning_request(tmp_path, tmp_path, "ties", max_jobs=3))
+    for number, value in ((3, 0.25), (2, 0.5), (1, 0.5)):  # finished last to first
+        description = {"TrainingJobStatus": "Completed",
+                       "FinalMetricDataList": [{"MetricName": "validation:mAP", "Value": value}]}
+        tuning.trials[number] = tuning.summary(trial_job_name("ties", number), {}, description, None)
+    assert tuning.best()["TrainingJobName"] == trial_job_name("ties", 1)
+    tuning.direction = "minimize"
+    assert tuning.best()["TrainingJobName"] == trial_job_name("ties", 3)
 
 
 @pytest.mark.slow

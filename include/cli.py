@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from include.configs import ConfigError, load_config
+from include.configs import PARAM_KEYS, ConfigError, load_config
 
 
 def _print(result: Any) -> None:
@@ -146,11 +146,8 @@ def cmd_teardown(args: argparse.Namespace) -> Any:
 def cmd_run(args: argparse.Namespace) -> Any:
     from include.pipeline_run import run_pipeline
 
-    params = {k: v for k, v in vars(args).items() if k in _RUN_PARAMS and v is not None}
+    params = {k: v for k, v in vars(args).items() if k in PARAM_KEYS and v is not None}  # the DAG's params
     return run_pipeline(params, run_id=args.run_id)
-
-
-_RUN_PARAMS = ("backend", "dataset_source", "dataset_format", "classes", "epochs", "tune", "deploy")
 
 
 def cmd_config_show(args: argparse.Namespace) -> Any:
@@ -259,6 +256,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int)
     p.add_argument("--tune", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--deploy", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--keep-endpoint-minutes", type=int, help="leave the endpoint up this long (0: tear it down)")
+    p.add_argument("--delete-intermediate-files", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--quality-policy", choices=["fail", "drop"], help="drop: quarantine bad boxes and go on")
 
     p = sub.add_parser("config", help="configuration")
     p.add_argument("action", choices=["show"])
@@ -290,7 +290,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 3
         raise
     except FileNotFoundError as exc:
-        print(f"detection-pipeline {args.command}: no such file: {exc.filename}", file=sys.stderr)
+        what = f"no such file: {exc.filename}" if exc.filename else str(exc)  # raised with a message only
+        print(f"detection-pipeline {args.command}: {what}", file=sys.stderr)
         return 1
     except (ValueError, RuntimeError) as exc:
         print(f"detection-pipeline {args.command}: {exc}", file=sys.stderr)

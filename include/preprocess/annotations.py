@@ -39,7 +39,7 @@ COLUMNS: dict[str, str] = {
     "ymax_norm": "float64",
     "split": "string",  # 'train' or 'validation'
     "source_file": "string",  # annotation file the box came from
-    "source_line": "int64",  # 1-based line (text/JSON Lines) or record/object number
+    "source_line": "int64",  # 1-based line (text, JSON Lines, XML) or object number (image+JSON)
 }
 
 SPLITS = ("train", "validation")

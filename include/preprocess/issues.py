@@ -30,7 +30,7 @@ class Issue:
     """One rejected entry: where it was written, what it concerns and why it was rejected."""
 
     file: str  # annotation file, relative to the data set root
-    line: int  # 1-based line (text, JSON Lines) or object number (XML, JSON); 0 for the file as a whole
+    line: int  # 1-based line (text, JSON Lines, XML) or object number (image+JSON); 0 for the whole file
     image: str  # image path as the annotation gives it
     check: str  # one of INGEST_CHECKS
     reason: str

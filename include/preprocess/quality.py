@@ -50,7 +50,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from include import storage
-from include.preprocess.annotations import SPLITS, read_classes, read_table, write_table
+from include.preprocess.annotations import (
+    ANNOTATIONS_FILE,
+    CLASSES_FILE,
+    SPLITS,
+    read_classes,
+    read_table,
+    write_table,
+)
 from include.preprocess.issues import INGEST_CHECKS, Issue, read_issues
 
 if TYPE_CHECKING:
@@ -533,7 +540,8 @@ def validate(
     checks = table_checks(table, image_code, classes, label_width, min_box_side, tolerance)
     _ingest_findings(checks, issues)
     errors = [c for c in checks.values() if c.severity == "error"]
-    dropped = sorted({row for c in errors for row in c.rows}) if policy == "drop" else []
+    bad_rows = sorted({row for c in errors for row in c.rows})
+    dropped = bad_rows if policy == "drop" else []
     keep = np.ones(len(table), dtype=bool)
     keep[dropped] = False
     output = table[keep] if dropped else table
@@ -571,8 +579,15 @@ def validate(
     storage.write_text(uris["quality_json"], json.dumps(report, indent=1, default=_json_default))
     storage.write_text(uris["quality_html"], render_html(report))
     if not success:
+        _remove_stale_outputs(input_uri, output_uri, policy)
+        hint = ""
+        if policy == "fail" and bad_rows and coverage(table.drop(index=bad_rows), classes).failed == 0:
+            hint = (
+                f"; policy drop would quarantine these {len(bad_rows)} boxes and pass (--policy drop, "
+                "quality.policy, or the DAG param quality_policy)"
+            )
         raise QualityGateError(
-            f"quality gate failed (policy {policy}): {_first_problems(failed)}; report: {uris['quality_json']}"
+            f"quality gate failed (policy {policy}): {_first_problems(failed)}; report: {uris['quality_json']}{hint}"
         )
     uris.update(write_table(output, classes, output_uri))
     log.info("quality gate passed (policy %s): %s boxes kept, %s dropped", policy, len(output), len(dropped))
@@ -585,6 +600,28 @@ def validate(
         **counts_out,
         "uris": uris,
     }
+
+
+def check_gate_passed(folder_uri: str) -> None:
+    """Raise :class:`QualityGateError` when ``folder_uri`` holds a ``quality.json`` whose gate failed."""
+    uri = storage.join(folder_uri, QUALITY_JSON)
+    if storage.exists(uri) and not json.loads(storage.read_text(uri)).get("success", True):
+        raise QualityGateError(
+            f"{folder_uri}: the quality gate failed on this data (see {uri}); fix the data or validate it "
+            "again with policy drop"
+        )
+
+
+def _remove_stale_outputs(input_uri: str, output_uri: str, policy: str) -> None:
+    """Remove what an earlier, passing run left in ``output_uri``: it must not offer a table the gate refused."""
+    if storage.normalize(input_uri).rstrip("/") == storage.normalize(output_uri).rstrip("/"):
+        return  # validated in place: the files are the input
+    stale = [ANNOTATIONS_FILE, CLASSES_FILE] + ([QUARANTINE_JSON] if policy == "fail" else [])
+    for name in stale:
+        uri = storage.join(output_uri, name)
+        if storage.exists(uri):
+            storage.remove(uri)
+            log.warning("removed %s, left by an earlier run that passed the gate", uri)
 
 
 def _quarantine(checks: list[Check], dropped: list[int], issues: list[Issue]) -> dict[str, Any]:

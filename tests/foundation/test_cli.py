@@ -39,6 +39,12 @@ def test_bad_input_exits_1_naming_the_file(tmp_path: Path, capsys: pytest.Captur
     assert "nothing-here" in capsys.readouterr().err
 
 
+def test_a_missing_data_set_folder_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "BCCDX"
+    assert main(["ingest", "--format", "voc", "--source", str(missing), "--output", str(tmp_path / "out")]) == 1
+    assert f"data set folder not found: file://{missing}" in capsys.readouterr().err
+
+
 def test_run_rejects_unknown_format() -> None:
     with pytest.raises(SystemExit):
         build_parser().parse_args(["ingest", "--format", "coco", "--source", "x", "--output", "y"])

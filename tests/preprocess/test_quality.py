@@ -13,9 +13,11 @@ from ingest_helpers import BCCD, all_findings, shapes_voc, write_voc_annotation
 from include.preprocess.annotations import read_classes, read_table, write_table
 from include.preprocess.ingest import ingest
 from include.preprocess.quality import QualityGateError, validate
+from include.preprocess.recordio import plan_shards
 from include.preprocess.sample_data import generate_sample
 
-ZERO_AREA = {("Annotations/BloodImage_00338.xml", 13), ("Annotations/BloodImage_00343.xml", 4)}
+# the 13th and the 4th object of those files, at these lines
+ZERO_AREA = {("Annotations/BloodImage_00338.xml", 158), ("Annotations/BloodImage_00343.xml", 50)}
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +33,7 @@ def test_bccd_fails_on_exactly_the_two_zero_area_boxes(bccd_ingested, tmp_path):
     with pytest.raises(QualityGateError) as error:
         validate(str(bccd_ingested), str(tmp_path))
     message = str(error.value)
-    assert "Annotations/BloodImage_00338.xml:13" in message and "Annotations/BloodImage_00343.xml:4" in message
+    assert "Annotations/BloodImage_00338.xml:158" in message and "Annotations/BloodImage_00343.xml:50" in message
     assert "xmax 503 is not greater than xmin 503" in message
     report = json.loads((tmp_path / "quality.json").read_text())
     assert report["success"] is False and report["checks_failed"] == ["box_ordered", "box_min_side"]
@@ -45,7 +47,7 @@ def test_bccd_fails_on_exactly_the_two_zero_area_boxes(bccd_ingested, tmp_path):
     )
     assert checks["split_coverage"]["boxes"]["validation"]["WBC"] > 0
     html = (tmp_path / "quality.html").read_text()
-    assert "BloodImage_00338.xml:13" in html and "failed" in html
+    assert "BloodImage_00338.xml:158" in html and "failed" in html
     assert not (tmp_path / "annotations.parquet").exists()  # nothing for the next stage
 
 
@@ -147,6 +149,16 @@ def test_objects_per_image_follow_label_width(tmp_path):
     check = next(c for c in report["checks"] if c["name"] == "objects_per_image")
     assert check["failed"] == int(crowded.sum()) and check["evaluated"] == table["image"].nunique()
     assert validate(str(tmp_path / "in"), str(tmp_path / "ok"))["success"]  # label_width 350 fits them
+
+
+def test_a_failed_rerun_leaves_no_table_from_the_passing_run_before(bccd_ingested, tmp_path):
+    validate(str(bccd_ingested), str(tmp_path), policy="drop")
+    with pytest.raises(QualityGateError, match="policy drop would quarantine these 2 boxes and pass"):
+        validate(str(bccd_ingested), str(tmp_path), policy="fail")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["quality.html", "quality.json"]
+    with pytest.raises(QualityGateError, match=f"the quality gate failed on this data \\(see file://{tmp_path}/quality.json"):
+        plan_shards(str(tmp_path), str(tmp_path / "recordio"), 1)
+    assert not (tmp_path / "recordio").exists()
 
 
 def test_coverage_cannot_be_fixed_by_dropping(tmp_path):

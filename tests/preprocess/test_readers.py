@@ -50,9 +50,11 @@ def test_bccd_reads_as_voc_with_its_own_split(bccd_table):
 
 
 @needs_bccd
-def test_voc_boxes_are_shifted_to_zero_based_and_sourced_by_object(bccd_table):
+def test_voc_boxes_are_shifted_to_zero_based_and_sourced_by_the_line_of_their_object(bccd_table):
     table, _, _ = bccd_table
-    row = table[(table["source_file"] == "Annotations/BloodImage_00000.xml") & (table["source_line"] == 1)].iloc[0]
+    rows = table[table["source_file"] == "Annotations/BloodImage_00000.xml"]
+    assert rows["source_line"].tolist()[:2] == [14, 26]  # where the file's <object> tags are
+    row = rows[rows["source_line"] == 14].iloc[0]
     # the file says WBC 260 177 491 376 (1-based pixel indices)
     assert (row["class_name"], row["xmin"], row["ymin"], row["xmax"], row["ymax"]) == ("WBC", 259, 176, 490, 375)
     assert (row["width"], row["height"], row["depth"]) == (640, 480, 3)
@@ -111,6 +113,28 @@ def test_voc_format_errors_name_file_and_line(tmp_path):
         read_source("voc", str(tmp_path))
     write_voc_annotation(tmp_path, "img_001", "img_001.jpg", (10, 10, 3), [("circle", 1, 1, "a", 5)])
     with pytest.raises(AnnotationFormatError, match=r"img_001.xml:1: <xmax> is not a number: 'a'"):
+        read_source("voc", str(tmp_path))
+    laid_out = """<annotation>
+  <size><width>10</width><height>10</height><depth>3</depth></size>
+  <object>
+    <name>circle</name>
+    <bndbox>
+      <xmin>1</xmin><ymin>1</ymin>
+      <xmax>12O</xmax><ymax>5</ymax>
+    </bndbox>
+  </object>
+  <object><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>3</xmax><ymax>3</ymax></bndbox></object>
+</annotation>
+"""
+    xml = tmp_path / "Annotations" / "img_001.xml"
+    xml.write_text(laid_out)
+    with pytest.raises(AnnotationFormatError, match=r"img_001.xml:7: <xmax> is not a number: '12O'"):
+        read_source("voc", str(tmp_path))
+    xml.write_text(laid_out.replace("12O", "4"))
+    with pytest.raises(AnnotationFormatError, match=r"img_001.xml:10: object has no <name>"):
+        read_source("voc", str(tmp_path))
+    xml.write_text(laid_out.replace("</name>", "</nme>"))
+    with pytest.raises(AnnotationFormatError, match=r"img_001.xml:4: not well-formed XML: Opening and ending tag"):
         read_source("voc", str(tmp_path))
 
 

@@ -20,8 +20,9 @@ at W - 1. Exporting back to VOC adds the 1 again.
 from __future__ import annotations
 
 import posixpath
-import xml.etree.ElementTree as ET
 from concurrent.futures import ThreadPoolExecutor
+
+from lxml import etree
 
 from include import storage
 from include.preprocess.issues import Issue
@@ -40,7 +41,10 @@ IMAGES = "JPEGImages"
 LISTS = "ImageSets/Main"
 VOC_ORIGIN = 1.0  # VOC pixel indices start at 1
 
-#: (annotation file, filename tag, annotated size, [(object number, name, box)])
+#: Untrusted XML: no entity expansion, no network, no size beyond libxml2's default limits.
+_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, remove_comments=True)
+
+#: (annotation file, filename tag, annotated size, [(line of the <object>, name, box)])
 Parsed = tuple[str, str, tuple[float, float, float], list[tuple[int, str, tuple[float, float, float, float]]]]
 
 
@@ -66,27 +70,36 @@ def _split_lists(root: str, files: set[str]) -> dict[str, tuple[str, str, int]]:
 
 
 def _parse(rel: str, data: bytes) -> Parsed:
-    """Parse one VOC XML file into its filename, size and objects (boxes shifted to 0-based)."""
+    """Parse one VOC XML file into its filename, size and objects (boxes shifted to 0-based).
+
+    Objects are named by the line their ``<object>`` tag starts on (lxml keeps source lines).
+    """
     try:
-        tree = ET.fromstring(data)
-    except ET.ParseError as exc:
-        raise AnnotationFormatError(rel, exc.position[0], f"not well-formed XML: {exc}") from None
+        tree = etree.fromstring(data, _PARSER)
+    except etree.XMLSyntaxError as exc:
+        raise AnnotationFormatError(rel, exc.lineno or 0, f"not well-formed XML: {exc.msg}") from None
     stem = posixpath.splitext(posixpath.basename(rel))[0]
     filename = (tree.findtext("filename") or "").strip() or f"{stem}.jpg"
     size = annotated_size(tree.findtext("size/width"), tree.findtext("size/height"), tree.findtext("size/depth"))
     objects = []
-    for k, obj in enumerate(tree.findall("object"), start=1):
+    for obj in tree.findall("object"):
+        line = obj.sourceline
         name = (obj.findtext("name") or "").strip()
         if not name:
-            raise AnnotationFormatError(rel, k, "object has no <name>")
+            raise AnnotationFormatError(rel, line, "object has no <name>")
         bndbox = obj.find("bndbox")
         if bndbox is None:
-            raise AnnotationFormatError(rel, k, "object has no <bndbox>")
-        box = tuple(
-            number(bndbox.findtext(tag), rel, k, f"<{tag}>") - VOC_ORIGIN for tag in ("xmin", "ymin", "xmax", "ymax")
-        )
-        objects.append((k, name, box))
+            raise AnnotationFormatError(rel, line, "object has no <bndbox>")
+        box = tuple(_coordinate(bndbox, tag, rel, line) for tag in ("xmin", "ymin", "xmax", "ymax"))
+        objects.append((line, name, box))
     return rel, filename, size, objects
+
+
+def _coordinate(bndbox: etree._Element, tag: str, rel: str, object_line: int) -> float:
+    """One ``<bndbox>`` coordinate, 0-based; a bad value is reported at its own line."""
+    element = bndbox.find(tag)
+    line = object_line if element is None else element.sourceline
+    return number(bndbox.findtext(tag), rel, line, f"<{tag}>") - VOC_ORIGIN
 
 
 def _image_path(rel: str, filename: str, files: set[str]) -> str | None:
@@ -125,9 +138,10 @@ def read_voc(source_uri: str, workers: int = 8) -> SourceData:
         image = _image_path(rel, filename, files)
         if not objects:
             issues.append(Issue(rel, 0, filename, "images_have_boxes", "annotation has no <object>"))
-        for k, name, box in objects:
+        for line, name, box in objects:
             if image is None:
-                issues.append(Issue(rel, k, filename, "image_files", f"path outside data set root: {filename}", name))
+                outside = f"path outside data set root: {filename}"
+                issues.append(Issue(rel, line, filename, "image_files", outside, name))
                 continue
-            rows.add(image, storage.join(root, image), size, keys[name], name, box, split, rel, k)
+            rows.add(image, storage.join(root, image), size, keys[name], name, box, split, rel, line)
     return SourceData(root=root, boxes=rows.frame(), classes=dict(enumerate(names)), issues=issues, notes=notes)

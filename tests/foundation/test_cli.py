@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from include.cli import build_parser, main
+from include.configs import PARAM_KEYS
 
 CLI = str(Path(sys.executable).with_name("detection-pipeline"))
 STAGES = ("ingest", "validate", "build-recordio", "train", "tune", "evaluate", "deploy", "invoke", "teardown", "run")
@@ -18,6 +19,11 @@ STAGES = ("ingest", "validate", "build-recordio", "train", "tune", "evaluate", "
 def test_every_stage_has_a_subcommand() -> None:
     commands = build_parser()._subparsers._group_actions[0].choices  # noqa: SLF001
     assert set(STAGES) | {"config", "stack"} <= set(commands)
+
+
+def test_run_takes_every_dag_param() -> None:
+    run = build_parser()._subparsers._group_actions[0].choices["run"]  # noqa: SLF001
+    assert set(PARAM_KEYS) <= {action.dest for action in run._actions}  # noqa: SLF001
 
 
 def test_console_script_shows_the_resolved_config() -> None:

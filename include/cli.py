@@ -32,9 +32,17 @@ def _key_values(pairs: Sequence[str] | None) -> dict[str, str]:
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise SystemExit(f"expected NAME=VALUE, got {pair!r}")
+            raise ValueError(f"expected NAME=VALUE, got {pair!r}")
         out[key] = value
     return out
+
+
+def _score(text: str) -> float:
+    """An argparse type: a detection score threshold, within [0, 1]."""
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be within 0..1, got {text}")
+    return value
 
 
 # --- stage commands -----------------------------------------------------------------------
@@ -243,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--endpoint", required=True, help="endpoint name or URL")
     p.add_argument("--image", required=True)
     p.add_argument("--draw", metavar="OUT.png", help="draw the detections into this PNG")
-    p.add_argument("--threshold", type=float, default=0.5, help="score threshold for drawing")
+    p.add_argument("--threshold", type=_score, default=0.5, help="score threshold for drawing (0..1)")
 
     p = add("teardown", cmd_teardown, "remove what deploy created")
     p.add_argument("--endpoint", help="one endpoint name or URL (default: every endpoint deploy recorded)")
@@ -295,6 +303,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except (ValueError, RuntimeError) as exc:
         print(f"detection-pipeline {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        if not isinstance(exc, BotoCoreError | ClientError):
+            raise
+        print(f"detection-pipeline {args.command}: AWS: {exc} ({type(exc).__name__})", file=sys.stderr)
         return 1
     _print(result)
     return 0

@@ -103,6 +103,11 @@ def select_classes(source: SourceData, requested: list[str] | None) -> tuple[pd.
     return out, {new_id[k]: declared[k] for k in keys}, issues
 
 
+def check_validation_fraction(validation_fraction: float) -> None:
+    if not 0 < validation_fraction < 1:
+        raise ValueError(f"validation_fraction must be in (0, 1), got {validation_fraction}")
+
+
 def assign_split(boxes: pd.DataFrame, validation_fraction: float, seed: int) -> pd.DataFrame:
     """A seeded split of images, stratified by each image's majority class (first box's class on ties).
 
@@ -112,8 +117,7 @@ def assign_split(boxes: pd.DataFrame, validation_fraction: float, seed: int) -> 
     """
     import numpy as np
 
-    if not 0 < validation_fraction < 1:
-        raise ValueError(f"validation_fraction must be in (0, 1), got {validation_fraction}")
+    check_validation_fraction(validation_fraction)
     order = boxes.assign(_pos=np.arange(len(boxes)))
     counts = order.groupby(["image", "class_id"], sort=False).agg(n=("_pos", "size"), first=("_pos", "min"))
     counts = counts.reset_index().sort_values(["image", "n", "first"], ascending=[True, False, True])
@@ -172,6 +176,7 @@ def ingest(
     Writes ``annotations.parquet``, ``classes.json`` and ``ingest_issues.json`` (plus converted
     images under ``images/``) and returns a small JSON-able summary.
     """
+    check_validation_fraction(validation_fraction)  # also where the data set brings its own split
     output_uri = storage.normalize(output_uri)
     source = read_source(fmt, source_uri, label_attribute=label_attribute, workers=workers or 8)
     boxes, class_map, issues = select_classes(source, classes)

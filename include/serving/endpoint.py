@@ -236,6 +236,8 @@ def start_endpoint(
     _check_name(name)
     root = _state_root(state_dir)
     model_uri = storage.normalize(model_uri)
+    if not storage.exists(model_uri):  # before an endpoint of that name is replaced
+        raise FileNotFoundError(f"no model artifact at {model_uri}")
     options = {"max_body_bytes": int(max_body_bytes), "max_batch": int(max_batch)}
     now = datetime.now(UTC)
     keep_until = None if keep_for_s is None else (now + timedelta(seconds=keep_for_s)).isoformat()
@@ -332,15 +334,26 @@ def invoke(
     """
     url = endpoint_url(endpoint, state_dir)
     query = "" if threshold is None else "?" + urlencode({"threshold": threshold})
+    return json.loads(post_invocation(url, image_bytes, content_type, accept, timeout_s, query))
+
+
+def post_invocation(
+    url: str, body: bytes, content_type: str, accept: str, timeout_s: float = 60.0, query: str = ""
+) -> bytes:
+    """POST ``body`` to ``<url>/invocations``; the answer's bytes.
+
+    Raises :class:`InvocationError` (with the status and the server's message) on an error
+    status and :class:`EndpointError` when nothing answers.
+    """
     request = urllib.request.Request(
-        f"{url}/invocations{query}",
-        data=image_bytes,
+        f"{url.rstrip('/')}/invocations{query}",
+        data=body,
         method="POST",
         headers={"Content-Type": content_type, "Accept": accept},
     )
     try:
         with urllib.request.urlopen(request, timeout=timeout_s) as response:
-            return json.loads(response.read())
+            return response.read()
     except urllib.error.HTTPError as exc:
         raw = exc.read().decode("utf-8", "replace")
         try:

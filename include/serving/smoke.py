@@ -9,7 +9,6 @@ pass :func:`contract.check_prediction_schema`. The same test runs against a Sage
 from __future__ import annotations
 
 import json
-import urllib.request
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -43,14 +42,10 @@ def sagemaker_invoker(endpoint_name: str, client: Any | None = None) -> Invoke:
 
 def http_invoker(base_url: str, timeout: float = 60.0, accept: str = contract.JSON_ACCEPT) -> Invoke:
     """POST to ``<base_url>/invocations`` (the SageMaker inference container contract), asking for ``accept``."""
-    url = base_url.rstrip("/") + "/invocations"
+    from include.serving.endpoint import post_invocation
 
     def invoke(body: bytes, content_type: str) -> bytes:
-        request = urllib.request.Request(
-            url, data=body, method="POST", headers={"Content-Type": content_type, "Accept": accept}
-        )
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.read()
+        return post_invocation(base_url, body, content_type, accept, timeout)
 
     return invoke
 

@@ -51,6 +51,28 @@ def test_a_missing_data_set_folder_is_named(tmp_path: Path, capsys: pytest.Captu
     assert f"data set folder not found: file://{missing}" in capsys.readouterr().err
 
 
+def test_malformed_options_are_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "--input", str(tmp_path), "--output", str(tmp_path / "out"), "-H", "epochs"]) == 1
+    assert "detection-pipeline train: expected NAME=VALUE, got 'epochs'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["invoke", "--endpoint", "e", "--image", "x.jpg", "--threshold", "5"])
+    assert exit_info.value.code == 2 and "--threshold: must be within 0..1, got 5" in capsys.readouterr().err
+
+
+def test_aws_errors_are_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(key, raising=False)
+    for key in ("AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE"):
+        monkeypatch.setenv(key, str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # no instance-metadata lookup either: offline
+    code = main(["ingest", "--format", "voc", "--source", "s3://no-bucket/BCCD", "--output", str(tmp_path / "out")])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert err == "detection-pipeline ingest: AWS: Unable to locate credentials (NoCredentialsError)\n"
+
+
 def test_run_rejects_unknown_format() -> None:
     with pytest.raises(SystemExit):
         build_parser().parse_args(["ingest", "--format", "coco", "--source", "x", "--output", "y"])

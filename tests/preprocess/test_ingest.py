@@ -174,6 +174,10 @@ def test_unknown_format_and_misplaced_label_attribute(tmp_path):
         ingest("coco", str(tmp_path), str(tmp_path / "out"))
     with pytest.raises(ValueError, match="label_attribute applies to the groundtruth format"):
         ingest("voc", str(tmp_path), str(tmp_path / "out"), label_attribute="x")
+    shapes_voc(tmp_path / "voc", 4)  # a data set with its own split lists: the fraction is unused, still checked
+    with pytest.raises(ValueError, match=r"validation_fraction must be in \(0, 1\), got 1.5"):
+        ingest("voc", str(tmp_path / "voc"), str(tmp_path / "out"), validation_fraction=1.5)
+    assert not (tmp_path / "out").exists()
 
 
 def test_truncated_jpeg_is_caught_even_after_gluoncv_relaxed_pillow(tmp_path, monkeypatch):

@@ -127,10 +127,14 @@ def test_busy_port_fails_fast_with_the_server_log(artifact, endpoint, tmp_path):
     assert listening(endpoint["port"]), "the endpoint holding the port must be untouched"
 
 
-def test_missing_model_fails_with_the_server_log(tmp_path):
-    with pytest.raises(ep.EndpointStartError, match="no model artifact at"):
-        ep.start_endpoint(str(tmp_path / "nowhere.tar.gz"), "bogus", tmp_path, ready_timeout_s=60)
+def test_a_missing_model_is_refused_before_an_endpoint_of_that_name_is_replaced(endpoint, state_dir, tmp_path):
+    missing = tmp_path / "nowhere.tar.gz"
+    with pytest.raises(FileNotFoundError, match=f"no model artifact at file://{missing}"):
+        ep.start_endpoint(str(missing), "bogus", tmp_path, ready_timeout_s=60)
     assert ep.list_endpoints(tmp_path) == []
+    with pytest.raises(FileNotFoundError, match="no model artifact at"):
+        ep.start_endpoint(str(missing), "shared", state_dir)
+    assert ep.describe_endpoint("shared", state_dir)["pid"] == endpoint["pid"] and listening(endpoint["port"])
 
 
 def test_corrupt_state_names_the_file(tmp_path):

@@ -470,7 +470,7 @@ def coverage(table: pd.DataFrame, classes: dict[int, str]) -> Check:
     }
     problems = [f"split {s!r} is empty" for s in SPLITS if not (splits == s).any()]
     problems += [
-        f"class {k} ({classes[k]}) has no box in {s}"
+        f"class {k} ({classes[k]}) has no box in {s}{_class_boxes(table, class_ids == k)}"
         for s in SPLITS
         if (splits == s).any()
         for k in sorted(classes)
@@ -479,6 +479,16 @@ def coverage(table: pd.DataFrame, classes: dict[int, str]) -> Check:
     problems += [f"unknown split {s!r}" for s in sorted(set(splits) - set(SPLITS), key=str)]
     per_split = {s: {classes[k]: int(counts[s][k]) for k in sorted(classes)} for s in SPLITS}
     return Check("split_coverage", {"pandas"}, evaluated=len(table), details={"problems": problems, "boxes": per_split})
+
+
+def _class_boxes(table: pd.DataFrame, mask: Any, shown: int = 3) -> str:
+    """Where a class's boxes are (the first ``shown`` file:line), for a coverage problem: a typo in a name shows."""
+    rows = table[mask]
+    if rows.empty:
+        return " (nor anywhere else)"
+    where = [f"{f}:{n}" for f, n in zip(rows["source_file"][:shown], rows["source_line"][:shown], strict=True)]
+    more = f" and {len(rows) - shown} more" if len(rows) > shown else ""
+    return f"; its {len(rows)} box(es): {', '.join(where)}{more}"
 
 
 def _ingest_findings(checks: dict[str, Check], issues: list[Issue]) -> None:
@@ -586,8 +596,9 @@ def validate(
                 f"; policy drop would quarantine these {len(bad_rows)} boxes and pass (--policy drop, "
                 "quality.policy, or the DAG param quality_policy)"
             )
+        blocking = failed if policy == "fail" else [checks["split_coverage"]]  # dropped rows do not block
         raise QualityGateError(
-            f"quality gate failed (policy {policy}): {_first_problems(failed)}; report: {uris['quality_json']}{hint}"
+            f"quality gate failed (policy {policy}): {_first_problems(blocking)}; report: {uris['quality_json']}{hint}"
         )
     uris.update(write_table(output, classes, output_uri))
     log.info("quality gate passed (policy %s): %s boxes kept, %s dropped", policy, len(output), len(dropped))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -159,6 +160,26 @@ def test_a_failed_rerun_leaves_no_table_from_the_passing_run_before(bccd_ingeste
     with pytest.raises(QualityGateError, match=f"the quality gate failed on this data \\(see file://{tmp_path}/quality.json"):
         plan_shards(str(tmp_path), str(tmp_path / "recordio"), 1)
     assert not (tmp_path / "recordio").exists()
+
+
+def test_a_misspelt_class_name_is_found_where_it_is_written(tmp_path):
+    shapes_voc(tmp_path / "voc", 6)
+    xml = tmp_path / "voc" / "Annotations" / "img_002.xml"  # a validation image
+    xml.write_text(xml.read_text().replace("<name>circle</name>", "<name>Circle</name>"))
+    ingest("voc", str(tmp_path / "voc"), str(tmp_path / "in"))
+    with pytest.raises(QualityGateError, match=r"class 0 \(Circle\) has no box in train; its 1 box\(es\): "
+                       r"Annotations/img_002.xml:1 \|"):
+        validate(str(tmp_path / "in"), str(tmp_path / "out"))
+    zero = tmp_path / "voc" / "Annotations" / "img_001.xml"
+    text = zero.read_text()
+    xmin = re.search(r"<xmin>([^<]*)</xmin>", text)[1]
+    zero.write_text(re.sub(r"<xmax>[^<]*</xmax>", f"<xmax>{xmin}</xmax>", text))
+    ingest("voc", str(tmp_path / "voc"), str(tmp_path / "in2"))
+    with pytest.raises(QualityGateError) as error:  # the zero-width box is dropped; what blocks is named alone
+        validate(str(tmp_path / "in2"), str(tmp_path / "out2"), policy="drop")
+    assert str(error.value).startswith("quality gate failed (policy drop): split_coverage: class 0 (Circle)")
+    assert "box_ordered" not in str(error.value)
+    assert "box_ordered" in json.loads((tmp_path / "out2" / "quality.json").read_text())["checks_failed"]
 
 
 def test_coverage_cannot_be_fixed_by_dropping(tmp_path):

@@ -24,11 +24,12 @@ from typing import Any
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 PIPELINE_DAG_ID = "object_detection_pipeline"
 TERMINAL_STATES = ("success", "failed")
-#: SQLite connection arguments of every stack process (``[database] sql_alchemy_connect_args``):
-#: a writer waits up to a minute for another's lock instead of failing after sqlite3's 5 s. With
-#: the scheduler, DAG processor and API server busy at once on 2 cores, a trigger was once
-#: answered 500 "Database error" (a SQLAlchemy error; a lock wait is the timing-dependent one).
-SQLITE_CONNECT_ARGS: dict[str, Any] = {"timeout": 60}
+#: The SQLite stack can answer a write with 500 "Database error" when the database stays locked
+#: for sqlite3's 5 s: the API server writes its audit log from an ``async`` dependency through a
+#: sync session, so a wait for the lock stalls its event loop, and with it a request of its own
+#: that holds the lock. A longer lock wait only stretches that stall (a 60 s one timed a trigger
+#: out), so the wait stays Airflow's and the client retries: a failed transaction wrote nothing.
+DB_ERROR = "Database error"
 
 
 @dataclass(frozen=True)
@@ -76,8 +77,6 @@ def airflow_env(home: Path, port: int, extra: dict[str, str] | None = None) -> d
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
             "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": f"{__name__}.SQLITE_CONNECT_ARGS",
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS_ASYNC": f"{__name__}.SQLITE_CONNECT_ARGS",
             "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH", "")])),
             # standalone starts its components as `airflow ...` from PATH: use this environment's.
             "PATH": os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
@@ -237,8 +236,12 @@ class AirflowClient:
             return json.load(resp)["access_token"]
 
     def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        """One API call; idempotent calls are retried when SQLite answers "database is locked" (HTTP 500)."""
-        attempts, attempt = (5 if method in ("GET", "PATCH") else 1), 0
+        """One API call, retried on a server error: any for GET/PATCH, a database error for other calls.
+
+        A write answered with a database error was rolled back (see :data:`DB_ERROR`), so
+        sending it again cannot make a second run.
+        """
+        attempts, attempt = 5, 0
         while True:
             attempt += 1
             req = urllib.request.Request(
@@ -252,7 +255,8 @@ class AirflowClient:
                     return json.load(resp)
             except urllib.error.HTTPError as exc:
                 detail = exc.read().decode(errors="replace")
-                if exc.code >= 500 and attempt < attempts:
+                retry = method in ("GET", "PATCH") or DB_ERROR in detail or exc.code == 503
+                if exc.code >= 500 and retry and attempt < attempts:
                     time.sleep(2 * attempt)
                     continue
                 raise RuntimeError(f"{method} {path} -> {exc.code}: {detail}") from None

@@ -41,8 +41,10 @@ def airflow_stack(request: pytest.FixtureRequest) -> Iterator[dict]:
         log = local_stack.StackPaths(home).log_file
         if request.session.testsfailed and log.exists():  # the API answers errors with an id to look up here
             lines = log.read_text(errors="replace").splitlines()
-            print(f"\n--- last {LOG_TAIL_LINES} lines of the Airflow stack's log ---", file=sys.__stderr__)
-            print("\n".join(lines[-LOG_TAIL_LINES:]), file=sys.__stderr__)
+            capture = request.config.pluginmanager.getplugin("capturemanager")
+            with capture.global_and_fixture_disabled():  # else pytest swallows a session teardown's output
+                print(f"\n--- last {LOG_TAIL_LINES} lines of the Airflow stack's log ---", file=sys.stderr)
+                print("\n".join(lines[-LOG_TAIL_LINES:]), file=sys.stderr)
         shutil.rmtree(root, ignore_errors=True)
 
 

@@ -219,10 +219,17 @@ class _Tuning:
             out["ModelArtifacts"] = description["ModelArtifacts"]
         return out
 
-    def best(self) -> dict[str, Any] | None:
-        """The trial with the best objective; of equal ones the first started, whatever order they finished in."""
+    def in_order(self) -> list[dict[str, Any]]:
+        """The trials so far, by trial number (the order they started)."""
         with self.lock:
-            done = [self.trials[n] for n in sorted(self.trials) if self.trials[n]["ObjectiveStatus"] == "Succeeded"]
+            return [self.trials[n] for n in sorted(self.trials)]
+
+    def best(self, trials: list[dict[str, Any]] | None = None) -> dict[str, Any] | None:
+        """The trial with the best objective; of equal ones the first started, whatever order they finished in.
+
+        ``trials``: a snapshot from :meth:`in_order` (default: taken now).
+        """
+        done = [t for t in (self.in_order() if trials is None else trials) if t["ObjectiveStatus"] == "Succeeded"]
         if not done:
             return None
         sign = 1 if self.direction == "maximize" else -1
@@ -230,8 +237,7 @@ class _Tuning:
 
     def record(self, status: str, failure: str | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
         """Write tuning.json with the trials so far; returns it."""
-        with self.lock:
-            trials = [self.trials[n] for n in sorted(self.trials)]
+        trials = self.in_order()
         statuses = [t["TrainingJobStatus"] for t in trials]
         data: dict[str, Any] = {
             "HyperParameterTuningJobName": self.name,
@@ -258,7 +264,7 @@ class _Tuning:
             "output_uri": self.output_uri,
             **(extra or {}),
         }
-        best = self.best()
+        best = self.best(trials)
         if best:
             data["BestTrainingJob"] = best
         if status != "InProgress":

@@ -22,7 +22,6 @@ Usage: ``.venv/bin/python bench/bench_recordio.py [--images 3000] [--resize 256]
 from __future__ import annotations
 
 import argparse
-import ctypes
 import importlib.util
 import os
 import resource
@@ -40,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 BCCD = ROOT.parent / "shared" / "datasets" / "bccd" / "BCCD" / "JPEGImages"
 SIZES = ((500, 375), (500, 333), (375, 500))  # CUB-like landscape and portrait shapes
 WARM_IMPORTS = "import mxnet, cv2, pandas, pyarrow.parquet, include.preprocess.recordio"
-PR_SET_CHILD_SUBREAPER = 36  # linux/prctl.h
+WORKER_IMPORTS = "import cv2, simplejpeg, include.preprocess.recordio"
 
 
 def im2rec_script() -> Path:
@@ -103,34 +102,12 @@ def child_env(work: Path) -> dict[str, str]:
     return {**env, "OMP_NUM_THREADS": "1", "PYTHONPYCACHEPREFIX": str(work / "pycache")}
 
 
-def adopt_orphans() -> None:
-    """Become the reaper of this process's orphaned descendants (Linux ``PR_SET_CHILD_SUBREAPER``).
-
-    Our build's workers are children of a multiprocessing forkserver that outlives the build's
-    process by a moment; adopted and reaped here, its CPU time (and its workers') is counted.
-    """
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-
-
-def reap_orphans() -> None:
-    """Wait for every adopted descendant left after a command, so its CPU time is in RUSAGE_CHILDREN.
-
-    Blocks until this process has no children at all: call it only between commands.
-    """
-    while True:
-        try:
-            os.waitpid(-1, 0)
-        except ChildProcessError:
-            return
-
-
 def timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float]:
-    """Wall seconds and CPU seconds (user + system, the process and all its descendants) of one command."""
+    """Wall seconds and CPU seconds (user + system, the process and its children) of one command."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run(cmd, cwd=cwd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     wall = time.perf_counter() - start
-    reap_orphans()
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
@@ -295,9 +272,7 @@ def floor_report(work: Path, best: dict[str, float], stages: dict[str, float], s
     """What the 3x target asks against the least time the codec work alone takes on these CPUs."""
     cpus = len(os.sched_getaffinity(0))
     codec = sum(stages[k] for k in ("decode", "resize", "encode")) / sample
-    from include.preprocess.workers import PRELOAD
-
-    start, _ = timed([sys.executable, "-c", f"import {', '.join(PRELOAD)}"], ROOT, child_env(work))
+    start, _ = timed([sys.executable, "-c", WORKER_IMPORTS], ROOT, child_env(work))
     print(
         f"\n3x against single-threaded im2rec needs <= {best['single'] / 3:.2f} s here; decode+resize+encode"
         f" alone ({1000 * codec:.3f} ms/image) spread perfectly over {cpus} CPUs take {n * codec / cpus:.2f} s,"
@@ -336,7 +311,6 @@ def main() -> None:
     work = args.keep or Path(tempfile.mkdtemp(prefix="bench-recordio-"))
     work.mkdir(parents=True, exist_ok=True)
     n, resize = args.images, args.resize
-    adopt_orphans()
     try:
         print(f"CPUs available: {len(os.sched_getaffinity(0))}, load average before: {os.getloadavg()}")
         print("(the CPUs are shared with other processes: wall times are noisy; CPU seconds much less so)")

@@ -1,10 +1,7 @@
 """Ordered parallel map over processes for the image-heavy build steps.
 
-Workers are forked from a ``forkserver``: a fresh interpreter, started once per calling process,
-that imports the image stack (:data:`PRELOAD`) and forks each worker from that clean state. So
-no worker inherits threads or open clients from the caller (which may be an Airflow task), as
-with ``spawn``, but N workers cost one interpreter start and one set of imports instead of N,
-and share those pages. Workers run OpenCV single-threaded, so ``workers`` processes use
+Workers are started with ``spawn`` (no inherited threads or open clients from the caller,
+which may be an Airflow task) and run OpenCV single-threaded, so ``workers`` processes use
 ``workers`` cores. Results come back in input order, so outputs do not depend on the count.
 Workers never re-run the caller's ``__main__`` script (the functions they run live in
 ``include``): in an Airflow task that script is the ``airflow`` console script, whose import
@@ -25,7 +22,6 @@ from typing import TypeVar
 T = TypeVar("T")
 R = TypeVar("R")
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
-PRELOAD = ("cv2", "simplejpeg", "include.preprocess.recordio", "include.preprocess.channels")
 
 
 def default_workers() -> int:
@@ -56,7 +52,7 @@ def _init_worker() -> None:
 
 @contextlib.contextmanager
 def _main_script_hidden() -> Iterator[None]:
-    """New workers re-run ``__main__`` by its ``__file__`` (unless started with ``-m``): hide it meanwhile."""
+    """Spawned processes re-run ``__main__`` by its ``__file__`` (unless started with ``-m``): hide it meanwhile."""
     main = sys.modules["__main__"]
     path = main.__dict__.pop("__file__", None) if getattr(main, "__spec__", None) is None else None
     try:
@@ -77,9 +73,7 @@ def process_pool(workers: int | None = None) -> Iterator[ProcessPoolExecutor | N
     if count <= 1:
         yield None
         return
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(list(PRELOAD))  # takes effect when this process's server starts
-    pool = ProcessPoolExecutor(count, mp_context=context, initializer=_init_worker)
+    pool = ProcessPoolExecutor(count, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker)
     with _main_script_hidden():
         try:
             for _ in range(count):

@@ -57,7 +57,7 @@ lint: install ## ruff (including the Airflow 3 rules)
 	$(BIN)/ruff check --select AIR3 dags plugins include
 
 bench: install ## Run the benchmarks in bench/
-	@for f in bench/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
+	@for f in bench/bench_*.py; do m=$${f%.py}; echo "== $$m"; $(BIN)/python -m $${m//\//.} || exit 1; done
 
 clean: ## Remove the virtual environment, Airflow home and run outputs
 	rm -rf $(VENV) $(TOOLS) .airflow data/runs

@@ -7,7 +7,7 @@ interleaved rounds so drifting load from other processes hits both alike. Then r
 latency with 4 concurrent clients, for ``--max-batch`` 1 (forward passes serialized) and 4
 (waiting requests batched).
 
-    .venv/bin/python bench/bench_endpoint.py [--model model.tar.gz] [--rounds 4] [--per-round 10]
+    .venv/bin/python -m bench.bench_endpoint [--model model.tar.gz] [--rounds 4] [--per-round 10]
 
 Without ``--model`` an untrained ssd_512_mobilenet1.0_custom (image_shape 512) is exported to a
 temporary folder: its forward pass costs what a trained one costs.
@@ -30,15 +30,15 @@ from urllib.parse import urlparse
 
 os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
 os.environ.setdefault("MXNET_CPU_WORKER_NTHREADS", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from include.serving import contract  # noqa: E402
-from include.serving.endpoint import start_endpoint, stop_endpoint  # noqa: E402
+from include.endpoints.local import start_endpoint, stop_endpoint
+from include.serving import contract
+from tests.support.shared_data import BCCD_IMAGES
 
 if TYPE_CHECKING:
     from include.model_artifact import Detector
 
-DEFAULT_IMAGE = Path(__file__).resolve().parents[2] / "shared/datasets/bccd/BCCD/JPEGImages/BloodImage_00000.jpg"
+DEFAULT_IMAGE = BCCD_IMAGES / "BloodImage_00000.jpg"
 
 
 def percentile(values: list[float], q: float) -> float:

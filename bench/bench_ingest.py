@@ -12,7 +12,7 @@ and times ``validate(policy="drop")`` alone: read, GX checks, reports, cleaned t
 Reference: the same row rules as plain vectorised pandas masks. The one-off
 ``import great_expectations`` is timed separately.
 
-    .venv/bin/python bench/bench_ingest.py [--images 12000] [--boxes 1000000] [--reference 2000]
+    .venv/bin/python -m bench.bench_ingest [--images 12000] [--boxes 1000000] [--reference 2000]
 
 The machine's CPUs may be shared with other work: figures are wall-clock and noisy.
 """
@@ -24,22 +24,19 @@ import json
 import os
 import resource
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from include.preprocess.images import converted_names, verify_image, verify_images
+from include.preprocess.ingest import ingest
+from include.preprocess.quality.gate import validate
+from include.preprocess.sample_data import generate_sample
+from include.preprocess.workers import default_workers
+from include.project import PROJECT_ROOT
 
-from include.preprocess.images import converted_names, verify_image, verify_images  # noqa: E402
-from include.preprocess.ingest import ingest  # noqa: E402
-from include.preprocess.quality import validate  # noqa: E402
-from include.preprocess.sample_data import generate_sample  # noqa: E402
-from include.preprocess.workers import default_workers  # noqa: E402
-
-CACHE = ROOT / "data" / "bench"
+CACHE = PROJECT_ROOT / "data" / "bench"
 
 
 def cpu_seconds() -> float:

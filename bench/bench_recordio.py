@@ -16,7 +16,7 @@ the ratios. Then profiles our pipeline per stage (read, decode, resize, encode,
 pack+frame+write) on one core for both decoders, the least time the codec work alone needs on
 these CPUs (against what the 3x target asks), and the plan/build/merge split of a build.
 
-Usage: ``.venv/bin/python bench/bench_recordio.py [--images 3000] [--resize 256] [--keep DIR]``
+Usage: ``.venv/bin/python -m bench.bench_recordio [--images 3000] [--resize 256] [--keep DIR]``
 """
 
 from __future__ import annotations
@@ -33,10 +33,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from include.project import PROJECT_ROOT
+from tests.support.shared_data import BCCD_IMAGES
 
-BCCD = ROOT.parent / "shared" / "datasets" / "bccd" / "BCCD" / "JPEGImages"
 SIZES = ((500, 375), (500, 333), (375, 500))  # CUB-like landscape and portrait shapes
 WARM_IMPORTS = "import mxnet, cv2, pandas, pyarrow.parquet, include.preprocess.recordio"
 WORKER_IMPORTS = "import cv2, simplejpeg, include.preprocess.recordio"
@@ -55,9 +54,9 @@ def make_dataset(folder: Path, count: int) -> str:
 
     from include.preprocess.annotations import add_normalized, conform, write_table
 
-    sources = sorted(BCCD.glob("*.jpg"))
+    sources = sorted(BCCD_IMAGES.glob("*.jpg"))
     if not sources:
-        raise FileNotFoundError(f"no BCCD images under {BCCD}")
+        raise FileNotFoundError(f"no BCCD images under {BCCD_IMAGES}")
     rng = np.random.default_rng(0)
     rows = []
     cache: dict[tuple[int, tuple[int, int]], np.ndarray] = {}
@@ -187,7 +186,8 @@ def stage_profile(table: str, resize: int, sample: int, decoder: str) -> dict[st
     """Seconds per stage over ``sample`` images, one process, OpenCV single-threaded."""
     import cv2
 
-    from include.preprocess import annotations, augment, lst, recordio
+    from include import recordio_codec
+    from include.preprocess import annotations, augment, lst
 
     cv2.setNumThreads(1)
     records = lst.plan_records(annotations.read_table(table), "none")["train"][:sample]
@@ -204,7 +204,7 @@ def stage_profile(table: str, resize: int, sample: int, decoder: str) -> dict[st
             jpeg = augment.encode(img, ".jpg", 95)
             t4 = time.perf_counter()
             _, label, _ = lst.parse_lst_line(lst.lst_line(i, r))
-            sink.write(recordio.frame(recordio.pack(label, i, jpeg)))
+            sink.write(recordio_codec.frame(recordio_codec.pack(label, i, jpeg)))
             t5 = time.perf_counter()
             for name, dt in zip(stages, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4), strict=True):
                 stages[name] += dt
@@ -247,12 +247,13 @@ def same_lst_and_flags(work: Path, table: str, n: int, resize: int, repeats: int
         "multi": f"im2rec.py --num-thread 2 --resize {resize} --pack-label",
     }
     env = child_env(work)
-    timed([sys.executable, "-c", WARM_IMPORTS], ROOT, env)  # fills the bytecode cache
+    timed([sys.executable, "-c", WARM_IMPORTS], PROJECT_ROOT, env)  # fills the bytecode cache
     runs: dict[str, list[tuple[float, float]]] = {k: [] for k in names}
     for _ in range(repeats):  # interleaved, so that a busy spell hits every command alike
         for key, decoder, workers in (("ours", "fast", None), ("exact", "exact", None), ("one", "fast", 1)):
             shutil.rmtree(work / key, ignore_errors=True)
-            runs[key].append(timed(ours_command(table, work / key, resize, "none", decoder, workers), ROOT, env))
+            command = ours_command(table, work / key, resize, "none", decoder, workers)
+            runs[key].append(timed(command, PROJECT_ROOT, env))
         for key, threads in (("single", 1), ("multi", 2)):
             ref = work / f"im2rec-{key}"
             runs[key].append(timed(im2rec_command(work / "exact", work, ref, resize, threads), ref, env))
@@ -272,7 +273,7 @@ def floor_report(work: Path, best: dict[str, float], stages: dict[str, float], s
     """What the 3x target asks against the least time the codec work alone takes on these CPUs."""
     cpus = len(os.sched_getaffinity(0))
     codec = sum(stages[k] for k in ("decode", "resize", "encode")) / sample
-    start, _ = timed([sys.executable, "-c", WORKER_IMPORTS], ROOT, child_env(work))
+    start, _ = timed([sys.executable, "-c", WORKER_IMPORTS], PROJECT_ROOT, child_env(work))
     print(
         f"\n3x against single-threaded im2rec needs <= {best['single'] / 3:.2f} s here; decode+resize+encode"
         f" alone ({1000 * codec:.3f} ms/image) spread perfectly over {cpus} CPUs take {n * codec / cpus:.2f} s,"
@@ -286,7 +287,7 @@ def flip_workflow(work: Path, table: str, n: int, resize: int) -> None:
     ours = work / "ours-flip"
     env = child_env(work)
     shutil.rmtree(ours, ignore_errors=True)
-    runs = {"ours": [timed(ours_command(table, ours, resize, "train"), ROOT, env)]}
+    runs = {"ours": [timed(ours_command(table, ours, resize, "train"), PROJECT_ROOT, env)]}
     names = {"ours": "build_recordio(flip='train') (this project, all CPUs)"}
     flip_step = timed(flip_files_command(ours / "train" / "train.lst", work), work, env)
     for key, threads in (("single", 1), ("multi", 2)):

@@ -24,9 +24,9 @@ unless ``--hp`` overrides) on a RecordIO build and prints the validation mAP cur
 
 Usage::
 
-    .venv/bin/python bench/bench_training.py throughput [--base mobilenet-1.0] [--image-shape 256] [--batch 8]
-    .venv/bin/python bench/bench_training.py quality --data sample --budget 300
-    .venv/bin/python bench/bench_training.py quality --data bccd --budget 900 --hp image_shape=384
+    .venv/bin/python -m bench.bench_training throughput [--base mobilenet-1.0] [--image-shape 256] [--batch 8]
+    .venv/bin/python -m bench.bench_training quality --data sample --budget 300
+    .venv/bin/python -m bench.bench_training quality --data bccd --budget 900 --hp image_shape=384
 """
 
 from __future__ import annotations
@@ -36,20 +36,16 @@ import itertools
 import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests" / "training"))
+from tests.support.shared_data import BCCD
+
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 os.environ.setdefault("MXNET_CPU_WORKER_NTHREADS", "1")
-
-BCCD = ROOT.parent / "shared" / "datasets" / "bccd" / "BCCD"
 
 
 def cpu_seconds() -> float:
@@ -127,9 +123,8 @@ def our_rounds(net: Any, data: Path, image_shape: int, batch: int, base: str) ->
 
 
 def throughput(args: argparse.Namespace) -> None:
-    from synthetic_shapes import write_shapes_recordio
-
     from include.training.ssd_network import build_ssd
+    from tests.support.synthetic_shapes import write_shapes_recordio
 
     classes = ["circle", "square", "triangle"]
     with tempfile.TemporaryDirectory() as tmp:
@@ -168,7 +163,7 @@ def build_dataset(name: str, work: Path) -> Path:
     if name not in ("sample", "bccd"):
         return Path(name)
     from include.preprocess.ingest import ingest
-    from include.preprocess.quality import validate
+    from include.preprocess.quality.gate import validate
     from include.preprocess.recordio import build_recordio
 
     if name == "sample":
@@ -184,13 +179,13 @@ def build_dataset(name: str, work: Path) -> Path:
 
 
 def quality(args: argparse.Namespace) -> None:
-    from include.training.pipeline_training import train
+    from include.training.pipeline_training import run_training
 
     overrides = dict(pair.split("=", 1) for pair in args.hp)
     with tempfile.TemporaryDirectory() as tmp:
         data = build_dataset(args.data, Path(tmp))
         started, cpu0 = time.monotonic(), cpu_seconds()
-        record = train(str(data), str(Path(tmp) / "out"), overrides, job_name="bench-quality",
+        record = run_training(str(data), str(Path(tmp) / "out"), overrides, job_name="bench-quality",
                        max_runtime_s=args.budget)
         wall = time.monotonic() - started
     hp = record["HyperParameters"]

@@ -31,7 +31,7 @@ def endpoint_sweeper():
     def sweep(**context) -> dict:
         """Stop expired local endpoints and delete expired SageMaker endpoints."""
         from include.configs import load_config
-        from include.deployment import expired_endpoints, sweep
+        from include.endpoints.lifecycle import expired_endpoints, sweep
 
         cfg = load_config()
         if context["params"]["dry_run"]:

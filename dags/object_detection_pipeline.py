@@ -144,7 +144,6 @@ def object_detection_pipeline():
         task_id="train",
         backend=BACKEND,
         request_builder=_train_request,
-        local_runner="include.training.local_executor:run_training_job",
         deferrable=True,
         check_interval=60,
     )
@@ -152,7 +151,6 @@ def object_detection_pipeline():
         task_id="tune",
         backend=BACKEND,
         request_builder=_tune_request,
-        local_runner="include.training.local_tuner:run_tuning_job",
         deferrable=True,
         check_interval=60,
     )
@@ -182,7 +180,6 @@ def object_detection_pipeline():
         task_id="deploy",
         backend=BACKEND,
         request_builder=_deploy_request,
-        local_runner="include.deployment:run_local_deployment",
         deferrable=True,
         check_interval=30,
     )

@@ -27,7 +27,8 @@ def _config(args: argparse.Namespace) -> Any:
     return load_config(overrides=overrides)
 
 
-def _key_values(pairs: Sequence[str] | None) -> dict[str, str]:
+def parse_key_values(pairs: Sequence[str] | None) -> dict[str, str]:
+    """``NAME=VALUE`` words as a dict (``-H`` hyperparameters, ``stack run --conf`` params)."""
     out = {}
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
@@ -65,14 +66,15 @@ def cmd_ingest(args: argparse.Namespace) -> Any:
 
 
 def cmd_validate(args: argparse.Namespace) -> Any:
-    from include.preprocess.quality import validate
+    from include.preprocess.quality.gate import validate
+    from include.training.hyperparameters import label_width
 
     cfg = _config(args)
     return validate(
         args.input,
         args.output,
         policy=args.policy or cfg.quality.policy,
-        label_width=args.label_width or int(cfg.training.hyperparameters.get("label_width", 350)),
+        label_width=args.label_width or label_width(cfg.training.hyperparameters),
         min_box_side=cfg.quality.min_box_side,
         tolerance=cfg.quality.tolerance,
     )
@@ -80,6 +82,7 @@ def cmd_validate(args: argparse.Namespace) -> Any:
 
 def cmd_build_recordio(args: argparse.Namespace) -> Any:
     from include.preprocess.recordio import build_recordio
+    from include.training.hyperparameters import label_width
 
     cfg = _config(args)
     r = cfg.recordio
@@ -94,7 +97,7 @@ def cmd_build_recordio(args: argparse.Namespace) -> Any:
         shards=r.shards if args.shards is None else args.shards,
         workers=r.workers,
         decoder="exact" if args.exact else r.decoder,
-        label_width=int(cfg.training.hyperparameters.get("label_width", 350)),
+        label_width=label_width(cfg.training.hyperparameters),
     )
     channel_format = args.channel_format or r.channel_format
     if channel_format != "recordio":
@@ -107,15 +110,10 @@ def cmd_build_recordio(args: argparse.Namespace) -> Any:
 
 
 def cmd_train(args: argparse.Namespace) -> Any:
-    from include.training.pipeline_training import train
+    from include.training.pipeline_training import run_training
 
-    return train(args.input, args.output, _key_values(args.hyperparameter), config=_config(args))
-
-
-def cmd_tune(args: argparse.Namespace) -> Any:
-    from include.training.pipeline_training import tune
-
-    return tune(args.input, args.output, _key_values(args.hyperparameter), config=_config(args))
+    hp = parse_key_values(args.hyperparameter)
+    return run_training(args.input, args.output, hp, tune=args.command == "tune", config=_config(args))
 
 
 def cmd_evaluate(args: argparse.Namespace) -> Any:
@@ -134,19 +132,19 @@ def cmd_evaluate(args: argparse.Namespace) -> Any:
 
 
 def cmd_deploy(args: argparse.Namespace) -> Any:
-    from include.deployment import deploy_artifact
+    from include.endpoints.lifecycle import deploy_artifact
 
     return deploy_artifact(_config(args), args.input, name=args.name, keep_minutes=args.keep_minutes)
 
 
 def cmd_invoke(args: argparse.Namespace) -> Any:
-    from include.deployment import invoke_endpoint
+    from include.endpoints.invocation import invoke_endpoint
 
     return invoke_endpoint(_config(args), args.endpoint, args.image, draw=args.draw, threshold=args.threshold)
 
 
 def cmd_teardown(args: argparse.Namespace) -> Any:
-    from include.deployment import teardown_endpoints
+    from include.endpoints.lifecycle import teardown_endpoints
 
     return teardown_endpoints(_config(args), args.endpoint)
 
@@ -166,21 +164,19 @@ def cmd_config_show(args: argparse.Namespace) -> Any:
 
 
 def cmd_stack(args: argparse.Namespace) -> Any:
-    from include import local_stack
+    """Hand over to :mod:`devtools.stack`: developer tooling of a source checkout, not of the package.
 
-    if args.action == "up":
-        details = local_stack.start()
-        print(
-            f"Airflow is up at {details['url']}  user: {details['username']}  password: {details['password']}\n"
-            f"Stop it with: make airflow-down   (log: {details['log']})",
-            file=sys.stderr,
+    It runs in its own interpreter (``exec``) so that nothing in the package imports it.
+    """
+    import importlib.util
+    import os
+
+    if importlib.util.find_spec("devtools") is None:
+        raise RuntimeError(
+            "the local Airflow stack is developer tooling that comes with a source checkout of the project "
+            "(devtools/), not with the installed package; run it from a checkout (make airflow-up)"
         )
-        return details
-    if args.action == "down":
-        return {"stopped": local_stack.stop()}
-    from include.pipeline_run import run_dag_on_local_stack
-
-    return run_dag_on_local_stack(conf=_key_values(args.conf), keep_running=args.keep_running)
+    os.execv(sys.executable, [sys.executable, "-m", "devtools.stack", *args.stack_args])
 
 
 # --- parser -------------------------------------------------------------------------------
@@ -229,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name, func, help_ in (
         ("train", cmd_train, "run a training job: model.tar.gz, training.log, training.json"),
-        ("tune", cmd_tune, "run a tuning job: tuning.json and the best model"),
+        ("tune", cmd_train, "run a tuning job: tuning.json and the best model"),
     ):
         p = add(name, func, help_)
         p.add_argument("--input", required=True, help="build-recordio output URI")
@@ -273,16 +269,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=["local", "sagemaker"])
     p.set_defaults(func=cmd_config_show)
 
-    p = sub.add_parser("stack", help="the local Airflow stack (airflow standalone)")
-    p.add_argument("action", choices=["up", "down", "run"], help="run: start it, trigger the DAG, wait, stop")
-    p.add_argument("--conf", action="append", metavar="PARAM=VALUE", help="DAG param for 'run'")
-    p.add_argument("--keep-running", action="store_true", help="leave the stack up after 'run'")
+    p = sub.add_parser("stack", help="the local Airflow stack: up | down | run (developer tooling, devtools/)")
     p.set_defaults(func=cmd_stack)
     return parser
 
 
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The parsed command line; everything after ``stack`` (``--help`` too) is left to :mod:`devtools.stack`."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    at = next((i for i, word in enumerate(argv) if not word.startswith("-")), None)
+    if at is not None and argv[at] == "stack":
+        args = parser.parse_args([*argv[:at], "stack"])
+        args.stack_args = argv[at + 1 :]
+        return args
+    return parser.parse_args(argv)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = _parse(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from include import storage
+from include.run_layout import CLASSES_FILE
 
 if TYPE_CHECKING:
     import numpy as np
@@ -27,7 +28,6 @@ PREFIX = "model_algo_1"
 SYMBOL_FILE = f"{PREFIX}-symbol.json"
 PARAMS_FILE = f"{PREFIX}-0000.params"
 HYPERPARAMS_FILE = "hyperparams.json"
-CLASSES_FILE = "classes.json"
 ARCHIVE_MEMBERS = (SYMBOL_FILE, PARAMS_FILE, HYPERPARAMS_FILE, CLASSES_FILE)
 
 #: ImageNet statistics the SSD base networks expect (RGB, 0..1 scale).

@@ -1,4 +1,5 @@
-"""Where a run's files live: ``<storage base URI>/<dag id>/<run id>/<stage>/``."""
+"""Where a run's files live: ``<storage base URI>/<dag id>/<run id>/<stage>/``, and the names of
+the files one stage hands to another (defined here once, read by every stage that needs them)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,20 @@ from dataclasses import asdict, dataclass
 from include import storage
 
 STAGES = ("dataset", "ingest", "quality", "recordio", "training", "evaluation", "deploy")
+
+#: The class map (``{"0": "name", ...}``) beside a table, a RecordIO build and inside a model archive.
+CLASSES_FILE = "classes.json"
+#: The quality gate's report, which later stages check passed.
+QUALITY_JSON = "quality.json"
+#: The RecordIO build's summary (records, checksums, label width needed).
+RECORDIO_SUMMARY = "recordio.json"
+#: The trained model, where SageMaker puts it: ``<output path>/<job>/output/model.tar.gz``.
+MODEL_ARCHIVE = "model.tar.gz"
+#: A training job's DescribeTrainingJob-shaped record and its log of metric lines.
+TRAINING_JSON = "training.json"
+TRAINING_LOG = "training.log"
+#: A tuning job's DescribeHyperParameterTuningJob-shaped record.
+TUNING_JSON = "tuning.json"
 
 
 def safe_id(text: str) -> str:

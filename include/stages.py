@@ -16,7 +16,8 @@ from typing import Any
 
 from include import storage
 from include.configs import PipelineConfig, load_config
-from include.run_layout import RunLayout
+from include.run_layout import QUALITY_JSON, TRAINING_JSON, RunLayout
+from include.training.hyperparameters import label_width
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ def ingest(ctx: RunContext) -> dict[str, Any]:
 
 def _sample_folder(ctx: RunContext) -> Path:
     """Where this run's generated sample lives: its ``dataset/`` folder, or under ``data/sample`` when storage is S3."""
-    from include.configs.loader import PROJECT_ROOT
+    from include.project import PROJECT_ROOT
 
     if storage.is_local(ctx.layout.dataset):
         return storage.local_path(ctx.layout.dataset)
@@ -105,14 +106,14 @@ def _generate_sample(ctx: RunContext) -> Any:
 
 def validate(ctx: RunContext) -> dict[str, Any]:
     """The bounding-box quality gate on the ingested table."""
-    from include.preprocess.quality import validate as run_validate
+    from include.preprocess.quality.gate import validate as run_validate
 
     q = ctx.config.quality
     return run_validate(
         ctx.layout.ingest,
         ctx.layout.quality,
         policy=q.policy,
-        label_width=int(ctx.config.training.hyperparameters.get("label_width", 350)),
+        label_width=label_width(ctx.config.training.hyperparameters),
         min_box_side=q.min_box_side,
         tolerance=q.tolerance,
     )
@@ -133,7 +134,7 @@ def _recordio_options(ctx: RunContext) -> dict[str, Any]:
         "quality": r.quality,
         "flip": r.flip,
         "decoder": r.decoder,
-        "label_width": int(ctx.config.training.hyperparameters.get("label_width", 350)),
+        "label_width": label_width(ctx.config.training.hyperparameters),
     }
 
 
@@ -206,11 +207,12 @@ def training_output(ctx: RunContext, training: dict[str, Any]) -> str:
     if ctx.config.backend == "sagemaker":
         import json
 
-        from include.deployment import sagemaker_client
+        from include.sagemaker.client import sagemaker_client
 
-        record = sagemaker_client(ctx.config).describe_training_job(TrainingJobName=training["job_name"])
+        sm = sagemaker_client(ctx.config.sagemaker.region)
+        record = sm.describe_training_job(TrainingJobName=training["job_name"])
         record["data_uri"] = ctx.layout.recordio
-        storage.write_text(storage.join(folder, "training.json"), json.dumps(record, default=str, indent=2))
+        storage.write_text(storage.join(folder, TRAINING_JSON), json.dumps(record, default=str, indent=2))
     return folder
 
 
@@ -225,7 +227,7 @@ def evaluate(ctx: RunContext, training: dict[str, Any]) -> dict[str, Any]:
         ctx.layout.evaluation,
         score_threshold=e.score_threshold,
         samples=e.samples,
-        quality_uri=storage.join(ctx.layout.quality, "quality.json"),
+        quality_uri=storage.join(ctx.layout.quality, QUALITY_JSON),
     )
     log.info("evaluation report: %s", result["report_uri"])
     return result
@@ -246,15 +248,15 @@ def promotion(ctx: RunContext, evaluation: dict[str, Any], training: dict[str, A
 
 def deployment_request(ctx: RunContext, run: Any, evaluation: dict[str, Any]) -> dict[str, Any]:
     """The combined CreateModel / CreateEndpointConfig / CreateEndpoint request of this run and try."""
-    from include.deployment import deployment_request as build
+    from include.endpoints.lifecycle import deployment_request as build
 
     return build(ctx.config, run, evaluation["model_uri"], ctx.config.deploy.keep_endpoint_minutes)
 
 
 def smoke_test(ctx: RunContext, deployed: dict[str, Any]) -> dict[str, Any]:
     """Send validation images to the endpoint and check the answers."""
-    from include.deployment import smoke_test as run_smoke
-    from include.deployment import validation_images
+    from include.endpoints.invocation import smoke_test as run_smoke
+    from include.endpoints.invocation import validation_images
     from include.preprocess.annotations import read_classes
 
     images = validation_images(ctx.layout.quality, ctx.config.deploy.smoke_images)
@@ -269,7 +271,7 @@ def teardown(ctx: RunContext, smoke_passed: bool) -> dict[str, Any]:
     data set, ingest, quality and RecordIO folders (training and evaluation stay). After a failure
     everything the run wrote is kept for diagnosis.
     """
-    from include.deployment import teardown_run
+    from include.endpoints.lifecycle import teardown_run
 
     deploy = ctx.config.deploy
     result = teardown_run(

@@ -1,10 +1,9 @@
-"""Test-wide set-up: an isolated Airflow home, the project on sys.path, fake AWS credentials, moto's S3 server."""
+"""Test-wide set-up: an isolated Airflow home, fake AWS credentials, moto's S3 server, the shared fixtures."""
 
 from __future__ import annotations
 
 import os
 import re
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,9 +28,9 @@ for key, value in {
 }.items():
     os.environ[key] = value
 os.environ.pop("AWS_PROFILE", None)
-for path in (ROOT, ROOT / "plugins"):
-    if str(path) not in sys.path:
-        sys.path.insert(0, str(path))
+
+#: Fixtures shared across test folders (``pyproject.toml`` puts the project and ``plugins/`` on the path).
+pytest_plugins = ["tests.support.aws_fixtures", "tests.support.serving_fixtures"]
 
 
 @pytest.fixture(scope="session")

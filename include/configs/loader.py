@@ -18,9 +18,9 @@ import yaml
 from pydantic import ValidationError
 
 from include.configs.schema import BUCKET, ROLE_ARN, PipelineConfig
+from include.project import PROJECT_ROOT
 
 CONFIG_DIR = Path(__file__).resolve().parent
-PROJECT_ROOT = CONFIG_DIR.parents[1]
 PROFILES = ("local", "sagemaker")
 ENV_PREFIX = "DETECTION__"
 

@@ -26,9 +26,6 @@ from include.evaluation import charts
 from include.evaluation.metrics import DetectionEvaluator, Interpolation, MetricInputError
 from include.evaluation.report import Picture, ReportContent, render_report
 from include.evaluation.training_run import (
-    TRAINING_JSON,
-    TRAINING_LOG,
-    TUNING_JSON,
     VALIDATION_MAP,
     TrainingCurves,
     TrainingRecordError,
@@ -42,12 +39,10 @@ from include.evaluation.training_run import (
     tuning_trials,
 )
 from include.evaluation.validation_data import VALIDATION_CHANNEL, ValidationImage, read_validation
+from include.run_layout import MODEL_ARCHIVE, QUALITY_JSON, RECORDIO_SUMMARY, TRAINING_JSON, TRAINING_LOG, TUNING_JSON
 
 log = logging.getLogger(__name__)
 
-MODEL_FILE = "model.tar.gz"
-RECORDIO_SUMMARY = "recordio.json"
-QUALITY_FILE = "quality.json"
 EVALUATION_FILE = "evaluation.json"
 REPORT_FILE = "report.html"
 BATCH_SIZE = 8
@@ -84,7 +79,7 @@ def _validation_channel(data_uri: str | None, record: dict[str, Any], training_u
 
 def _model_uri(training_uri: str, record: dict[str, Any]) -> str:
     """``model.tar.gz`` in the training folder, else the artifact the record names."""
-    local = storage.join(training_uri, MODEL_FILE)
+    local = storage.join(training_uri, MODEL_ARCHIVE)
     if storage.exists(local):
         return local
     remote = record.get("artifact_uri") or (record.get("ModelArtifacts") or {}).get("S3ModelArtifacts")
@@ -233,7 +228,7 @@ def evaluate(
         training=_training_facts(record, curves),
         hyperparameters=record.get("HyperParameters") or record.get("hyperparameters") or detector.hyperparameters,
         data_counts=(_optional_json(recordio_uri, RECORDIO_SUMMARY) or {}).get("channels") or {},
-        quality=_optional_json(quality_uri, QUALITY_FILE),
+        quality=_optional_json(quality_uri, QUALITY_JSON),
         charts=list(chart_pictures.values()),
         samples=_sample_pictures(measured.samples, detector.classes, score_threshold),
         trials=tuning_trials(tuning) if tuning else [],

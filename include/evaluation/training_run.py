@@ -17,14 +17,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from include import storage
+from include.run_layout import TRAINING_JSON, TRAINING_LOG, TUNING_JSON
 from include.training.metric_log import parse_metrics
 
 VALIDATION_MAP = "validation:mAP"
 EPOCH_METRICS = (VALIDATION_MAP, "train:cross_entropy", "train:smooth_l1")
-
-TRAINING_LOG = "training.log"
-TRAINING_JSON = "training.json"
-TUNING_JSON = "tuning.json"
 
 
 class TrainingRecordError(ValueError):

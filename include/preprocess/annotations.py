@@ -13,12 +13,12 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from include import storage
+from include.run_layout import CLASSES_FILE
 
 if TYPE_CHECKING:
     import pandas as pd
 
 ANNOTATIONS_FILE = "annotations.parquet"
-CLASSES_FILE = "classes.json"
 
 #: column -> pandas dtype, in table order.
 COLUMNS: dict[str, str] = {

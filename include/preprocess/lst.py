@@ -19,6 +19,7 @@ from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from include.preprocess.annotations import SPLITS
+from include.recordio_codec import HEADER_WIDTH, OBJECT_WIDTH
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -26,8 +27,6 @@ if TYPE_CHECKING:
 #: The canonical table as a DataFrame, or its columns as plain lists (``annotations.read_columns``).
 Table: TypeAlias = "pd.DataFrame | Mapping[str, list[Any]]"
 
-HEADER_WIDTH = 2
-OBJECT_WIDTH = 5
 FLIP_MODES = ("train", "none", "all")
 FLIPPED_PREFIX = "flipped/"
 DECIMALS = 6

@@ -12,9 +12,7 @@ for byte its records with ``decoder="exact"``, or without a resize as ``--pass-t
 ``IRHeader`` with ``flag = len(label)``, ``id`` = the record id, then the whole label
 ``[2, 5, cls, xmin, ymin, xmax, ymax, ...]`` as float32 (parsed from the ``.lst`` text, as
 im2rec does), then the JPEG bytes; framed as dmlc RecordIO (``mxnet.recordio.MXRecordIO``)
-with an ``MXIndexedRecordIO`` ``.idx``. The frames are encoded here (``frame``) rather than
-through MXNet's writer so that workers never pay MXNet's import; the tests check they are
-identical to MXNet's.
+with an ``MXIndexedRecordIO`` ``.idx``, both by the one codec (:mod:`include.recordio_codec`).
 
 The work splits into shards for Airflow dynamic task mapping: ``plan_shards`` (one task)
 -> ``build_shard`` (one mapped task per spec, each with a process pool) -> ``merge_shards``
@@ -29,7 +27,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import struct
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import ExitStack
@@ -39,51 +36,20 @@ from typing import IO, Any
 from include import storage
 from include.preprocess import annotations, augment, lst
 from include.preprocess.workers import ordered_map, process_pool
+from include.recordio_codec import HEADER_WIDTH, OBJECT_WIDTH, frame, pack
+from include.run_layout import CLASSES_FILE, RECORDIO_SUMMARY
+from include.training.hyperparameters import DEFAULT_LABEL_WIDTH
 
 log = logging.getLogger(__name__)
 
-MAGIC = 0xCED7230A  # dmlc-core RecordIOWriter::kMagic
-_MAGIC_BYTES = struct.pack("<I", MAGIC)
-_IR_FORMAT = "<IfQQ"  # mxnet.recordio IRHeader: flag, label, id, id2
-MAX_RECORD = 1 << 29
 WORK_DIR = "_shards"
 PLAN_FILE = "plan.json"
-SUMMARY_FILE = "recordio.json"
 COPY_CHUNK = 8 << 20
 KINDS = ("rec", "idx", "lst")
 
 
 class ShardError(ValueError):
     """Shard specs or results are inconsistent with the plan."""
-
-
-def _lrec(cflag: int, length: int) -> bytes:
-    return _MAGIC_BYTES + struct.pack("<I", (cflag << 29) | length)
-
-
-def frame(payload: bytes) -> bytes:
-    """One RecordIO record as dmlc-core writes it: magic, ``lrec``, data, zero padding to 4 bytes.
-
-    A magic word at a 4-aligned offset inside ``payload`` splits it into continuation parts
-    (cflag 1 = first, 2 = middle, 3 = last), exactly as ``RecordIOWriter::WriteRecord`` does.
-    """
-    import numpy as np
-
-    size = len(payload)
-    if size >= MAX_RECORD:
-        raise ValueError(f"a RecordIO record must be smaller than 2^29 bytes, got {size}")
-    words = np.frombuffer(payload, dtype="<u4", count=size // 4)
-    parts, start = [], 0
-    for pos in (np.flatnonzero(words == MAGIC) * 4).tolist():
-        parts += [_lrec(1 if start == 0 else 2, pos - start), payload[start:pos]]
-        start = pos + 4
-    parts += [_lrec(3 if start else 0, size - start), payload[start:], b"\0" * (-size % 4)]
-    return b"".join(parts)
-
-
-def pack(label: list[float], record_id: int, image: bytes) -> bytes:
-    """``mx.recordio.pack(IRHeader(0, label, record_id, 0), image)`` for a list label."""
-    return struct.pack(_IR_FORMAT, len(label), 0.0, record_id, 0) + struct.pack(f"<{len(label)}f", *label) + image
 
 
 @dataclass(frozen=True)
@@ -93,7 +59,7 @@ class Options:
     resize: int | None = None
     quality: int = 95
     flip: str = "train"
-    label_width: int = 350
+    label_width: int = DEFAULT_LABEL_WIDTH
     decoder: str = "fast"
 
     def __post_init__(self) -> None:
@@ -153,7 +119,7 @@ def plan_shards(input_uri: str, output_uri: str, shards: int, workers: int | Non
         if removed := storage.remove_stale_temporaries(folder):  # left by a killed merge
             log.warning("%s: removed temporaries a killed build left: %s", folder, ", ".join(removed))
     if not input_uri.endswith(".parquet"):  # a validate output folder: its gate must have passed
-        from include.preprocess.quality import check_gate_passed
+        from include.preprocess.quality.gate import check_gate_passed
 
         check_gate_passed(input_uri)
     table = annotations.read_columns(input_uri, lst.COLUMNS)
@@ -178,7 +144,7 @@ def plan_shards(input_uri: str, output_uri: str, shards: int, workers: int | Non
         "options": vars(options),
         "shards": shards,
         "channels": stats,
-        "max_objects": (needed - lst.HEADER_WIDTH) // lst.OBJECT_WIDTH,
+        "max_objects": (needed - HEADER_WIDTH) // OBJECT_WIDTH,
         "label_width_required": needed,
         "classes": {str(k): v for k, v in sorted(classes.items())},
     }
@@ -370,8 +336,8 @@ def merge_shards(output_uri: str, shard_results: list[dict]) -> dict:
         "channels": channels,
     }
     classes = json.dumps(plan["classes"], indent=2)
-    storage.write_text(storage.join(output_uri, annotations.CLASSES_FILE), classes)  # the channels' class map
-    storage.write_text(storage.join(output_uri, SUMMARY_FILE), json.dumps(summary, indent=2) + "\n")
+    storage.write_text(storage.join(output_uri, CLASSES_FILE), classes)  # the channels' class map
+    storage.write_text(storage.join(output_uri, RECORDIO_SUMMARY), json.dumps(summary, indent=2) + "\n")
     storage.remove(storage.join(output_uri, WORK_DIR), recursive=True)
     return _result(output_uri, summary)
 
@@ -379,7 +345,7 @@ def merge_shards(output_uri: str, shard_results: list[dict]) -> dict:
 def _result(output_uri: str, summary: dict[str, Any]) -> dict[str, Any]:
     return {
         "output_uri": storage.normalize(output_uri),
-        "summary_uri": storage.join(output_uri, SUMMARY_FILE),
+        "summary_uri": storage.join(output_uri, RECORDIO_SUMMARY),
         "records": {split: channel["records"] for split, channel in summary["channels"].items()},
         "label_width_required": summary["label_width_required"],
     }
@@ -391,7 +357,7 @@ def finished_build(output_uri: str) -> dict[str, Any] | None:
     A task retried after the merge removed the work files (a cleared or re-run mapped task, a
     merge that died after its last write) finds the build done here instead of failing.
     """
-    summary_uri = storage.join(output_uri, SUMMARY_FILE)
+    summary_uri = storage.join(output_uri, RECORDIO_SUMMARY)
     if not storage.exists(summary_uri):
         return None
     summary = json.loads(storage.read_text(summary_uri))
@@ -411,7 +377,7 @@ def build_recordio(
     flip: str = "train",
     shards: int = 1,
     workers: int | None = None,
-    label_width: int = 350,
+    label_width: int = DEFAULT_LABEL_WIDTH,
     decoder: str = "fast",
 ) -> dict:
     """Build the ``train``/``validation`` RecordIO channels and ``recordio.json`` in one call.

@@ -86,6 +86,12 @@ def keep_until(now: datetime, minutes: int) -> str:
     return (now + timedelta(minutes=minutes)).astimezone(UTC).isoformat(timespec="seconds")
 
 
+def parse_keep_until(value: str) -> datetime:
+    """A ``keep-until`` tag value as an aware datetime (naive times are UTC); ``ValueError`` when unreadable."""
+    moment = datetime.fromisoformat(value)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 @dataclass(frozen=True)
 class RunIdentity:
     """The DAG run and try a request belongs to; gives its names and tags."""

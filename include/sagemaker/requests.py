@@ -49,6 +49,8 @@ ALGORITHM = "object-detection"
 RECORDIO = "application/x-recordio"
 MODEL_CONTENT_TYPE = "application/x-sagemaker-model"
 CHECKPOINT_FOLDER = "checkpoints"
+#: The role a request names on the local backend when the configuration has none (nothing assumes it locally).
+LOCAL_ROLE_ARN = "arn:aws:iam::000000000000:role/local-training"
 
 Tags = list[dict[str, str]]
 

@@ -1,1 +1,4 @@
-"""Local inference endpoints that honour the SageMaker object-detection container contract."""
+"""The inference server and the SageMaker object-detection container contract it honours.
+
+Starting, reusing and stopping endpoints (locally and on SageMaker) is :mod:`include.endpoints`.
+"""

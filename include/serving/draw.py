@@ -11,7 +11,7 @@ import tarfile
 from collections.abc import Sequence
 
 from include import storage
-from include.model_artifact import CLASSES_FILE
+from include.run_layout import CLASSES_FILE
 
 
 def _classes_text(artifact_uri: str) -> tuple[str, str]:

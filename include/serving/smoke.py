@@ -2,8 +2,8 @@
 
 The request body is the image (``ContentType: image/jpeg`` or ``image/png``); every answer must
 pass :func:`contract.check_prediction_schema`. The same test runs against a SageMaker endpoint
-(:func:`sagemaker_invoker`, InvokeEndpoint) and against the local server (:func:`http_invoker`,
-``POST /invocations``); the ``annotation=1`` answer can be checked too (``annotation_invoke``).
+and against the local server through an invoker (:mod:`include.endpoints.invocation`); the
+``annotation=1`` answer can be checked too (``annotation_invoke``).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any
 from include import storage
 from include.serving import contract
 
+#: ``invoke(body, content_type) -> answer bytes`` (:mod:`include.endpoints.invocation` makes them).
 Invoke = Callable[[bytes, str], bytes]
 
 CONTENT_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png"}
@@ -22,32 +23,6 @@ CONTENT_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png
 
 class SmokeTestError(ValueError):
     """The endpoint's answer breaks the contract, or no detections came back."""
-
-
-def sagemaker_invoker(endpoint_name: str, client: Any | None = None) -> Invoke:
-    """Invoke a SageMaker endpoint (``sagemaker-runtime`` InvokeEndpoint, JSON answer)."""
-    if client is None:
-        import boto3
-
-        client = boto3.client("sagemaker-runtime")
-
-    def invoke(body: bytes, content_type: str) -> bytes:
-        response = client.invoke_endpoint(
-            EndpointName=endpoint_name, ContentType=content_type, Accept=contract.JSON_ACCEPT, Body=body
-        )
-        return response["Body"].read()
-
-    return invoke
-
-
-def http_invoker(base_url: str, timeout: float = 60.0, accept: str = contract.JSON_ACCEPT) -> Invoke:
-    """POST to ``<base_url>/invocations`` (the SageMaker inference container contract), asking for ``accept``."""
-    from include.serving.endpoint import post_invocation
-
-    def invoke(body: bytes, content_type: str) -> bytes:
-        return post_invocation(base_url, body, content_type, accept, timeout)
-
-    return invoke
 
 
 def _answer(body: bytes, source: str, check: Callable[[Any, int | None], None], num_classes: int | None) -> Any:

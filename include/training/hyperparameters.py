@@ -27,6 +27,9 @@ OPTIMIZERS: tuple[str, ...] = ("sgd", "adam", "rmsprop", "adadelta")
 SAGEMAKER_MIN_IMAGE_SHAPE = 300
 LOCAL_MIN_IMAGE_SHAPE = 64
 
+#: SageMaker's default ``label_width``: room for (350 - 2) / 5 = 69 objects per image.
+DEFAULT_LABEL_WIDTH = 350
+
 #: Names SageMaker itself adds to training jobs it starts (a tuning job adds the objective metric).
 RESERVED_NAMES: tuple[str, ...] = ("_tuning_objective_metric",)
 
@@ -115,7 +118,8 @@ SPECS: dict[str, Hyperparameter] = {
             f"an integer >= {SAGEMAKER_MIN_IMAGE_SHAPE} (>= {LOCAL_MIN_IMAGE_SHAPE} with base_network mobilenet-1.0)",
             "300", lambda v: v >= LOCAL_MIN_IMAGE_SHAPE,
         ),
-        Hyperparameter("label_width", _int, "a positive integer >= 2 + 5 x the most objects in one image", "350",
+        Hyperparameter("label_width", _int, "a positive integer >= 2 + 5 x the most objects in one image",
+                       str(DEFAULT_LABEL_WIDTH),
                        lambda v: v >= 7),
         Hyperparameter("early_stopping", _bool, "True or False", "False"),
         Hyperparameter("early_stopping_min_epochs", _int, "a positive integer", "10", lambda v: v >= 1),
@@ -128,6 +132,11 @@ SPECS: dict[str, Hyperparameter] = {
 
 #: The documented defaults, as SageMaker strings (required ones left out).
 DEFAULTS: dict[str, str] = {name: spec.default for name, spec in SPECS.items() if spec.default is not None}
+
+
+def label_width(hp: Mapping[str, Any]) -> int:
+    """The ``label_width`` of a set of hyperparameters (SageMaker's default when it is not set)."""
+    return int(hp.get("label_width", DEFAULT_LABEL_WIDTH))
 
 
 def _fail(name: str, value: str, allowed: str, why: str = "is not allowed") -> HyperparameterError:

@@ -1,7 +1,7 @@
 """The ``local`` backend of CreateTrainingJob: runs the request's training in a child process here.
 
 ``run_training_job(request)`` executes the very request SageMaker would get. The trainer runs as
-``python -m include.training.ssd_trainer`` in its own process (session), so the caller stays
+``python -m include.training.algorithm`` in its own process (session), so the caller stays
 responsive and a stop is immediate: when the caller is interrupted (SIGTERM, Ctrl-C, an Airflow
 task being killed, ``stop_event`` set) the child is terminated within seconds and no model is
 published; the child also exits by itself if its parent disappears.
@@ -37,17 +37,16 @@ from pathlib import Path
 from typing import Any
 
 from include import storage
+from include.project import PROJECT_ROOT
+from include.run_layout import TRAINING_JSON, TRAINING_LOG
 from include.sagemaker.metrics import final_values, parse_lines
+from include.training.algorithm import RESULT_FILE
 from include.training.hyperparameters import validate_hyperparameters
 from include.training.metric_log import parse_metrics
-from include.training.ssd_trainer import RESULT_FILE
 from include.training.training_request import TrainingRequest, TrainingRequestError, parse_request
 
 log = logging.getLogger(__name__)
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-TRAINING_LOG = "training.log"
-TRAINING_JSON = "training.json"
 STOP_GRACE_S = 120.0  # SageMaker's window between SIGTERM and SIGKILL
 TERMINATE_WAIT_S = 5.0
 POLL_S = 0.2
@@ -265,7 +264,7 @@ def _run(
     (scratch / RESULT_FILE).unlink(missing_ok=True)
     log_file = scratch / TRAINING_LOG
     record.write()
-    command = [sys.executable, "-m", "include.training.ssd_trainer", "--request", str(request_file),
+    command = [sys.executable, "-m", "include.training.algorithm", "--request", str(request_file),
                "--workdir", str(scratch), "--data-workers", "1" if threads >= 2 else "0"]
     lines: list[str] = []
     epochs_seen = threading.Event()

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from include import storage
+from include.run_layout import MODEL_ARCHIVE, TUNING_JSON
 from include.training.hyperparameters import SPECS
 from include.training.local_executor import TrainingJobError, run_training_job, sigterm_raises
 from include.training.metric_log import METRIC_NAMES
@@ -45,8 +46,6 @@ from include.training.training_request import request_field
 
 log = logging.getLogger(__name__)
 
-TUNING_JSON = "tuning.json"
-MODEL_FILE = "model.tar.gz"
 TUNING_JOB_NAME_MAX = 32
 POLL_S = 0.5
 LOCAL_ARN = "arn:aws:sagemaker:local:000000000000"
@@ -363,7 +362,7 @@ def run_tuning_job(
 def _finish(tuning: _Tuning, stopped: bool, extra: dict[str, Any]) -> dict[str, Any]:
     best = tuning.best()
     if best and best.get("ModelArtifacts"):
-        model_uri = storage.join(tuning.output_uri, MODEL_FILE)
+        model_uri = storage.join(tuning.output_uri, MODEL_ARCHIVE)
         with storage.local_copy(best["ModelArtifacts"]["S3ModelArtifacts"]) as local:
             storage.upload_file(local, model_uri)
         extra = {**extra, "ModelArtifacts": {"S3ModelArtifacts": model_uri}}

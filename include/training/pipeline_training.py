@@ -1,13 +1,12 @@
-"""The pipeline's training and tuning stages on the local backend (what ``detection-pipeline train|tune`` run).
+"""The pipeline's training and tuning requests from a RecordIO build (the DAG's, and ``detection-pipeline train|tune``).
 
-Both take the RecordIO build's output folder (``train/``, ``validation/``, ``recordio.json``),
-build the same CreateTrainingJob / CreateHyperParameterTuningJob request the SageMaker backend
-sends (:mod:`include.sagemaker.requests`), with the configuration's hyperparameters (the
-``local`` profile unless another configuration is given) completed from the data:
-``num_classes`` from the class map, ``num_training_samples`` from the train channel's records,
-``label_width`` raised to what the most crowded image needs. Then they execute it here with
-:func:`~include.training.local_executor.run_training_job` /
-:func:`~include.training.local_tuner.run_tuning_job`.
+Both take the RecordIO build's output folder (``train/``, ``validation/``, ``recordio.json``) and
+build the CreateTrainingJob / CreateHyperParameterTuningJob request SageMaker takes
+(:mod:`include.sagemaker.requests`), with the configuration's hyperparameters (the ``local``
+profile unless another configuration is given) completed from the data: ``num_classes`` from the
+class map, ``num_training_samples`` from the train channel's records, ``label_width`` raised to
+what the most crowded image needs. :func:`run_training` then hands it to the one
+execution path (:func:`include.execution.execute_request`) on the configuration's backend.
 """
 
 from __future__ import annotations
@@ -19,15 +18,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from include import storage
+from include.run_layout import RECORDIO_SUMMARY
+from include.sagemaker.requests import LOCAL_ROLE_ARN
 from include.training.hyperparameters import DEFAULTS, to_strings, validate_hyperparameters
-from include.training.training_request import RECORDIO_SUMMARY, TrainingRequestError, find_class_map
+from include.training.training_request import TrainingRequestError, find_class_map
 
 if TYPE_CHECKING:
     from include.configs import PipelineConfig
-
-#: The role a local request names when the configuration has none (nothing assumes it locally).
-LOCAL_ROLE_ARN = "arn:aws:iam::000000000000:role/local-training"
-LOCAL_TAGS = [{"Key": "backend", "Value": "local"}]
 
 
 @dataclass(frozen=True)
@@ -195,58 +192,12 @@ def _config(config: PipelineConfig | None) -> PipelineConfig:
     return load_config(overrides={"backend": "local"})
 
 
-def _local_request(
-    input_uri: str,
-    output_uri: str,
-    hyperparameters: Mapping[str, Any] | None,
-    config: PipelineConfig | None,
-    job_name: str | None,
-    max_runtime_s: int | None,
-    *,
-    tune: bool,
-) -> dict[str, Any]:
-    """The request ``train``/``tune`` execute, named ``local-training-<time>`` / ``local-tuning-<time>``."""
-    default_name = _job_name("local-tuning" if tune else "local-training")
-    return build_request(
-        _config(config),
-        input_uri,
-        output_uri,
-        name=job_name or default_name,
-        tags=LOCAL_TAGS,
-        tune=tune,
-        hyperparameters=hyperparameters,
-        max_runtime_s=max_runtime_s,
-    )
-
-
-def train(
+def run_training(
     input_uri: str,
     output_uri: str,
     hyperparameters: Mapping[str, Any] | None = None,
     *,
-    config: PipelineConfig | None = None,
-    job_name: str | None = None,
-    max_runtime_s: int | None = None,
-    timeout_s: float | None = None,
-    workdir: str | None = None,
-) -> dict[str, Any]:
-    """Train on the RecordIO build at ``input_uri``; outputs under ``<output_uri>/<job>/output/``.
-
-    ``hyperparameters`` override the configuration's (the ``local`` profile when ``config`` is
-    None). Returns the job's training.json record (``ModelArtifacts.S3ModelArtifacts`` is the
-    model, ``output_uri`` the folder holding model.tar.gz, training.log and training.json).
-    """
-    from include.training.local_executor import run_training_job
-
-    request = _local_request(input_uri, output_uri, hyperparameters, config, job_name, max_runtime_s, tune=False)
-    return run_training_job(request, workdir, timeout_s, extra_record={"data_uri": storage.normalize(input_uri)})
-
-
-def tune(
-    input_uri: str,
-    output_uri: str,
-    hyperparameters: Mapping[str, Any] | None = None,
-    *,
+    tune: bool = False,
     config: PipelineConfig | None = None,
     job_name: str | None = None,
     max_runtime_s: int | None = None,
@@ -254,13 +205,39 @@ def tune(
     workdir: str | None = None,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Tune on the RecordIO build at ``input_uri`` with the configuration's tuning settings.
+    """Train (or, with ``tune``, tune) on the RecordIO build at ``input_uri`` on the configuration's backend.
 
-    tuning.json and the best model.tar.gz go under ``<output_uri>/<tuning job>/``, every trial
-    under ``<output_uri>/<trial>/output/``; ``max_runtime_s`` bounds each trial. Returns the
-    tuning.json record.
+    ``hyperparameters`` override the configuration's (the ``local`` profile when ``config`` is
+    None); the job is named ``<backend>-training-<time>`` / ``<backend>-tuning-<time>`` unless
+    ``job_name`` is given, and ``max_runtime_s`` bounds it (each trial of a tuning job). A training
+    job writes under ``<output_uri>/<job>/output/`` and returns its training.json record
+    (``ModelArtifacts.S3ModelArtifacts`` is the model, ``output_uri`` the folder holding
+    model.tar.gz, training.log and training.json); a tuning job writes tuning.json and the best
+    model.tar.gz under ``<output_uri>/<tuning job>/``, every trial under ``<output_uri>/<trial>/output/``,
+    and returns the tuning.json record. ``workdir``, ``timeout_s`` and ``seed`` (the tuner's) apply to a
+    local job.
     """
-    from include.training.local_tuner import run_tuning_job
+    from include.execution import TRAINING, TUNING, execute_request
 
-    request = _local_request(input_uri, output_uri, hyperparameters, config, job_name, max_runtime_s, tune=True)
-    return run_tuning_job(request, workdir, timeout_s, seed=seed)
+    cfg = _config(config)
+    default_name = _job_name(f"{cfg.backend}-{'tuning' if tune else 'training'}")
+    request = build_request(
+        cfg,
+        input_uri,
+        output_uri,
+        name=job_name or default_name,
+        tags=[{"Key": "backend", "Value": cfg.backend}],
+        tune=tune,
+        hyperparameters=hyperparameters,
+        max_runtime_s=max_runtime_s,
+        rec_file_channels=cfg.backend == "sagemaker",
+    )
+    options: dict[str, Any] = {"workdir": workdir, "timeout_s": timeout_s}
+    if tune:
+        options["seed"] = seed
+    else:
+        options["extra_record"] = {"data_uri": storage.normalize(input_uri)}
+    answer = execute_request(
+        TUNING if tune else TRAINING, request, backend=cfg.backend, region=cfg.sagemaker.region, local_options=options
+    )
+    return dict(answer)

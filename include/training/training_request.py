@@ -31,6 +31,7 @@ from typing import Any
 from include import storage
 from include.preprocess.channels import ANY_IMAGE, RECORDIO_CONTENT_TYPE
 from include.preprocess.channels import IMAGE_CONTENT_TYPES as IMAGE_TYPES_BY_SUFFIX
+from include.run_layout import CLASSES_FILE, MODEL_ARCHIVE, RECORDIO_SUMMARY
 
 JOB_NAME_PATTERN = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 REQUIRED_CHANNELS = ("train", "validation")
@@ -38,8 +39,6 @@ ANNOTATION_CHANNELS = ("train_annotation", "validation_annotation")
 KNOWN_CHANNELS = (*REQUIRED_CHANNELS, *ANNOTATION_CHANNELS, "model")
 RECORDIO_CONTENT_TYPES = (RECORDIO_CONTENT_TYPE, "application/x-sagemaker-model", None)
 IMAGE_CONTENT_TYPES = (*sorted(set(IMAGE_TYPES_BY_SUFFIX.values())), ANY_IMAGE)
-CLASSES_FILE = "classes.json"
-RECORDIO_SUMMARY = "recordio.json"
 
 
 class TrainingRequestError(ValueError):
@@ -66,7 +65,7 @@ class TrainingRequest:
 
     @property
     def model_uri(self) -> str:
-        return storage.join(self.output_uri, "model.tar.gz")
+        return storage.join(self.output_uri, MODEL_ARCHIVE)
 
 
 def request_field(

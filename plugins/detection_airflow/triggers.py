@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
 
-from include.sagemaker.teardown import stop_job
+from include.sagemaker.client import stop_job
 
 if TYPE_CHECKING:
     from datetime import timedelta

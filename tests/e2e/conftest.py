@@ -7,12 +7,11 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from dag_runs import parsed_dag
 
-from include import local_stack
+from devtools import local_stack
+from include.project import PIPELINE_DAG_ID
 
 #: Lines of the stack's log shown when a test using it failed (the folder is removed afterwards).
 LOG_TAIL_LINES = 300
@@ -51,15 +50,5 @@ def airflow_stack(request: pytest.FixtureRequest) -> Iterator[dict]:
 @pytest.fixture(scope="session")
 def airflow_client(airflow_stack: dict) -> local_stack.AirflowClient:
     client = local_stack.AirflowClient(airflow_stack["url"], airflow_stack["username"], airflow_stack["password"])
-    client.wait_for_dag(local_stack.PIPELINE_DAG_ID)
+    client.wait_for_dag(PIPELINE_DAG_ID)
     return client
-
-
-@pytest.fixture(scope="module")
-def pipeline() -> Any:
-    """The pipeline DAG for ``dag.test`` runs (see :func:`dag_runs.parsed_dag`).
-
-    Parsed again for each module: in one process, ``dag.test`` leaves a run's conf in the DAG's Param
-    objects (``process_params`` updates them in place), so later runs would inherit it.
-    """
-    return parsed_dag(local_stack.PIPELINE_DAG_ID)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from include.local_stack import PIPELINE_DAG_ID, AirflowClient
+from devtools.local_stack import AirflowClient
+from include.project import PIPELINE_DAG_ID
 
 pytestmark = pytest.mark.slow
 

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from include import ui_browser as ui
-from include.local_stack import PIPELINE_DAG_ID, AirflowClient
+from devtools import ui_browser as ui
+from devtools.local_stack import AirflowClient
+from include.project import PIPELINE_DAG_ID
 
 MISSING_BROWSER = ui.missing_browser()
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(MISSING_BROWSER is not None, reason=str(MISSING_BROWSER))]

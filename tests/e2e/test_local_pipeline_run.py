@@ -6,9 +6,10 @@ import json
 from urllib.parse import urlparse
 
 import pytest
-from dag_runs import endpoint_servers
 
-from include.local_stack import PIPELINE_DAG_ID, AirflowClient
+from devtools.local_stack import AirflowClient
+from include.project import PIPELINE_DAG_ID
+from tests.support.dag_runs import endpoint_servers
 
 pytestmark = pytest.mark.slow
 

@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from evaluation_helpers import (
+
+from tests.support.evaluation_helpers import (
     CLASSES,
     IMAGE_SHAPE,
     N_IMAGES,

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from evaluation_helpers import assert_sensible_png, decoded, png_size
 
 from include.evaluation import charts
 from include.evaluation.samples import draw_detections
 from include.evaluation.training_run import TrainingCurves
+from tests.support.evaluation_helpers import assert_sensible_png, decoded, png_size
 
 
 @pytest.fixture()

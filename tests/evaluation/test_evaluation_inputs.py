@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from evaluation_helpers import tuning_record, write_rec
 
 from include.evaluation.training_run import (
     TrainingCurves,
@@ -16,7 +15,9 @@ from include.evaluation.training_run import (
     tuning_objective,
     tuning_trials,
 )
-from include.evaluation.validation_data import ChannelNotFoundError, RecordFormatError, parse_label, read_validation
+from include.evaluation.validation_data import ChannelNotFoundError, read_validation
+from include.recordio_codec import RecordFormatError, parse_label
+from tests.support.evaluation_helpers import tuning_record, write_rec
 
 
 def jpeg(color: int) -> bytes:
@@ -40,7 +41,7 @@ def test_a_sharded_channel_is_read_in_file_order(tmp_path: Path) -> None:
 def test_labels_with_wider_headers_and_objects_and_padding_are_parsed() -> None:
     # header width 4 (two extra header values), object width 6 (an extra per-object value), a -1 padded object
     label = [4, 6, 99, 98, 0, 0.1, 0.1, 0.2, 0.2, 7, -1, 0, 0, 0, 0, 0]
-    np.testing.assert_allclose(parse_label(np.array(label), "x"), [[0, 0.1, 0.1, 0.2, 0.2]])
+    np.testing.assert_allclose(parse_label(np.array(label), "x")[0], [[0, 0.1, 0.1, 0.2, 0.2]])
 
 
 @pytest.mark.parametrize("label", [[3.0], [2, 5, 0, 0.1, 0.1, 0.2], [2, 3, 0, 0.1, 0.2]])

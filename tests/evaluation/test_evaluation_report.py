@@ -9,10 +9,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from evaluation_helpers import png_size
 
 from include.evaluation.metrics import DetectionEvaluator
 from include.evaluation.report import Picture, ReportContent, render_report
+from tests.support.evaluation_helpers import png_size
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")

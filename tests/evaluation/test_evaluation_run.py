@@ -11,9 +11,16 @@ from typing import Any
 
 import numpy as np
 import pytest
-from evaluation_helpers import CLASSES, IMAGE_SHAPE, N_IMAGES, assert_sensible_png, make_training_dir, write_rec
 
 from include.evaluation.evaluate import EvaluationInputError, evaluate
+from tests.support.evaluation_helpers import (
+    CLASSES,
+    IMAGE_SHAPE,
+    N_IMAGES,
+    assert_sensible_png,
+    make_training_dir,
+    write_rec,
+)
 
 
 def test_evaluation_json_holds_the_metrics_and_settings(evaluated: dict[str, Any]) -> None:

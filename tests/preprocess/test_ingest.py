@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from ingest_helpers import shapes_voc, write_voc_annotation
 from PIL import Image
 
 from include import storage
@@ -17,6 +16,7 @@ from include.preprocess.images import converted_names
 from include.preprocess.ingest import assign_split, ingest, resolve_classes
 from include.preprocess.issues import read_issues
 from include.preprocess.sample_data import generate_sample
+from tests.support.ingest_helpers import shapes_voc, write_voc_annotation
 
 CUB_NAMES = {1: "001.circle", 2: "002.square", 3: "003.triangle", 4: "004.cross", 5: "005.ring"}
 

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from ingest_helpers import BCCD, all_findings, shapes_voc, write_voc_annotation
 
 from include.preprocess.annotations import read_classes, read_table, write_table
 from include.preprocess.ingest import ingest
-from include.preprocess.quality import QualityGateError, validate
+from include.preprocess.quality.gate import QualityGateError, validate
 from include.preprocess.recordio import plan_shards
 from include.preprocess.sample_data import generate_sample
+from tests.support.ingest_helpers import BCCD, all_findings, shapes_voc, write_voc_annotation
 
 # the 13th and the 4th object of those files, at these lines
 ZERO_AREA = {("Annotations/BloodImage_00338.xml", 158), ("Annotations/BloodImage_00343.xml", 50)}

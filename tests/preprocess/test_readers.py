@@ -9,7 +9,14 @@ from pathlib import Path
 import boto3
 import pandas as pd
 import pytest
-from ingest_helpers import (
+
+from include import storage
+from include.preprocess.annotations import read_classes, read_table
+from include.preprocess.ingest import ingest
+from include.preprocess.readers import AnnotationFormatError, read_source
+from include.preprocess.readers.groundtruth import find_label_attribute
+from include.preprocess.sample_data import generate_sample
+from tests.support.ingest_helpers import (
     BCCD,
     comparable,
     export_groundtruth,
@@ -18,13 +25,6 @@ from ingest_helpers import (
     shapes_voc,
     write_voc_annotation,
 )
-
-from include import storage
-from include.preprocess.annotations import read_classes, read_table
-from include.preprocess.ingest import ingest
-from include.preprocess.readers import AnnotationFormatError, read_source
-from include.preprocess.readers.groundtruth import find_label_attribute
-from include.preprocess.sample_data import generate_sample
 
 
 @pytest.fixture(scope="module")

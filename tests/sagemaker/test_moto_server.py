@@ -13,16 +13,17 @@ from typing import Any
 import boto3
 import pytest
 import requests
-from aws_stand_ins import BUCKET, REGION, ROLE_ARN
 from detection_airflow import DetectionEndpointOperator, DetectionTrainingOperator, DetectionTuningOperator
-from shared_data import BCCD_IMAGES
 
+from include.endpoints.invocation import sagemaker_invoker
+from include.endpoints.sagemaker import teardown_run
 from include.sagemaker import metrics
 from include.sagemaker.naming import RunIdentity, keep_until
 from include.sagemaker.requests import deployment_request
-from include.sagemaker.teardown import teardown_run
 from include.sagemaker.training_metrics import LOG_GROUP, training_job_metrics
-from include.serving.smoke import SmokeTestError, sagemaker_invoker, smoke_test
+from include.serving.smoke import SmokeTestError, smoke_test
+from tests.support.aws_stand_ins import BUCKET, REGION, ROLE_ARN
+from tests.support.shared_data import BCCD_IMAGES
 
 IMAGES = sorted(BCCD_IMAGES.glob("BloodImage_0001*.jpg"))[:2]
 AWS = {"aws_conn_id": None, "region_name": REGION}

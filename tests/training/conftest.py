@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from synthetic_shapes import write_shapes_recordio
-from tiny_jobs import make_request
+
+from tests.support.synthetic_shapes import write_shapes_recordio
+from tests.support.tiny_jobs import make_request
 
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 

@@ -14,8 +14,6 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
-from synthetic_shapes import class_names, draw_image
-from tiny_jobs import TINY_HP
 
 from include.configs.loader import load_config
 from include.preprocess.annotations import add_normalized, conform, write_table
@@ -23,6 +21,8 @@ from include.preprocess.channels import build_training_channels
 from include.preprocess.recordio import build_recordio
 from include.training.pipeline_training import build_request
 from include.training.training_request import TrainingRequestError, parse_request
+from tests.support.synthetic_shapes import class_names, draw_image
+from tests.support.tiny_jobs import TINY_HP
 
 
 @pytest.fixture(scope="module")

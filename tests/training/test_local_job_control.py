@@ -11,10 +11,10 @@ from pathlib import Path
 
 import psutil
 import pytest
-from tiny_jobs import make_request
 
 from include.training.hyperparameters import HyperparameterError
 from include.training.local_executor import TrainingJobError, describe_local_job, run_training_job
+from tests.support.tiny_jobs import make_request
 
 pytestmark = pytest.mark.slow
 

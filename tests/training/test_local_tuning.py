@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tiny_jobs import make_request
 
 from include.training.local_tuner import (
     ParameterRange,
@@ -17,6 +16,7 @@ from include.training.local_tuner import (
     run_tuning_job,
     trial_job_name,
 )
+from tests.support.tiny_jobs import make_request
 
 
 def tuning_request(data: Path, output: Path, name: str, *, max_jobs: int = 2, parallel: int = 2,

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from include.training.recordio_data import Batchify, RecordChannel, RecordDataError, _scan_offsets, parse_label
+from include.recordio_codec import RecordFormatError, parse_label, scan_offsets
+from include.training.recordio_data import Batchify, RecordChannel, RecordDataError
 
 
 def test_parse_label_keeps_valid_boxes_and_counts_objects() -> None:
@@ -34,7 +35,7 @@ def test_parse_label_reads_wider_headers_and_objects() -> None:
     ],
 )
 def test_parse_label_errors_name_the_record(label: list[float], words: str) -> None:
-    with pytest.raises(RecordDataError, match=f"train.rec record 3: .*{words}"):
+    with pytest.raises(RecordFormatError, match=f"train.rec record 3: .*{words}"):
         parse_label(label, "train.rec record 3")
 
 
@@ -45,7 +46,7 @@ def test_channel_reads_records_and_rebuilds_a_missing_index(tiny_data: Path, tmp
     shutil.copy(tiny_data / "train" / "train.rec", bare / "train.rec")
     without_idx = RecordChannel(bare, tmp_path / "cache-b")
     offsets = [int(line.split("\t")[1]) for line in (tiny_data / "train" / "train.idx").read_text().splitlines()]
-    assert _scan_offsets(bare / "train.rec") == offsets
+    assert scan_offsets(bare / "train.rec") == offsets
     assert len(with_idx) == len(without_idx) == 24
     for i in (0, 23):
         (img_a, boxes_a), (img_b, boxes_b) = with_idx[i], without_idx[i]
@@ -59,7 +60,7 @@ def test_channel_errors(tmp_path: Path) -> None:
     with pytest.raises(RecordDataError, match="no .rec files"):
         RecordChannel(tmp_path, tmp_path / "cache")
     (tmp_path / "junk.rec").write_bytes(b"not a recordio file")
-    with pytest.raises(RecordDataError, match="junk.rec: bad magic number at byte 0"):
+    with pytest.raises(RecordFormatError, match="junk.rec: bad magic number at byte 0"):
         RecordChannel(tmp_path, tmp_path / "cache")
 
 

@@ -7,7 +7,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from tiny_jobs import make_request
 
 from include import storage
 from include.training.local_executor import describe_local_job, run_training_job
@@ -17,6 +16,7 @@ from include.training.training_request import (
     parse_request,
     stage_channel,
 )
+from tests.support.tiny_jobs import make_request
 
 
 def _upload(folder: Path, uri: str) -> None:

@@ -1,0 +1,141 @@
+"""The life of an endpoint on either backend: its request, deployment, teardown and the sweeper.
+
+One module for both backends and every caller (the DAG's deploy operator and teardown task, the
+``endpoint_sweeper`` DAG, ``detection-pipeline run``, the CLI's ``deploy`` and ``teardown``):
+
+* **create / reuse / update**: the combined ``{"Model", "EndpointConfig", "Endpoint"}`` request
+  (:func:`deployment_request`) goes through :func:`include.execution.execute`. Locally it starts a
+  server process (:mod:`include.endpoints.local`), reusing a healthy one that serves the same model
+  and replacing any other; on SageMaker what exists is adopted and an endpoint on another config is
+  updated (:func:`include.endpoints.sagemaker.plan_deployment`), through the provider's operator in
+  the DAG and boto3 elsewhere.
+* **delete**: :func:`teardown_run` (a run's endpoints, found by its run token), :func:`teardown_endpoints`
+  (by name), :func:`sweep` (those whose keep-until time has passed).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from include import storage
+from include.run_layout import MODEL_ARCHIVE
+
+if TYPE_CHECKING:
+    from include.configs import PipelineConfig
+    from include.sagemaker.naming import RunIdentity
+
+log = logging.getLogger(__name__)
+
+
+def model_artifact_uri(training: dict[str, Any] | str) -> str:
+    """The model.tar.gz of a training result (XCom/training.json record), folder or archive URI."""
+    if isinstance(training, dict):
+        return training.get("artifact_uri") or training["ModelArtifacts"]["S3ModelArtifacts"]
+    uri = storage.normalize(training)
+    return uri if uri.endswith(".tar.gz") else storage.join(uri, MODEL_ARCHIVE)
+
+
+def deployment_request(cfg: PipelineConfig, run: RunIdentity, model_uri: str, keep_minutes: int) -> dict[str, Any]:
+    """The combined ``{"Model", "EndpointConfig", "Endpoint"}`` request for this run and configuration."""
+    from include.sagemaker.naming import keep_until
+    from include.sagemaker.requests import LOCAL_ROLE_ARN
+    from include.sagemaker.requests import deployment_request as build
+
+    sm = cfg.sagemaker
+    return build(
+        run,
+        model_data_url=model_uri,
+        role_arn=sm.role_arn or LOCAL_ROLE_ARN,
+        region=sm.region,
+        instance_type=sm.endpoint_instance_type,
+        instance_count=sm.endpoint_instance_count,
+        keep_until=keep_until(datetime.now(UTC), keep_minutes),
+    )
+
+
+def deploy_artifact(cfg: PipelineConfig, input_uri: str, name: str | None = None, keep_minutes: int = 0) -> dict:
+    """Serve a training output as an endpoint (``detection-pipeline deploy``); the deployment result.
+
+    The result has the DAG's keys (:func:`include.sagemaker.results.deployment_result`): the
+    endpoint's name, config, models and status, and a local endpoint's URL and PID.
+    """
+    from include.execution import DEPLOYMENT, execute
+    from include.sagemaker.naming import RunIdentity
+
+    run_id = name or f"cli-{datetime.now(UTC):%Y%m%dT%H%M%S}"
+    run = RunIdentity(dag_id="cli", run_id=run_id, try_number=1)
+    request = deployment_request(cfg, run, model_artifact_uri(input_uri), keep_minutes)
+    if name:
+        request["Endpoint"]["EndpointName"] = name
+    return execute(DEPLOYMENT, request, backend=cfg.backend, region=cfg.sagemaker.region, local_options={"cfg": cfg})
+
+
+def teardown_run(cfg: PipelineConfig, dag_id: str, run_id: str, keep_unexpired: bool) -> dict[str, Any]:
+    """Remove every endpoint this run created (and on SageMaker stop its jobs still running)."""
+    from include.sagemaker.naming import run_token
+
+    if cfg.backend == "sagemaker":
+        from include.endpoints.sagemaker import teardown_run as sagemaker_teardown
+        from include.sagemaker.client import sagemaker_client
+
+        return sagemaker_teardown(
+            dag_id, run_id, client=sagemaker_client(cfg.sagemaker.region), keep_unexpired=keep_unexpired
+        )
+    from include.endpoints.local import list_endpoints, state_dir, stop_endpoint
+
+    token, now = run_token(dag_id, run_id), datetime.now(UTC)
+    result: dict[str, Any] = {"stopped": [], "kept_endpoints": []}
+    for state in list_endpoints(state_dir(cfg)):
+        if token not in state["name"]:
+            continue
+        keep = state.get("keep_until")
+        if keep_unexpired and keep and datetime.fromisoformat(keep) > now and state.get("alive"):
+            result["kept_endpoints"].append(state["name"])
+            continue
+        result["stopped"].append(stop_endpoint(state["name"], state_dir(cfg)))
+    return result
+
+
+def expired_endpoints(cfg: PipelineConfig) -> dict[str, list[str]]:
+    """Local endpoints whose keep-until time has passed (what :func:`sweep` would stop locally)."""
+    from include.endpoints.local import list_endpoints, state_dir
+
+    now = datetime.now(UTC)
+    return {
+        "local": [
+            s["name"]
+            for s in list_endpoints(state_dir(cfg))
+            if s.get("keep_until") and datetime.fromisoformat(s["keep_until"]) <= now
+        ]
+    }
+
+
+def sweep(cfg: PipelineConfig) -> dict[str, list[str]]:
+    """Tear down endpoints whose keep-until time has passed (local always; SageMaker when configured)."""
+    from include.endpoints.local import state_dir, sweep_expired
+
+    now = datetime.now(UTC)
+    swept = {"local": sweep_expired(state_dir(cfg), now), "sagemaker": []}
+    if cfg.sagemaker.role_arn:
+        from include.endpoints.sagemaker import sweep_expired_endpoints
+        from include.sagemaker.client import sagemaker_client
+
+        swept["sagemaker"] = sweep_expired_endpoints(now, client=sagemaker_client(cfg.sagemaker.region))
+    return swept
+
+
+def teardown_endpoints(cfg: PipelineConfig, endpoint: str | None = None) -> dict[str, Any]:
+    """Remove one endpoint, or every local endpoint deploy recorded (``detection-pipeline teardown``)."""
+    if cfg.backend == "sagemaker":
+        from include.endpoints.sagemaker import delete_endpoint_stack
+        from include.sagemaker.client import sagemaker_client
+
+        if not endpoint:
+            raise ValueError("--endpoint is required with the sagemaker backend")
+        return delete_endpoint_stack(sagemaker_client(cfg.sagemaker.region), endpoint)
+    from include.endpoints.local import list_endpoints, state_dir, stop_endpoint
+
+    names = [endpoint] if endpoint else [s["name"] for s in list_endpoints(state_dir(cfg))]
+    return {"stopped": [stop_endpoint(n, state_dir(cfg)) for n in names]}

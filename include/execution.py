@@ -1,0 +1,174 @@
+"""One path for executing a SageMaker request on either backend.
+
+The DAG's operators, ``detection-pipeline run`` and the CLI's stage commands all hand their
+request to :func:`execute`. It validates the request offline against botocore's SageMaker model,
+then runs it with the local executor (``backend="local"``) or sends it to SageMaker, and returns
+the small result the operators keep in XCom (:mod:`include.sagemaker.results`), the same keys for
+both backends. The operators pass their own ``send`` (the provider's operator: deferrable, waits
+sized from the request, stoppable); without one the request goes out through boto3
+(:mod:`include.sagemaker.client`) and is waited for here.
+
+The local executors are imported when called, so importing this module (DAG files do, through
+the operators) costs nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from include.sagemaker.results import deployment_result, training_result, tuning_result
+from include.sagemaker.validation import validate_request
+
+log = logging.getLogger(__name__)
+
+TRAINING = "CreateTrainingJob"
+TUNING = "CreateHyperParameterTuningJob"
+#: The combined ``{"Model", "EndpointConfig", "Endpoint"}`` request (:func:`sagemaker.requests.deployment_request`).
+DEPLOYMENT = "Deployment"
+BACKENDS = ("sagemaker", "local")
+#: Parts of the combined deployment request and the operation each one is.
+DEPLOYMENT_PARTS = {"Model": "CreateModel", "EndpointConfig": "CreateEndpointConfig", "Endpoint": "CreateEndpoint"}
+#: Seconds between polls while waiting for a job sent with boto3.
+POLL_S = 30
+#: Seconds a job sent with boto3 may take beyond its own limit (provisioning, image download, upload).
+WAIT_MARGIN_S = 3600
+
+#: ``(request) -> Describe*-shaped answer``
+Runner = Callable[[dict[str, Any]], Mapping[str, Any]]
+
+
+class JobFailedError(RuntimeError):
+    """A job sent to SageMaker ended Failed or Stopped; the message has its FailureReason."""
+
+
+def check_backend(backend: str, where: str = "") -> str:
+    """``backend`` when it is one of :data:`BACKENDS`; ``ValueError`` naming ``where`` otherwise."""
+    if backend not in BACKENDS:
+        prefix = f"{where}: " if where else ""
+        raise ValueError(f"{prefix}backend must be one of {', '.join(BACKENDS)} (got {backend!r})")
+    return backend
+
+
+def validate(operation: str, request: Mapping[str, Any], *, backend: str) -> None:
+    """Check ``request`` against botocore's model of ``operation`` (each part of a deployment request)."""
+    local = backend == "local"
+    if operation != DEPLOYMENT:
+        validate_request(operation, request, local_uris=local)
+        return
+    if "Endpoint" not in request:
+        raise ValueError("the deployment request needs an 'Endpoint' part")
+    for part, part_operation in DEPLOYMENT_PARTS.items():
+        if part in request:
+            validate_request(part_operation, request[part], local_uris=local)
+
+
+# --- the local backend ----------------------------------------------------------------------
+
+
+def run_locally(operation: str, request: dict[str, Any], **options: Any) -> Mapping[str, Any]:
+    """Execute ``request`` on this machine; its Describe*-shaped answer. ``options`` go to the executor."""
+    if operation == TRAINING:
+        from include.training.local_executor import run_training_job
+
+        return run_training_job(request, **options)
+    if operation == TUNING:
+        from include.training.local_tuner import run_tuning_job
+
+        return run_tuning_job(request, **options)
+    if operation == DEPLOYMENT:
+        from include.endpoints.local import run_local_deployment
+
+        return run_local_deployment(request, **options)
+    raise ValueError(f"no local executor for {operation!r}")
+
+
+# --- SageMaker through boto3 (the CLI; the DAG's operators send through the provider) -------
+
+
+def _wait_for_job(describe: Callable[[], Mapping[str, Any]], status_key: str, max_wait_s: int, poll_s: int) -> Any:
+    deadline = time.monotonic() + max_wait_s
+    while True:
+        answer = describe()
+        status = answer[status_key]
+        if status in ("Completed", "Failed", "Stopped"):
+            if status != "Completed":
+                raise JobFailedError(f"{status}: {answer.get('FailureReason', 'no reason given')}")
+            return answer
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"still {status} after {max_wait_s} s")
+        time.sleep(poll_s)
+
+
+def send_with_boto3(
+    operation: str, request: dict[str, Any], *, region: str | None = None, poll_s: int = POLL_S
+) -> Mapping[str, Any]:
+    """Send ``request`` to SageMaker and wait for it; its Describe*-shaped answer."""
+    from include.sagemaker.client import sagemaker_client
+    from include.sagemaker.requests import max_duration_seconds
+
+    sm = sagemaker_client(region)
+    if operation == DEPLOYMENT:
+        from include.endpoints.sagemaker import deploy
+
+        return deploy(sm, request, poll_s=poll_s)
+    max_wait_s = max_duration_seconds(request) + WAIT_MARGIN_S
+    if operation == TRAINING:
+        name = request["TrainingJobName"]
+        sm.create_training_job(**request)
+        log.info("training job %s sent to SageMaker; waiting for it", name)
+        return _wait_for_job(
+            lambda: sm.describe_training_job(TrainingJobName=name), "TrainingJobStatus", max_wait_s, poll_s
+        )
+    if operation == TUNING:
+        name = request["HyperParameterTuningJobName"]
+        sm.create_hyper_parameter_tuning_job(**request)
+        log.info("tuning job %s sent to SageMaker; waiting for it", name)
+        return _wait_for_job(
+            lambda: sm.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name),
+            "HyperParameterTuningJobStatus",
+            max_wait_s,
+            poll_s,
+        )
+    raise ValueError(f"cannot send {operation!r}")
+
+
+RESULTS: dict[str, Callable[..., dict[str, Any]]] = {
+    TRAINING: training_result,
+    TUNING: tuning_result,
+    DEPLOYMENT: deployment_result,
+}
+
+
+def execute_request(
+    operation: str,
+    request: dict[str, Any],
+    *,
+    backend: str,
+    send: Runner | None = None,
+    region: str | None = None,
+    local_options: Mapping[str, Any] | None = None,
+    local_runner: Runner | None = None,
+) -> Mapping[str, Any]:
+    """Validate ``request`` and run it here or on SageMaker; the Describe*-shaped answer.
+
+    ``send`` takes the validated request to SageMaker (default: :func:`send_with_boto3` in
+    ``region``). ``local_runner`` replaces the local executor (tests); ``local_options`` are
+    keyword arguments for the local executor.
+    """
+    check_backend(backend)
+    validate(operation, request, backend=backend)
+    if backend == "local":
+        if local_runner is not None:
+            return local_runner(request)
+        return run_locally(operation, request, **(local_options or {}))
+    if send is not None:
+        return send(request)
+    return send_with_boto3(operation, request, region=region)
+
+
+def execute(operation: str, request: dict[str, Any], *, backend: str, **options: Any) -> dict[str, Any]:
+    """:func:`execute_request`, answered with the small result the operators keep in XCom."""
+    return RESULTS[operation](execute_request(operation, request, backend=backend, **options), backend=backend)

@@ -1,0 +1,77 @@
+"""Configuration: defaults and profiles load; bad values fail naming key, value and what is allowed."""
+
+from __future__ import annotations
+
+import pytest
+
+from include.configs import ConfigError, load_config
+from include.project import PROJECT_ROOT
+
+ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
+
+
+def test_local_profile_is_the_default() -> None:
+    cfg = load_config(environ={})
+    assert cfg.backend == "local"
+    assert cfg.storage.base_uri == f"file://{PROJECT_ROOT}/data/runs"
+    assert cfg.training.hyperparameters["base_network"] == "mobilenet-1.0"
+
+
+def test_sagemaker_profile_derives_s3_storage() -> None:
+    cfg = load_config(
+        params={"backend": "sagemaker"},
+        environ={"DETECTION__SAGEMAKER__ROLE_ARN": ROLE, "DETECTION__SAGEMAKER__BUCKET": "my-bucket"},
+    )
+    assert cfg.storage.base_uri == "s3://my-bucket/object-detection"
+    assert cfg.sagemaker.role_arn == ROLE
+    assert cfg.training.hyperparameters["base_network"] == "resnet-50"
+
+
+def test_params_override_config() -> None:
+    cfg = load_config(params={"epochs": 3, "tune": True, "classes": "a, b", "keep_endpoint_minutes": 15}, environ={})
+    assert cfg.training.hyperparameters["epochs"] == 3
+    assert cfg.training.tune is True
+    assert cfg.dataset.classes == ["a", "b"]
+    assert cfg.deploy.keep_endpoint_minutes == 15
+
+
+def test_none_param_keeps_config_value() -> None:
+    assert load_config(params={"epochs": None}, environ={}).training.hyperparameters["epochs"] == 8
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        ({"overrides": {"dataset": {"colour": "red"}}}, ["dataset.colour", "'red'", "allowed keys here", "format"]),
+        ({"params": {"epochs": -2}}, ["epochs", "-2"]),
+        ({"overrides": {"quality": {"policy": "ignore"}}}, ["quality.policy", "'ignore'", "'fail' or 'drop'"]),
+        (
+            {"overrides": {"backend": "sagemaker", "storage": {"base_uri": "file:///tmp/runs"},
+                           "sagemaker": {"role_arn": ROLE}}},
+            ["storage.base_uri", "file:///tmp/runs", "only s3:// URIs are allowed"],
+        ),
+        ({"overrides": {"backend": "sagemaker", "sagemaker": {"bucket": "b-1"}}}, ["sagemaker.role_arn", "IAM"]),
+        ({"overrides": {"sagemaker": {"role_arn": "admin"}}}, ["sagemaker.role_arn", "'admin'", "not an IAM role ARN"]),
+        ({"params": {"backend": "azure"}}, ["backend", "'azure'", "local, sagemaker"]),
+        ({"params": {"colour": 1}}, ["unknown parameter 'colour'", "allowed"]),
+    ],
+)
+def test_bad_values_name_key_value_and_allowed(kwargs: dict, expected: list[str]) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(environ={}, **kwargs)
+    for text in expected:
+        assert text in str(err.value)
+
+
+def test_config_file_from_environment(tmp_path) -> None:
+    path = tmp_path / "site.yaml"
+    path.write_text("evaluation:\n  promotion_threshold: 0.7\n")
+    cfg = load_config(environ={"DETECTION_CONFIG_FILE": str(path)})
+    assert cfg.evaluation.promotion_threshold == 0.7
+
+
+def test_bad_yaml_names_the_file(tmp_path) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text("evaluation: [unclosed\n")
+    with pytest.raises(ConfigError, match="broken.yaml"):
+        load_config(environ={"DETECTION_CONFIG_FILE": str(path)})

@@ -40,14 +40,15 @@ PARAMS = {
     ),
     "dataset_source": Param(
         "sample", type="string", title="Data set source",
-        description="'sample' (generated), a local path, file:// or s3:// URI of the data set root or manifest.",
+        description="'sample' (generated), a file:// or s3:// URI, or a path of the data set root or manifest; "
+        "a relative path is relative to the project root (e.g. ../shared/datasets/bccd/BCCD).",
     ),
     "dataset_format": Param(
         "cub", type="string", enum=["cub", "voc", "groundtruth", "imagejson"], title="Data set format",
     ),
     "classes": Param(
-        [], type="array", items={"type": "string"}, title="Class subset",
-        description="Class ids or names to keep (empty: all), remapped to 0..N-1.",
+        None, type=["null", "array"], items={"type": "string"}, title="Class subset",
+        description="Class ids or names to keep, one per line, remapped to 0..N-1 (empty: all classes).",
     ),
     "epochs": Param(
         None, type=["null", "integer"], minimum=1, title="Epochs",
@@ -55,9 +56,14 @@ PARAMS = {
     ),
     "tune": Param(False, type="boolean", title="Tune", description="Run a hyperparameter tuning job first."),
     "deploy": Param(True, type="boolean", title="Deploy", description="Deploy the model if the gate promotes it."),
+    "promotion_threshold": Param(
+        None, type=["null", "number"], minimum=0, maximum=1, title="Promotion threshold",
+        description="Test mAP@0.5 a model needs to be deployed (empty: evaluation.promotion_threshold, 0.5).",
+    ),
     "keep_endpoint_minutes": Param(
-        0, type="integer", minimum=0, maximum=10080, title="Keep endpoint (minutes)",
-        description="0: tear the endpoint down at the end of the run; N: leave it up N minutes for the sweeper.",
+        None, type=["null", "integer"], minimum=0, maximum=10080, title="Keep endpoint (minutes)",
+        description="0: tear the endpoint down at the end of the run; N: leave it up N minutes for the sweeper "
+        "(empty: deploy.keep_endpoint_minutes, 0).",
     ),
     "delete_intermediate_files": Param(
         False, type="boolean", title="Delete intermediate files",

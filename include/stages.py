@@ -286,5 +286,15 @@ def teardown(ctx: RunContext, smoke_passed: bool) -> dict[str, Any]:
             storage.remove(uri, recursive=True)
         if ctx.config.dataset.source == "sample" and _sample_folder(ctx).is_dir():  # the local copy under S3 storage
             shutil.rmtree(_sample_folder(ctx))
-    log.info("teardown: %s", result)
+    stopped = [s["name"] for s in result.get("stopped", []) if s.get("name")]
+    deleted = [name for names in (result.get("deleted") or {}).values() for name in names]
+    kept = result.get("kept_endpoints", [])
+    log.info(
+        "teardown: %s endpoint(s) stopped%s, %s kept%s%s",
+        len(stopped) + len((result.get("deleted") or {}).get("endpoints", [])),
+        f" ({', '.join(stopped)})" if stopped else "",
+        len(kept),
+        f" ({', '.join(kept)})" if kept else "",
+        f"; deleted {', '.join(deleted)}" if deleted else "",
+    )
     return result

@@ -33,6 +33,7 @@ PARAM_KEYS: dict[str, str] = {
     "epochs": "training.hyperparameters.epochs",
     "tune": "training.tune",
     "deploy": "deploy.enabled",
+    "promotion_threshold": "evaluation.promotion_threshold",
     "keep_endpoint_minutes": "deploy.keep_endpoint_minutes",
     "delete_intermediate_files": "deploy.delete_intermediate_files",
     "quality_policy": "quality.policy",
@@ -187,6 +188,18 @@ def resolve_storage(cfg: PipelineConfig) -> str:
     return storage.normalize(base)
 
 
+def resolve_source(source: str) -> str:
+    """``dataset.source`` with a relative local path made absolute against the project root.
+
+    The DAG's workers and the Docker image run from other folders than a person's shell, so a
+    relative path in a DAG param or a configuration file means the project's (the CLI turns the
+    paths a person types absolute against the current folder before they get here).
+    """
+    if source == "sample" or "://" in source or Path(source).is_absolute():
+        return source
+    return str((PROJECT_ROOT / source).resolve())
+
+
 def load_config(
     overrides: Mapping[str, Any] | None = None,
     params: Mapping[str, Any] | None = None,
@@ -221,4 +234,5 @@ def load_config(
     _check_backend(cfg)
     _check_hyperparameters(cfg)
     cfg.storage.base_uri = resolve_storage(cfg)
+    cfg.dataset.source = resolve_source(cfg.dataset.source)
     return cfg

@@ -161,6 +161,7 @@ def _outcome(state: dict, result: str, port_free: bool | None = None) -> dict:
         "pid": state["pid"],
         "result": result,
         "port_free": port_free,
+        "log_path": state.get("log_path"),  # kept for diagnosis: the summary says where
     }
 
 
@@ -334,7 +335,6 @@ def run_local_deployment(request: dict[str, Any], cfg: PipelineConfig | None = N
         max_body_bytes=int(cfg.deploy.max_body_mb * 1024 * 1024),
         keep_for_s=keep_for_s,
     )
-    log.info("local endpoint %s serving at %s (pid %s)", state["name"], state["url"], state["pid"])
     variant = request["EndpointConfig"]["ProductionVariants"][0]
     return {
         "Endpoint": {

@@ -40,7 +40,7 @@ from include.evaluation.training_run import (
     tuning_objective,
     tuning_trials,
 )
-from include.run_layout import MODEL_ARCHIVE, QUALITY_JSON, RECORDIO_SUMMARY, TRAINING_JSON, TRAINING_LOG, TUNING_JSON
+from include.run_layout import QUALITY_JSON, RECORDIO_SUMMARY, TRAINING_JSON, TRAINING_LOG, TUNING_JSON
 
 log = logging.getLogger(__name__)
 
@@ -102,17 +102,6 @@ def evaluation_channel(
     )
 
 
-def _model_uri(training_uri: str, record: dict[str, Any]) -> str:
-    """``model.tar.gz`` in the training folder, else the artifact the record names."""
-    local = storage.join(training_uri, MODEL_ARCHIVE)
-    if storage.exists(local):
-        return local
-    remote = record.get("artifact_uri") or (record.get("ModelArtifacts") or {}).get("S3ModelArtifacts")
-    if remote:
-        return storage.normalize(remote)
-    raise EvaluationInputError(f"{local} does not exist and training.json names no other model artifact")
-
-
 def _optional_json(uri: str | None, name: str) -> dict[str, Any] | None:
     """``name`` in the folder ``uri`` (or ``uri`` itself when it is a .json file); None when absent."""
     if uri is None:
@@ -134,13 +123,16 @@ def _in_frame(boxes: np.ndarray, frame: int, first_coord: int) -> np.ndarray:
     return out
 
 
-def measure(detector: Any, channel_uri: str, iou: float = 0.5, samples: int = 0) -> Measurement:
+def measure(
+    detector: Any, channel_uri: str, iou: float = 0.5, samples: int = 0, score_threshold: float = 0.5
+) -> Measurement:
     """Run ``detector`` over a channel folder, matching its detections to the ground truth.
 
     Boxes are compared in pixels of the network input (an ``image_shape`` square), the frame in
     which the trainer computes ``validation:mAP``; the first ``samples`` images are kept for drawing.
+    ``score_threshold`` is the confusion matrix's (the APs take every detection).
     """
-    result = Measurement(DetectionEvaluator(len(detector.classes), iou=iou))
+    result = Measurement(DetectionEvaluator(len(detector.classes), iou=iou, score_threshold=score_threshold))
     frame = detector.image_shape
     started = time.perf_counter()
     for batch in _batches(read_channel(channel_uri), BATCH_SIZE):
@@ -159,9 +151,23 @@ def measure(detector: Any, channel_uri: str, iou: float = 0.5, samples: int = 0)
     return result
 
 
-def _charts(curves: TrainingCurves | None, tuning: dict[str, Any] | None) -> tuple[dict[str, Picture], list[str]]:
+def _charts(
+    curves: TrainingCurves | None, tuning: dict[str, Any] | None, measured: Measurement, metrics: Any,
+    classes: dict[int, str], split: str,
+) -> tuple[dict[str, Picture], list[str]]:
     """The charts the run's data allows, by file stem, and a note for each one it does not."""
-    makers = {}
+    evaluator = measured.evaluator
+    aps = {c.class_id: c.ap for c in metrics.classes}
+    makers = {
+        "precision_recall": (
+            f"Precision-recall per class on {split}",
+            lambda: charts.pr_chart(evaluator.pr_curves(), classes, aps, evaluator.iou, split),
+        ),
+        "confusion_matrix": (
+            f"Confusion matrix on {split}",
+            lambda: charts.confusion_chart(evaluator.confusion, classes, evaluator.score_threshold, split),
+        ),
+    }
     if curves is not None:
         makers["validation_map"] = ("Validation mAP per epoch", lambda: charts.map_chart(curves))
         makers["training_losses"] = ("Training losses per epoch", lambda: charts.loss_chart(curves))
@@ -229,14 +235,15 @@ def evaluate(
         raise ValueError(f"score_threshold must be within 0..1, got {score_threshold}")
     if samples < 0:
         raise ValueError(f"samples must not be negative, got {samples}")
-    training_uri, record, tuning = resolve_training(training_uri)
-    tuning = _optional_json(tuning_uri, TUNING_JSON) or tuning
+    resolved = resolve_training(training_uri)
+    log.info("%s", resolved.describe(training_uri))
+    training_uri, record, model_uri = resolved.training_uri, resolved.record, resolved.model_uri
+    tuning = _optional_json(tuning_uri, TUNING_JSON) or resolved.tuning
     channel_uri, recordio_uri, split = evaluation_channel(data_uri, record, training_uri, split)
-    model_uri = _model_uri(training_uri, record)
     started = time.perf_counter()
     detector = load_detector(model_uri)
     load_seconds = time.perf_counter() - started
-    measured = measure(detector, channel_uri, iou, samples)
+    measured = measure(detector, channel_uri, iou, samples, score_threshold)
     metrics = measured.evaluator.result(detector.classes, interpolation, score_threshold)
     log.info("%s mAP@%g (%s) %.4f, COCO mAP %.4f on %d images", split, iou, interpolation, metrics.map,
              metrics.coco_map, metrics.images)
@@ -247,7 +254,7 @@ def evaluate(
     except TrainingRecordError as exc:
         curves = None
         notes.append(f"no training curves: {exc}")
-    chart_pictures, chart_notes = _charts(curves, tuning)
+    chart_pictures, chart_notes = _charts(curves, tuning, measured, metrics, detector.classes, split)
     notes += chart_notes
     for note in notes:
         log.warning("%s", note)
@@ -272,6 +279,13 @@ def evaluate(
         promotion_threshold=promotion_threshold,
     )
     locations = {"model": model_uri, "training": storage.normalize(training_uri), "channel": channel_uri}
+    classes = detector.classes
+    content.confusion = {
+        "rows": [*(classes[c] for c in range(len(classes))), "no object"],
+        "columns": [*(classes[c] for c in range(len(classes))), "missed"],
+        "counts": measured.evaluator.confusion.tolist(),
+        "score_threshold": score_threshold,
+    }
     return _write_outputs(output_uri, content, list(chart_pictures), locations)
 
 
@@ -325,6 +339,7 @@ def _write_outputs(output_uri: str, content: ReportContent, chart_names: list[st
             "source": "the training job's best epoch (the split that selected it)",
         },
         "training": content.training,
+        "confusion_matrix": content.confusion,
         "hyperparameters": dict(content.hyperparameters),
         "files": files,
         "notes": list(content.notes),
@@ -346,6 +361,7 @@ def _write_outputs(output_uri: str, content: ReportContent, chart_names: list[st
         "evaluation_uri": evaluation_uri,
         "report_uri": report_uri,
         "notes": list(content.notes),
+        "promotion_threshold": content.promotion_threshold,
     }
 
 

@@ -79,6 +79,8 @@ class ReportContent:
     split: str = "test"
     #: the promotion gate's threshold, for the verdict the metrics would get
     promotion_threshold: float | None = None
+    #: ground truth (rows) against predictions (columns) at the score threshold, as evaluation.json holds it
+    confusion: Mapping[str, Any] | None = None
 
 
 def _e(value: Any) -> str:

@@ -41,6 +41,7 @@ EXTRA_COLUMNS: dict[str, str] = {
     "converted": "bool",
     "source_image_uri": "string",
     "content_hash": "string",
+    "coordinate_origin": "float64",  # what the source files count pixels from (VOC 1), for messages
 }
 CUB_PREFIX = re.compile(r"^\d+\.")
 
@@ -213,6 +214,7 @@ def ingest(
     images = dict(zip(boxes["image_uri"], boxes["image"], strict=True))
     checks = verify_images(images, output_uri, policy=image_policy, workers=workers)
     table, image_issues = apply_image_checks(boxes, checks)
+    table["coordinate_origin"] = source.coordinate_origin
     issues += image_issues
     table = conform(add_normalized(table)[[*COLUMNS, *EXTRA_COLUMNS]].astype(EXTRA_COLUMNS))
     uris = write_table(table, class_map, output_uri)

@@ -119,10 +119,9 @@ def plan_shards(input_uri: str, output_uri: str, shards: int, workers: int | Non
     for folder in (output_uri, *(storage.join(output_uri, split) for split in annotations.SPLITS)):
         if removed := storage.remove_stale_temporaries(folder):  # left by a killed merge
             log.warning("%s: removed temporaries a killed build left: %s", folder, ", ".join(removed))
-    if not input_uri.endswith(".parquet"):  # a validate output folder: its gate must have passed
-        from include.preprocess.quality.gate import check_gate_passed
+    from include.preprocess.quality.gate import check_gate_passed
 
-        check_gate_passed(input_uri)
+    check_gate_passed(input_uri)  # a table the gate refused is never built (the CLI also requires one it passed)
     table = annotations.read_columns(input_uri, lst.COLUMNS)
     classes = annotations.read_classes(input_uri)
     needed = lst.check_label_width(table, options.label_width)

@@ -82,7 +82,9 @@ def test_start_from_s3_replaces_a_wedged_endpoint_reuses_on_retry_and_stops_by_u
         "pid": first["pid"],
         "result": "terminated",
         "port_free": True,
+        "log_path": first["log_path"],  # the server's log stays, and the answer says where
     }
+    assert Path(first["log_path"]).is_file()
     assert not process.is_running(first["pid"], first["create_time"])
     assert not listening(first["port"])
     assert ep.list_endpoints(tmp_path) == []

@@ -17,7 +17,7 @@ from include.evaluation.training_run import (
     tuning_trials,
 )
 from include.recordio_codec import RecordFormatError, parse_label
-from tests.support.evaluation_helpers import tuning_record, write_rec
+from tests.support.evaluation_helpers import make_training_dir, tuning_record, write_rec
 
 
 def jpeg(color: int) -> bytes:
@@ -123,3 +123,35 @@ def test_a_tuning_folder_without_a_successful_trial_is_named(tmp_path: Path) -> 
     (tmp_path / "tuning.json").write_text('{"TrainingJobSummaries": [}')
     with pytest.raises(TrainingRecordError, match="tuning.json line 1: not valid JSON"):
         resolve_training(str(tmp_path))
+
+
+def test_every_path_to_a_model_resolves_to_its_run(tmp_path: Path, model_artifact: str) -> None:
+    from include import storage
+
+    root = tmp_path / "training"
+    output = make_training_dir(root / "job-1" / "output", model_artifact, None, job="job-1")
+    expected = storage.normalize(output)
+    for given, how in (
+        (root, "the only job under it (job-1)"),
+        (root / "job-1", "a training job's folder (its output/)"),
+        (output, "a training output folder"),
+        (output / "model.tar.gz", "a model archive"),
+    ):
+        resolved = resolve_training(str(given))
+        assert (resolved.training_uri, resolved.model_uri) == (expected, f"{expected}/model.tar.gz"), given
+        assert how in resolved.how and resolved.record["TrainingJobName"] == "job-1"
+        assert resolved.describe(str(given)).startswith(f"model: {expected}/model.tar.gz (training job job-1)")
+    make_training_dir(root / "job-2" / "output", model_artifact, None, job="job-2")
+    with pytest.raises(TrainingRecordError, match=r"holds 2 jobs \(job-1, job-2\): pass the one to use"):
+        resolve_training(str(root))
+    (tmp_path / "elsewhere" / "notes").mkdir(parents=True)
+    with pytest.raises(TrainingRecordError, match="is not a training output folder.*; it holds notes"):
+        resolve_training(str(tmp_path / "elsewhere"))
+    bare = tmp_path / "bare" / "detector.tar.gz"
+    bare.parent.mkdir()
+    bare.write_bytes((output / "model.tar.gz").read_bytes())
+    alone = resolve_training(str(bare))
+    assert alone.record == {} and alone.model_uri == storage.normalize(bare)
+    assert "without a training record" in alone.how
+    with pytest.raises(TrainingRecordError, match="no model archive at"):
+        resolve_training(str(tmp_path / "missing.tar.gz"))

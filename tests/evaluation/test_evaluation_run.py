@@ -49,7 +49,8 @@ def test_evaluation_json_holds_the_metrics_and_settings(evaluated: dict[str, Any
 def test_charts_and_samples_are_written(evaluated: dict[str, Any]) -> None:
     out = evaluated["output"]
     names = sorted(str(p.relative_to(out)) for p in out.rglob("*.png"))
-    assert names == ["charts/training_losses.png", "charts/tuning.png", "charts/validation_map.png",
+    assert names == ["charts/confusion_matrix.png", "charts/precision_recall.png", "charts/training_losses.png",
+                     "charts/tuning.png", "charts/validation_map.png",
                      "samples/sample_00.png", "samples/sample_01.png", "samples/sample_02.png"]
     for path in out.rglob("*.png"):
         assert_sensible_png(path.read_bytes())
@@ -95,7 +96,7 @@ def test_report_is_self_contained_and_shows_every_chart_and_sample(evaluated: di
     assert "<script" not in html and "@import" not in html and "url(" not in html
     embedded = re.findall(r'<img src="data:image/png;base64,([^"]+)"', html)
     files = sorted(out.rglob("*.png"))
-    assert len(embedded) == len(files) == 6
+    assert len(embedded) == len(files) == 8
     assert sorted(base64.b64decode(e) for e in embedded) == sorted(p.read_bytes() for p in files)
     for text in ("tune-002-b", "mobilenet-1.0", "box_geometry", "passed (policy fail)", "tune-001-a", "0.002",
                  "COCO mAP", "circle", "square", "train_seconds", "model.tar.gz", "best validation mAP"):
@@ -151,7 +152,8 @@ def test_a_run_without_metric_lines_is_evaluated_with_a_note(tmp_path: Path, tra
         "no chart 'Training losses per epoch': the training run logged no training losses: nothing to chart",
     ]
     assert "the training run logged no validation mAP" in (tmp_path / "out" / "report.html").read_text()
-    assert not (tmp_path / "out" / "charts").exists()
+    charts = sorted(p.name for p in (tmp_path / "out" / "charts").iterdir())
+    assert charts == ["confusion_matrix.png", "precision_recall.png"]  # from the evaluation itself, not the log
 
 
 def test_evaluation_reads_and_writes_s3(s3_bucket: str, training_dir: Path, recordio_dir: Path,
@@ -165,8 +167,8 @@ def test_evaluation_reads_and_writes_s3(s3_bucket: str, training_dir: Path, reco
                 storage.upload_file(path, f"{base}/{name}/{path.relative_to(folder)}")
     result = evaluate(f"{base}/training", f"{base}/recordio", f"{base}/evaluation", samples=1)
     written = sorted(storage.relative(u, f"{base}/evaluation") for u in storage.walk_files(f"{base}/evaluation"))
-    assert written == ["charts/training_losses.png", "charts/validation_map.png", "evaluation.json", "report.html",
-                       "samples/sample_00.png"]
+    assert written == ["charts/confusion_matrix.png", "charts/precision_recall.png", "charts/training_losses.png",
+                       "charts/validation_map.png", "evaluation.json", "report.html", "samples/sample_00.png"]
     assert result["report_uri"] == f"{base}/evaluation/report.html"
     assert result["map"] == evaluated["result"]["map"]  # the same model on the same records as the local run
     assert json.loads(storage.read_text(result["evaluation_uri"]))["images"] == N_IMAGES

@@ -150,14 +150,14 @@ def training_builder(training_spec: Any, hyperparameters: dict[str, str]) -> Cal
 def tuning_builder(training_spec: Any, hyperparameters: dict[str, str]) -> Callable[..., dict[str, Any]]:
     """The tuning operators' ``request_builder``: a CreateHyperParameterTuningJob request, 4 jobs, 2 at a time."""
     from include.sagemaker.requests import tuning_job_request
-    from include.sagemaker.tuning_ranges import default_ranges
+    from include.sagemaker.tuning_ranges import documented_ranges
 
     def build(context: Any, run: RunIdentity) -> dict[str, Any]:
         return tuning_job_request(
             training_spec,
             name=run.name("tune"),
             hyperparameters=hyperparameters,
-            ranges=default_ranges(),
+            ranges=documented_ranges(),
             tags=run.tags(),
             max_jobs=4,
             max_parallel_jobs=2,

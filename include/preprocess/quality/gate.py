@@ -133,6 +133,12 @@ def validate(
         raise ValueError(f"unknown quality policy {policy!r}; expected one of {', '.join(POLICIES)}")
     if label_width < 7:
         raise ValueError(f"label_width must be at least 7 (one object), got {label_width}")
+    source, target = storage.normalize(input_uri).rstrip("/"), storage.normalize(output_uri).rstrip("/")
+    if target == source or target.startswith(source + "/"):
+        raise ValueError(
+            f"the output {output_uri} is the input folder or inside it: the gate would overwrite the table it "
+            "checks; give it a folder of its own (e.g. a sibling named quality)"
+        )
     table = read_table(input_uri).reset_index(drop=True)
     classes = read_classes(input_uri)
     issues = read_issues(input_uri)
@@ -159,6 +165,7 @@ def validate(
         "quality_json": storage.join(output_uri, QUALITY_JSON),
         "quality_html": storage.join(output_uri, QUALITY_HTML),
     }
+    drop_would_pass = policy == "fail" and bad_rows and coverage(table.drop(index=bad_rows), classes).failed == 0
     report = {
         "success": success,
         "policy": policy,
@@ -173,6 +180,12 @@ def validate(
         "checks_failed": [c.name for c in failed],
         "checks": [c.as_dict() for c in ordered],
     }
+    if drop_would_pass:
+        report["drop_hint"] = (
+            f"policy drop would quarantine these {len(bad_rows)} boxes and pass: detection-pipeline validate "
+            f"--input {input_uri} --output {output_uri} --policy drop (or quality.policy, or the DAG param "
+            "quality_policy)"
+        )
     if policy == "drop":
         uris["quarantine"] = storage.join(output_uri, QUARANTINE_JSON)
         images_dropped = counts_in["images"] - counts_out["images"]
@@ -182,13 +195,8 @@ def validate(
     storage.write_text(uris["quality_json"], json.dumps(report, indent=1, default=_json_default))
     storage.write_text(uris["quality_html"], render_html(report))
     if not success:
-        _remove_stale_outputs(input_uri, output_uri, policy)
-        hint = ""
-        if policy == "fail" and bad_rows and coverage(table.drop(index=bad_rows), classes).failed == 0:
-            hint = (
-                f"; policy drop would quarantine these {len(bad_rows)} boxes and pass (--policy drop, "
-                "quality.policy, or the DAG param quality_policy)"
-            )
+        _remove_stale_outputs(output_uri, policy)
+        hint = f"; {report['drop_hint']}" if drop_would_pass else ""
         blocking = failed if policy == "fail" else [checks["split_coverage"]]  # dropped rows do not block
         raise QualityGateError(
             f"quality gate failed (policy {policy}): {_first_problems(blocking)}; report: {uris['quality_json']}{hint}"
@@ -206,20 +214,34 @@ def validate(
     }
 
 
-def check_gate_passed(folder_uri: str) -> None:
-    """Raise :class:`QualityGateError` when ``folder_uri`` holds a ``quality.json`` whose gate failed."""
-    uri = storage.join(folder_uri, QUALITY_JSON)
-    if storage.exists(uri) and not json.loads(storage.read_text(uri)).get("success", True):
+def check_gate_passed(folder_uri: str, required: bool = False) -> bool:
+    """Whether the table at ``folder_uri`` (a folder, or its ``annotations.parquet``) passed the quality gate.
+
+    Raises :class:`QualityGateError` when its ``quality.json`` says the gate failed, and, when
+    ``required``, when there is no ``quality.json`` at all (an ingest output, say: the gate was
+    walked around); otherwise answers False for a table the gate never saw.
+    """
+    folder = folder_uri.rsplit("/", 1)[0] if folder_uri.endswith(".parquet") else folder_uri
+    uri = storage.join(folder, QUALITY_JSON)
+    if not storage.exists(uri):
+        if required:
+            quality = f"{folder.rstrip('/').rsplit('/', 1)[0]}/quality" if "/" in folder.rstrip("/") else "quality"
+            raise QualityGateError(
+                f"{folder} has not been through the quality gate (no {QUALITY_JSON}): run "
+                f"`detection-pipeline validate --input {folder} --output {quality}` and build from its output "
+                "(or pass --skip-gate to build from it anyway)"
+            )
+        return False
+    if not json.loads(storage.read_text(uri)).get("success", True):
         raise QualityGateError(
-            f"{folder_uri}: the quality gate failed on this data (see {uri}); fix the data or validate it "
+            f"{folder}: the quality gate failed on this data (see {uri}); fix the data or validate it "
             "again with policy drop"
         )
+    return True
 
 
-def _remove_stale_outputs(input_uri: str, output_uri: str, policy: str) -> None:
+def _remove_stale_outputs(output_uri: str, policy: str) -> None:
     """Remove what an earlier, passing run left in ``output_uri``: it must not offer a table the gate refused."""
-    if storage.normalize(input_uri).rstrip("/") == storage.normalize(output_uri).rstrip("/"):
-        return  # validated in place: the files are the input
     stale = [ANNOTATIONS_FILE, CLASSES_FILE] + ([QUARANTINE_JSON] if policy == "fail" else [])
     for name in stale:
         uri = storage.join(output_uri, name)

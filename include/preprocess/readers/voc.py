@@ -147,4 +147,11 @@ def read_voc(source_uri: str, workers: int = 8) -> SourceData:
                 issues.append(Issue(rel, line, filename, "image_files", outside, name))
                 continue
             rows.add(image, storage.join(root, image), size, keys[name], name, box, split, rel, line)
-    return SourceData(root=root, boxes=rows.frame(), classes=dict(enumerate(names)), issues=issues, notes=notes)
+    return SourceData(
+        root=root,
+        boxes=rows.frame(),
+        classes=dict(enumerate(names)),
+        issues=issues,
+        notes=notes,
+        coordinate_origin=VOC_ORIGIN,
+    )

@@ -11,6 +11,7 @@ import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from include.configs import PARAM_KEYS, ConfigError, load_config
@@ -131,10 +132,54 @@ def cmd_evaluate(args: argparse.Namespace) -> Any:
     return result
 
 
+def cmd_export_model(args: argparse.Namespace) -> Any:
+    from include.export.model_export import export_model, read_export
+    from include.export.parity import channel_images, folder_images
+    from include.export.parity import summary_line as parity_line
+    from include.sagemaker.naming import RunIdentity
+
+    cfg = _config(args)
+    formats = args.format or cfg.export.formats
+    limit = args.parity_images or cfg.export.parity_images
+    model_uri, recorded_data = _training_input(args.input)
+    images: Any = ()
+    if "onnx" in formats and args.images:
+        images = folder_images(args.images, limit)
+    elif "onnx" in formats:
+        if not (args.data or recorded_data):
+            raise ValueError(
+                f"{args.input} records no data folder: give --data (a RecordIO build) or --images (a folder of "
+                "JPEG/PNG files) for the parity check"
+            )
+        images = channel_images(args.data or recorded_data, limit)
+    run = RunIdentity(dag_id="cli", run_id=f"cli-{datetime.now(UTC):%Y%m%dT%H%M%S}", try_number=1)
+    result = export_model(cfg, model_uri, args.output, run=run, formats=formats, images=images, report_uri=args.report)
+    record = read_export(result["export_uri"])
+    if "onnx" in record:
+        print(f"onnx: {record['onnx']['uri']} (sha256 {record['onnx']['sha256'][:16]}...)", file=sys.stderr)
+        print(f"parity: {parity_line(record['onnx']['parity'])}", file=sys.stderr)
+    if "neo" in record:
+        print(f"neo: {record['neo']['compiled_artifact_uri']} ({record['neo']['job_name']})", file=sys.stderr)
+    return result
+
+
+def _training_input(uri: str) -> tuple[str, str | None]:
+    """The model.tar.gz of a training output (a tuning job's: its best trial's) or archive, and its recorded data."""
+    from include import storage
+    from include.endpoints.lifecycle import model_artifact_uri
+    from include.evaluation.training_run import resolve_training
+
+    if storage.normalize(uri).endswith(".tar.gz"):
+        return storage.normalize(uri), None
+    folder, record, _ = resolve_training(uri)
+    return model_artifact_uri(folder), record.get("data_uri")
+
+
 def cmd_deploy(args: argparse.Namespace) -> Any:
     from include.endpoints.lifecycle import deploy_artifact
 
-    return deploy_artifact(_config(args), args.input, name=args.name, keep_minutes=args.keep_minutes)
+    cfg = _config(args)
+    return deploy_artifact(cfg, args.input, name=args.name, keep_minutes=args.keep_minutes, runtime=args.runtime)
 
 
 def cmd_invoke(args: argparse.Namespace) -> Any:
@@ -238,8 +283,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True)
     p.add_argument("--score-threshold", type=float)
 
-    p = add("deploy", cmd_deploy, "start an endpoint serving a training output")
+    p = add("export-model", cmd_export_model, "export a model: ONNX checked against MXNet, or a Neo compilation")
     p.add_argument("--input", required=True, help="training output URI (or a model.tar.gz)")
+    p.add_argument("--output", required=True, help="the export folder (export.json, onnx/, neo/)")
+    p.add_argument(
+        "--format", action="append", choices=["onnx", "neo"],
+        help="onnx (with parity against MXNet) or neo (sagemaker backend); repeat for both (default: config)",
+    )  # fmt: skip
+    p.add_argument("--data", help="RecordIO build whose test/validation images check parity (default: training.json's)")
+    p.add_argument("--images", help="a folder of JPEG/PNG files to check parity on instead of --data")
+    p.add_argument("--parity-images", type=int, help="how many images (default: export.parity_images)")
+    p.add_argument("--report", help="an evaluation report.html to add the export section to")
+
+    p = add("deploy", cmd_deploy, "start an endpoint serving a training output")
+    p.add_argument(
+        "--input",
+        required=True,
+        help="training output URI, a model.tar.gz, or with --runtime onnxruntime an export folder or model.onnx",
+    )
+    p.add_argument(
+        "--runtime", choices=["mxnet", "onnxruntime"],
+        help="serve model.tar.gz on MXNet or the ONNX export on ONNX Runtime (default: deploy.runtime)",
+    )  # fmt: skip
     p.add_argument("--name", help="endpoint name (default: derived from the input)")
     p.add_argument("--keep-minutes", type=int, default=240, help="the sweeper tears it down after N minutes")
 
@@ -263,6 +328,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-endpoint-minutes", type=int, help="leave the endpoint up this long (0: tear it down)")
     p.add_argument("--delete-intermediate-files", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--quality-policy", choices=["fail", "drop"], help="drop: quarantine bad boxes and go on")
+    p.add_argument("--export", action=argparse.BooleanOptionalAction, default=None, help="export after evaluation")
+    p.add_argument("--deploy-runtime", choices=["mxnet", "onnxruntime"], help="what serves the endpoint")
 
     p = sub.add_parser("config", help="configuration")
     p.add_argument("action", choices=["show"])

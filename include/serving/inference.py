@@ -72,7 +72,7 @@ def load_model(model_uri: str, runtime: str = "mxnet") -> LoadedModel:
         if not model_uri.endswith(".onnx"):
             raise ValueError(f"ONNX Runtime serves an ONNX export's model.onnx, not {model_uri}: export it first")
         threads = os.environ.get("OMP_NUM_THREADS", "")
-        return OnnxSsd(storage.read_bytes(model_uri), threads=int(threads) if threads.isdigit() else None)
+        return OnnxSsd(storage.read_bytes(model_uri), threads=int(threads) if threads.isdigit() else None, spin=False)
     from include.model_artifact import load_detector
 
     return load_detector(model_uri)

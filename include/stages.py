@@ -16,7 +16,7 @@ from typing import Any
 
 from include import storage
 from include.configs import PipelineConfig, load_config
-from include.run_layout import QUALITY_JSON, TRAINING_JSON, RunLayout
+from include.run_layout import EXPORT_JSON, QUALITY_JSON, TRAINING_JSON, RunLayout
 from include.training.hyperparameters import label_width
 
 log = logging.getLogger(__name__)
@@ -258,6 +258,9 @@ def promotion(ctx: RunContext, evaluation: dict[str, Any], training: dict[str, A
 
     registry = registry_uri(ctx.config.storage.base_uri or "", ctx.dag_id)
     candidate = {"run_id": ctx.run_id, "model_uri": evaluation["model_uri"], "job_name": training.get("job_name")}
+    exported = storage.join(ctx.layout.export, EXPORT_JSON)
+    if storage.exists(exported):  # the model's ONNX file and Neo compilation, recorded with it in the registry
+        candidate["export_uri"] = storage.normalize(exported)
     decision = decide_promotion(evaluation, registry, ctx.config.evaluation.promotion_threshold, candidate)
     log.info("promotion gate: %s", decision["reason"])
     if decision["promote"]:

@@ -41,8 +41,14 @@ def test_postprocess_gives_mxnets_own_detections_bit_for_bit(spread_artifact: st
     size = 128
     batch = mx.nd.array(model_artifact.preprocess_array([image for _, image in bccd_images], size))
     ids, scores, boxes, probs, decoded = (out.asnumpy() for out in net(batch))
-    settings = Settings(size, {0: "a", 1: "b", 2: "c"}, score_threshold=tail.score_threshold,
-                        nms_threshold=tail.nms_threshold, nms_topk=tail.nms_topk, post_nms=tail.post_nms)
+    settings = Settings(
+        size,
+        {0: "a", 1: "b", 2: "c"},
+        score_threshold=tail.score_threshold,
+        nms_threshold=tail.nms_threshold,
+        nms_topk=tail.nms_topk,
+        post_nms=tail.post_nms,
+    )
     ours = postprocess(probs, decoded, settings)
     for i, found in enumerate(ours):
         keep = ids[i, :, 0] >= 0
@@ -96,8 +102,15 @@ def test_detections_are_normalized_clipped_and_best_first() -> None:
 
 
 def test_settings_round_trip_through_metadata_and_name_what_is_missing() -> None:
-    settings = Settings(320, {0: "RBC", 2: "Platelets"}, nms_threshold=0.3, nms_topk=200, post_nms=50,
-                        force_suppress=True, notes={"source_model": "s3://b/model.tar.gz"})
+    settings = Settings(
+        320,
+        {0: "RBC", 2: "Platelets"},
+        nms_threshold=0.3,
+        nms_topk=200,
+        post_nms=50,
+        force_suppress=True,
+        notes={"source_model": "s3://b/model.tar.gz"},
+    )
     metadata = settings.metadata()
     assert all(isinstance(v, str) for v in metadata.values()) and metadata["source_model"] == "s3://b/model.tar.gz"
     assert Settings.from_metadata(metadata) == settings
@@ -117,8 +130,9 @@ def test_the_numpy_resize_is_within_one_level_of_opencv(bccd_images: list) -> No
         assert np.abs(ours - theirs).max() <= 1, size
 
 
-def test_preprocessing_without_opencv_stays_within_one_level(bccd_images: list,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_preprocessing_without_opencv_stays_within_one_level(
+    bccd_images: list, monkeypatch: pytest.MonkeyPatch
+) -> None:
     images = [image for _, image in bccd_images[:2]]
     with_cv2 = preprocess(images, 128)
     monkeypatch.setitem(sys.modules, "cv2", None)  # import cv2 now raises ImportError

@@ -43,6 +43,10 @@ def test_export_checks_parity_and_the_endpoint_serves_the_onnx_model(
     assert parity["images"] == 10 and parity["detections"]["mxnet"] > 0  # the run's validation split, all of it
     assert parity["max_score_diff"] <= 1e-3 and parity["max_box_diff"] <= 1e-3
     assert 'id="export"' in storage.read_text(xcom["evaluate"]["report_uri"])
+    from include.evaluation.promotion import registry_uri
+
+    champion = json.loads(storage.read_text(registry_uri(storage.normalize(runs), pipeline.dag_id)))["champion"]
+    assert champion["export_uri"] == exported["export_uri"]  # the export is recorded with the model
     # the endpoint served the ONNX file on ONNX Runtime and answered the smoke test; teardown stopped it
     assert xcom["smoke_test"]["detections"] > 0
     (stopped,) = xcom["teardown"]["stopped"]

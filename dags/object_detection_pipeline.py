@@ -1,7 +1,7 @@
 """Object detection, data set to served model and back down.
 
 ingest -> bounding-box quality gate -> .lst + RecordIO (sharded, flip augmentation) ->
-train (or tune) -> evaluate -> promotion gate -> deploy -> smoke test -> teardown.
+train (or tune) -> evaluate -> export (when asked) -> promotion gate -> deploy -> smoke test -> teardown.
 
 The same graph runs on two backends, picked by the ``backend`` param (or the configuration):
 ``local`` executes every SageMaker request on this machine (MXNet/GluonCV SSD, a local HTTP
@@ -73,6 +73,15 @@ PARAMS = {
     "quality_policy": Param(
         "fail", type="string", enum=["fail", "drop"], title="Quality policy",
         description="fail: stop on bad boxes. drop: quarantine them and go on.",
+    ),
+    "export": Param(
+        False, type="boolean", title="Export",
+        description="After evaluation, export the model: ONNX checked against MXNet on held-out images (local), "
+        "a SageMaker Neo compilation (sagemaker); recorded in export/export.json and the report.",
+    ),
+    "deploy_runtime": Param(
+        "mxnet", type="string", enum=["mxnet", "onnxruntime"], title="Serving runtime",
+        description="mxnet serves model.tar.gz; onnxruntime serves the ONNX export (local backend, needs Export).",
     ),
 }
 
@@ -170,7 +179,15 @@ def object_detection_pipeline():
         print(f"report.html: {result['report_uri']}")
         return result
 
-    @task.branch
+    @task.run_if(lambda context: _run_context(context).config.export.enabled, skip_message="export is off")
+    @task
+    def export(run: dict, evaluation: dict) -> dict:
+        """ONNX (parity with MXNet proven on held-out images) and/or Neo, as export.formats asks."""
+        from include.stages import export as stage
+
+        return stage(_ctx(run), evaluation)
+
+    @task.branch(trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
     def promotion_gate(run: dict, evaluation: dict, **context) -> list[str]:
         """Deploy only when mAP clears the threshold and the current champion; else skip, saying why."""
         from include.stages import promotion
@@ -219,14 +236,16 @@ def object_detection_pipeline():
     data >> choice >> [train, tune]
     evaluation = evaluate(run)
     [train, tune] >> evaluation
+    exported = export(run, evaluation)
     gate = promotion_gate(run, evaluation)
-    gate >> deploy
+    exported >> gate >> deploy
     smoke = smoke_test(run, deploy.output)
     down = teardown(run)
     smoke >> down
     down.as_teardown(setups=deploy)
     # The deploy setup itself is watched through smoke_test (upstream_failed counts as failed).
-    [run, ingested, validated, specs, shards, data, choice, train, tune, evaluation, gate, smoke, down] >> watcher()
+    [run, ingested, validated, specs, shards, data, choice, train, tune, evaluation, exported, gate, smoke,
+     down] >> watcher()
 
 
 def _trained(context) -> dict:

@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from include.configs import PARAM_KEYS, ConfigError, load_config
@@ -154,12 +155,51 @@ def cmd_evaluate(args: argparse.Namespace) -> Any:
     )
 
 
+def cmd_export_model(args: argparse.Namespace) -> Any:
+    from include.export.model_export import export_model, read_export
+    from include.export.parity import channel_images, folder_images
+    from include.export.parity import summary_line as parity_line
+    from include.sagemaker.naming import RunIdentity
+
+    cfg = _config(args)
+    formats = args.format or cfg.export.formats
+    limit = args.parity_images or cfg.export.parity_images
+    model_uri, recorded_data = _training_input(args.input)
+    images: Any = ()
+    if "onnx" in formats and args.images:
+        images = folder_images(args.images, limit)
+    elif "onnx" in formats:
+        if not (args.data or recorded_data):
+            raise ValueError(
+                f"{args.input} records no data folder: give --data (a RecordIO build) or --images (a folder of "
+                "JPEG/PNG files) for the parity check"
+            )
+        images = channel_images(args.data or recorded_data, limit)
+    run = RunIdentity(dag_id="cli", run_id=f"cli-{datetime.now(UTC):%Y%m%dT%H%M%S}", try_number=1)
+    result = export_model(cfg, model_uri, args.output, run=run, formats=formats, images=images, report_uri=args.report)
+    record = read_export(result["export_uri"])
+    if "onnx" in record:
+        result["parity_line"] = parity_line(record["onnx"]["parity"])
+    return {**result, "record": record}
+
+
+def _training_input(uri: str) -> tuple[str, str | None]:
+    """The model.tar.gz of a training output (a tuning job's: its best trial's) or archive, and its recorded data."""
+    from include.evaluation.training_run import resolve_training
+
+    resolved = resolve_training(uri)
+    logging.getLogger(__name__).info("%s", resolved.describe(uri))
+    return resolved.model_uri, resolved.record.get("data_uri")
+
+
 def cmd_deploy(args: argparse.Namespace) -> Any:
     from include.endpoints.lifecycle import deploy_artifact
 
     cfg = _config(args)
     args.keep_minutes = _or(args.keep_minutes, cfg.deploy.keep_endpoint_minutes)
-    return deploy_artifact(cfg, args.input, name=args.name, keep_minutes=args.keep_minutes or None)
+    return deploy_artifact(
+        cfg, args.input, name=args.name, keep_minutes=args.keep_minutes or None, runtime=args.runtime
+    )
 
 
 def cmd_invoke(args: argparse.Namespace) -> Any:
@@ -356,8 +396,28 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"mAP the report's verdict compares with {default('evaluation.promotion_threshold')}",
     )
 
-    p = add("deploy", cmd_deploy, "start an endpoint serving a model")
+    p = add("export-model", cmd_export_model, "export a model: ONNX checked against MXNet, or a Neo compilation")
     p.add_argument("--input", required=True, help=model_help)
+    p.add_argument("--output", required=True, help="the export folder (export.json, onnx/, neo/)")
+    p.add_argument(
+        "--format", action="append", choices=["onnx", "neo"],
+        help="onnx (with parity against MXNet) or neo (sagemaker backend); repeat for both (default: config)",
+    )  # fmt: skip
+    p.add_argument("--data", help="RecordIO build whose test/validation images check parity (default: training.json's)")
+    p.add_argument("--images", help="a folder of JPEG/PNG files to check parity on instead of --data")
+    p.add_argument("--parity-images", type=int, help="how many images (default: export.parity_images)")
+    p.add_argument("--report", help="an evaluation report.html to add the export section to")
+
+    p = add("deploy", cmd_deploy, "start an endpoint serving a model")
+    p.add_argument(
+        "--input",
+        required=True,
+        help=f"{model_help}; with --runtime onnxruntime an export folder or model.onnx",
+    )
+    p.add_argument(
+        "--runtime", choices=["mxnet", "onnxruntime"],
+        help=f"serve model.tar.gz on MXNet or the ONNX export on ONNX Runtime {default('deploy.runtime')}",
+    )  # fmt: skip
     p.add_argument("--name", help="endpoint name (default: derived from the time)")
     p.add_argument(
         "--keep-minutes",
@@ -426,6 +486,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--quality-policy",
         choices=["fail", "drop"],
         help=f"fail: stop on bad boxes; drop: quarantine them and go on {default('quality.policy')}",
+    )
+    p.add_argument(
+        "--export",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help=f"export the model after evaluation (ONNX with parity, or Neo) {default('export.enabled')}",
+    )
+    p.add_argument(
+        "--deploy-runtime",
+        choices=["mxnet", "onnxruntime"],
+        help=f"what serves the endpoint {default('deploy.runtime')}",
     )
 
     p = sub.add_parser("config", help="configuration")

@@ -104,6 +104,18 @@ def evaluate(args: argparse.Namespace, r: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def export_model(args: argparse.Namespace, r: Mapping[str, Any]) -> list[str]:
+    record, lines = r["record"], []
+    if "onnx" in record:
+        lines.append(f"onnx: {record['onnx']['uri']} (sha256 {record['onnx']['sha256'][:16]}...)")
+        lines.append(f"parity: {r['parity_line']}")
+    if "neo" in record:
+        lines.append(f"neo: {record['neo']['compiled_artifact_uri']} ({record['neo']['job_name']})")
+    if "onnx" in record:
+        lines.append(f"next: {CLI} deploy --input {args.output} --runtime onnxruntime --name my-detector")
+    return lines
+
+
 def deploy(args: argparse.Namespace, r: Mapping[str, Any]) -> list[str]:
     where = f" at {r['endpoint_url']} (pid {r['pid']})" if r.get("endpoint_url") else ""
     keep = getattr(args, "keep_minutes", None)
@@ -193,6 +205,7 @@ SUMMARIES: dict[str, Summary] = {
     "train": train,
     "tune": train,
     "evaluate": evaluate,
+    "export-model": export_model,
     "deploy": deploy,
     "invoke": invoke,
     "teardown": teardown,

@@ -13,7 +13,10 @@ from include.cli import build_parser, main
 from include.configs import PARAM_KEYS
 
 CLI = str(Path(sys.executable).with_name("detection-pipeline"))
-STAGES = ("ingest", "validate", "build-recordio", "train", "tune", "evaluate", "deploy", "invoke", "teardown", "run")
+STAGES = (
+    "ingest", "validate", "build-recordio", "train", "tune", "evaluate", "export-model", "deploy", "invoke", "teardown",
+    "run",
+)  # fmt: skip
 
 
 def test_every_stage_has_a_subcommand() -> None:
@@ -177,3 +180,25 @@ def test_endpoints_and_sweep_list_what_is_there(
     assert main(["--json", "sweep", "--dry-run"]) == 0
     captured = capsys.readouterr()
     assert json.loads(captured.out) == {"local": []} and "would remove nothing" in captured.err
+
+
+def test_export_model_writes_the_onnx_export_and_says_how_it_compares(
+    spread_artifact: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.support.shared_data import BCCD_IMAGES
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for path in sorted(BCCD_IMAGES.glob("*.jpg"))[:3]:
+        (photos / path.name).write_bytes(path.read_bytes())
+    args = ["export-model", "--input", spread_artifact, "--output", str(tmp_path / "export"), "--format", "onnx"]
+    assert main(["--json", *args, "--images", str(photos)]) == 0
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out)
+    assert summary["parity_passed"] is True and summary["parity_images"] == 3
+    assert (tmp_path / "export" / "onnx" / "model.onnx").is_file() and (tmp_path / "export" / "export.json").is_file()
+    assert "onnx: file://" in captured.err
+    assert "parity: onnxruntime vs mxnet on 3 images: detections equal" in captured.err
+    # without images to check parity on, it says where to give them
+    assert main(args) == 1
+    assert "records no data folder: give --data (a RecordIO build) or --images" in capsys.readouterr().err

@@ -37,6 +37,8 @@ PARAM_KEYS: dict[str, str] = {
     "keep_endpoint_minutes": "deploy.keep_endpoint_minutes",
     "delete_intermediate_files": "deploy.delete_intermediate_files",
     "quality_policy": "quality.policy",
+    "export": "export.enabled",
+    "deploy_runtime": "deploy.runtime",
 }
 
 
@@ -154,8 +156,31 @@ def _check_backend(cfg: PipelineConfig) -> None:
         )
     if sm.bucket and not BUCKET.match(sm.bucket):
         problems.append(f"key 'sagemaker.bucket' = {sm.bucket!r}: not a valid S3 bucket name")
+    problems += _export_problems(cfg)
     if problems:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
+
+
+def _export_problems(cfg: PipelineConfig) -> list[str]:
+    """What the export formats and the serving runtime need of the backend and of each other."""
+    problems = []
+    formats = cfg.export.formats
+    if cfg.backend == "local" and "neo" in formats:
+        problems.append(
+            f"key 'export.formats' = {formats!r}: Neo compiles on SageMaker only; the local backend exports onnx"
+        )
+    if cfg.deploy.runtime == "onnxruntime":
+        if cfg.backend != "local":
+            problems.append(
+                "key 'deploy.runtime' = 'onnxruntime': only local endpoints serve the ONNX export; SageMaker "
+                "endpoints run the built-in algorithm's container (compile with Neo for other targets)"
+            )
+        elif not cfg.export.enabled or "onnx" not in formats:
+            problems.append(
+                "key 'deploy.runtime' = 'onnxruntime' serves the ONNX export: also set export.enabled: true "
+                "(the 'export' param) with 'onnx' in export.formats"
+            )
+    return problems
 
 
 def _check_hyperparameters(cfg: PipelineConfig) -> None:

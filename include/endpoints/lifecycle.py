@@ -19,6 +19,8 @@ import logging
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from include import storage
+
 if TYPE_CHECKING:
     from include.configs import PipelineConfig
     from include.sagemaker.naming import RunIdentity
@@ -38,11 +40,26 @@ def model_artifact_uri(training: dict[str, Any] | str) -> str:
     return resolved.model_uri
 
 
+def serving_model_uri(uri: str, runtime: str) -> str:
+    """The model file ``runtime`` serves from a training output, export folder or the file itself.
+
+    MXNet: ``model.tar.gz`` (:func:`model_artifact_uri`). ONNX Runtime: a ``.onnx`` file, or the ONNX
+    model an export folder recorded (``export.json``).
+    """
+    if runtime == "mxnet":
+        return model_artifact_uri(uri)
+    from include.export.model_export import onnx_model_uri
+
+    uri = storage.normalize(uri)
+    return uri if uri.endswith(".onnx") else onnx_model_uri(uri)
+
+
 def deployment_request(
-    cfg: PipelineConfig, run: RunIdentity, model_uri: str, keep_minutes: int | None
+    cfg: PipelineConfig, run: RunIdentity, model_uri: str, keep_minutes: int | None, runtime: str | None = None
 ) -> dict[str, Any]:
     """The combined ``{"Model", "EndpointConfig", "Endpoint"}`` request for this run and configuration.
 
+    The model is served on ``runtime`` (default ``deploy.runtime``; named in the container's environment).
     The endpoint's ``keep-until`` tag is ``keep_minutes`` from now (0: already past, so a run's
     endpoint that its teardown missed is the sweeper's at once); ``None`` leaves it out: the
     endpoint stays until someone tears it down by name (``detection-pipeline deploy`` with 0).
@@ -60,23 +77,33 @@ def deployment_request(
         instance_type=sm.endpoint_instance_type,
         instance_count=sm.endpoint_instance_count,
         keep_until=None if keep_minutes is None else keep_until(datetime.now(UTC), keep_minutes),
+        runtime=runtime or cfg.deploy.runtime,
     )
 
 
 def deploy_artifact(
-    cfg: PipelineConfig, input_uri: str, name: str | None = None, keep_minutes: int | None = None
+    cfg: PipelineConfig,
+    input_uri: str,
+    name: str | None = None,
+    keep_minutes: int | None = None,
+    runtime: str | None = None,
 ) -> dict:
     """Serve a training output as an endpoint (``detection-pipeline deploy``); the deployment result.
 
-    The result has the DAG's keys (:func:`include.sagemaker.results.deployment_result`): the
-    endpoint's name, config, models and status, and a local endpoint's URL and PID.
+    ``runtime`` defaults to ``deploy.runtime``; for ``onnxruntime`` the input is an export folder or a
+    ``.onnx`` file (a local endpoint serves it with ONNX Runtime). The result
+    has the DAG's keys (:func:`include.sagemaker.results.deployment_result`): the endpoint's name,
+    config, models and status, and a local endpoint's URL and PID.
     """
     from include.execution import DEPLOYMENT, execute
     from include.sagemaker.naming import RunIdentity
 
     run_id = name or f"cli-{datetime.now(UTC):%Y%m%dT%H%M%S}"
     run = RunIdentity(dag_id="cli", run_id=run_id, try_number=1)
-    request = deployment_request(cfg, run, model_artifact_uri(input_uri), keep_minutes)
+    runtime = runtime or cfg.deploy.runtime
+    if runtime != "mxnet" and cfg.backend != "local":
+        raise ValueError(f"only local endpoints serve the ONNX export; on {cfg.backend} the runtime is mxnet")
+    request = deployment_request(cfg, run, serving_model_uri(input_uri, runtime), keep_minutes, runtime)
     if name:
         request["Endpoint"]["EndpointName"] = name
     return execute(DEPLOYMENT, request, backend=cfg.backend, region=cfg.sagemaker.region, local_options={"cfg": cfg})

@@ -117,8 +117,9 @@ def _key_values(items: Mapping[str, Any]) -> str:
     return _table(("name", "value"), sorted(items.items()))
 
 
-def _section(title: str, body: str) -> str:
-    return f"<section><h2>{_e(title)}</h2>{body}</section>"
+def _section(title: str, body: str, section_id: str | None = None) -> str:
+    anchor = f' id="{_e(section_id)}"' if section_id else ""
+    return f"<section{anchor}><h2>{_e(title)}</h2>{body}</section>"
 
 
 def _figure(picture: Picture) -> str:
@@ -257,3 +258,61 @@ def render_report(content: ReportContent) -> str:
         f"<header><h1>{_e(content.title)}</h1><p>Evaluation report, generated {generated}</p></header>"
         f"<main>{''.join(sections)}</main></body></html>\n"
     )
+
+
+#: The id of the section the export stage adds to a finished report.
+EXPORT_SECTION_ID = "export"
+
+
+def export_section(export: Mapping[str, Any]) -> str:
+    """The "Export" section: the ONNX file and its parity with the MXNet endpoint, Neo's compiled model.
+
+    ``export`` is the export stage's record (``export.json``).
+    """
+    parts = []
+    onnx = export.get("onnx")
+    if onnx:
+        parity = onnx.get("parity") or {}
+        if parity:
+            ok = parity["passed"]
+            verdict = "same detections as" if ok else "different detections from"
+            parts.append(f'<p class="{"ok" if ok else "bad"}">ONNX Runtime gives {verdict} MXNet on '
+                         f'{_e(parity["images"])} held-out images</p>')
+            counts = parity["detections"]
+            parts.append(_key_values({
+                "images compared": parity["images"],
+                "detections (MXNet / ONNX Runtime)": f"{counts['mxnet']} / {counts['onnxruntime']}",
+                "matched one to one": parity["matched"],
+                "unmatched": parity["unmatched"],
+                "images with the same order": parity["images_in_same_order"],
+                "max score difference": parity["max_score_diff"],
+                "max box difference (normalized)": parity["max_box_diff"],
+                "tolerances (score, box)": f"{parity['tolerances']['score']:g}, {parity['tolerances']['box']:g}",
+                "ms per image (MXNet / ONNX Runtime)":
+                    f"{parity['ms_per_image']['mxnet']} / {parity['ms_per_image']['onnxruntime']}",
+            }))
+            if parity.get("unmatched_rows"):
+                rows = ((u["image"], u["model"], *u["row"]) for u in parity["unmatched_rows"])
+                parts.append(_table(("image", "only in", "class", "score", "xmin", "ymin", "xmax", "ymax"), rows))
+        parts.append(_key_values({"ONNX file": onnx["uri"], "sha256": onnx["sha256"], "bytes": onnx["bytes"],
+                                  "opset": onnx["opset"], "post-processing": onnx["postprocess_module"]}))
+    neo = export.get("neo")
+    if neo:
+        parts.append("<h3>SageMaker Neo</h3>" + _key_values({
+            "compilation job": neo.get("job_name"), "status": neo.get("status"), "target": neo.get("target"),
+            "compiled model": neo.get("compiled_artifact_uri"), "input graph": neo.get("input_uri"),
+        }))
+    if export.get("error"):
+        parts.append(f'<p class="bad">{_e(export["error"])}</p>')
+    return _section("Export", "".join(parts), EXPORT_SECTION_ID)
+
+
+def with_section(page: str, section: str, section_id: str) -> str:
+    """``page`` with ``section`` in place of its section ``section_id`` (a rerun), else added at the end."""
+    start = page.find(f'<section id="{section_id}">')
+    if start >= 0:
+        end = page.index("</section>", start) + len("</section>")
+        return page[:start] + section + page[end:]
+    if "</main>" not in page:
+        raise ValueError("not a report page of this pipeline: it has no <main> element")
+    return page.replace("</main>", section + "</main>", 1)

@@ -13,6 +13,7 @@ from include.sagemaker import naming
 from include.sagemaker.metrics import metric_definitions
 from include.sagemaker.naming import RunIdentity, job_name, keep_until, run_token
 from include.sagemaker.requests import (
+    RUNTIME_ENV,
     RequestError,
     builtin_image,
     deployment_request,
@@ -331,6 +332,16 @@ def test_deployment_request_is_valid() -> None:
     )
     assert request["Endpoint"]["EndpointConfigName"] == request["EndpointConfig"]["EndpointConfigName"]
     assert {"Key": "keep-until", "Value": "2026-01-01T00:30:00+00:00"} in request["Endpoint"]["Tags"]
+
+
+def test_another_runtime_is_named_in_the_model_containers_environment() -> None:
+    request = deployment_request(
+        RUN, model_data_url="s3://b/run/export/onnx/model.onnx", role_arn="arn:aws:iam::123456789012:role/R",
+        region="us-east-1", instance_type="ml.m5.xlarge", keep_until="2026-01-01T00:30:00+00:00",
+        runtime="onnxruntime",
+    )  # fmt: skip
+    validate_request("CreateModel", request["Model"])
+    assert request["Model"]["PrimaryContainer"]["Environment"] == {RUNTIME_ENV: "onnxruntime"}
 
 
 def test_validation_reports_what_botocore_and_the_service_check(training_spec, hyperparameters) -> None:

@@ -404,9 +404,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="onnx (with parity against MXNet) or neo (sagemaker backend); repeat for both (default: config)",
     )  # fmt: skip
     p.add_argument("--data", help="RecordIO build whose test/validation images check parity (default: training.json's)")
-    p.add_argument("--images", help="a folder of JPEG/PNG files to check parity on instead of --data")
+    p.add_argument("--images", help="a folder of JPEG/PNG files to check parity on instead of --data (default: none)")
     p.add_argument("--parity-images", type=int, help="how many images (default: export.parity_images)")
-    p.add_argument("--report", help="an evaluation report.html to add the export section to")
+    p.add_argument("--report", help="an evaluation report.html to add the export section to (default: none)")
 
     p = add("deploy", cmd_deploy, "start an endpoint serving a model")
     p.add_argument(

@@ -162,7 +162,7 @@ def summary_line(parity: dict[str, Any]) -> str:
 
 def channel_images(recordio_uri: str, limit: int) -> Iterator[tuple[str, np.ndarray]]:
     """Up to ``limit`` images of a RecordIO build's held-out channel (``test`` if there is one, else ``validation``)."""
-    from include.evaluation.validation_data import read_validation
+    from include.evaluation.channel_data import read_channel
 
     channel = next(
         (storage.join(recordio_uri, c) for c in PARITY_CHANNELS if storage.isdir(storage.join(recordio_uri, c))),
@@ -170,8 +170,8 @@ def channel_images(recordio_uri: str, limit: int) -> Iterator[tuple[str, np.ndar
     )
     if channel is None:
         raise FileNotFoundError(f"{recordio_uri} has no {' or '.join(PARITY_CHANNELS)} channel to check parity on")
-    for item in islice(read_validation(channel), limit):
-        yield f"{item.source.rsplit('/', 1)[-1]} record {item.index}", item.image
+    for item in islice(read_channel(channel), limit):
+        yield item.name, item.image
 
 
 def folder_images(folder_uri: str, limit: int) -> Iterator[tuple[str, np.ndarray]]:

@@ -58,7 +58,7 @@ def test_the_export_section_is_added_once_and_shows_neo_and_failures() -> None:
     twice = with_section(once, export_section(failed), EXPORT_SECTION_ID)
     assert once.count('<section id="export">') == twice.count('<section id="export">') == 1
     assert "model-ml_c5.tar.gz" in twice and '<p class="bad">JobFailedError: FAILED: &lt;unsupported' in twice
-    assert twice.index("Metrics on the validation split") < twice.index('id="export"') < twice.index("</main>")
+    assert twice.index("Metrics on the test split") < twice.index('id="export"') < twice.index("</main>")
     with pytest.raises(ValueError, match="no <main> element"):
         with_section("<html></html>", export_section(neo), EXPORT_SECTION_ID)
 

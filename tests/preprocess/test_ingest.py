@@ -40,7 +40,11 @@ def test_cub_subset_is_renumbered_in_original_id_order(tmp_path):
     table = read_table(str(tmp_path / "out"))
     assert read_classes(str(tmp_path / "out")) == {0: "002.square", 1: "005.ring"}
     assert dict(zip(table["class_name"], table["class_id"], strict=True)) == {"002.square": 0, "005.ring": 1}
-    assert summary["images"] == 16 and summary["issues"] == 0  # 8 images per class; other classes' images leave
+    assert summary["images"] == 16  # 8 images per class; other classes' images leave, counted per class
+    assert summary["issues_by_check"] == {"classes_left_out": 3}
+    left_out = {i.class_name: i.reason for i in read_issues(str(tmp_path / "out"))}
+    assert set(left_out) == {"001.circle", "003.triangle", "004.cross"}
+    assert left_out["003.triangle"].startswith("8 box(es) in 8 image(s) of class '003.triangle' left out by the class")
     assert summary["split_source"] == "data set"
     lines = {int(a): int(b) for a, b in (x.split() for x in (root / "train_test_split.txt").read_text().splitlines())}
     for row in table.itertuples():
@@ -170,8 +174,8 @@ def test_rejected_entries_become_issues_with_file_and_line(tmp_path):
 
 
 def test_unknown_format_and_misplaced_label_attribute(tmp_path):
-    with pytest.raises(ValueError, match="unknown data set format 'coco'"):
-        ingest("coco", str(tmp_path), str(tmp_path / "out"))
+    with pytest.raises(ValueError, match="unknown data set format 'tfrecord'"):
+        ingest("tfrecord", str(tmp_path), str(tmp_path / "out"))
     with pytest.raises(ValueError, match="label_attribute applies to the groundtruth format"):
         ingest("voc", str(tmp_path), str(tmp_path / "out"), label_attribute="x")
     shapes_voc(tmp_path / "voc", 4)  # a data set with its own split lists: the fraction is unused, still checked

@@ -27,6 +27,7 @@ from lxml import etree
 from include import storage
 from include.preprocess.issues import Issue
 from include.preprocess.readers.base import (
+    XML_PARSER,
     AnnotationFormatError,
     BoxRows,
     SourceData,
@@ -40,9 +41,6 @@ ANNOTATIONS = "Annotations"
 IMAGES = "JPEGImages"
 LISTS = "ImageSets/Main"
 VOC_ORIGIN = 1.0  # VOC pixel indices start at 1
-
-#: Untrusted XML: no entity expansion, no network, no size beyond libxml2's default limits.
-_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, remove_comments=True)
 
 #: (annotation file, filename tag, annotated size, [(line of the <object>, name, box)])
 Parsed = tuple[str, str, tuple[float, float, float], list[tuple[int, str, tuple[float, float, float, float]]]]
@@ -75,7 +73,7 @@ def _parse(rel: str, data: bytes) -> Parsed:
     Objects are named by the line their ``<object>`` tag starts on (lxml keeps source lines).
     """
     try:
-        tree = etree.fromstring(data, _PARSER)
+        tree = etree.fromstring(data, XML_PARSER)
     except etree.XMLSyntaxError as exc:
         raise AnnotationFormatError(rel, exc.lineno or 0, f"not well-formed XML: {exc.msg}") from None
     stem = posixpath.splitext(posixpath.basename(rel))[0]

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from include.configs import PARAM_KEYS, ConfigError, load_config
+from include.preprocess.readers import AUTO, FORMATS
 
 
 def _print(result: Any) -> None:
@@ -67,17 +68,15 @@ def cmd_ingest(args: argparse.Namespace) -> Any:
 
 def cmd_validate(args: argparse.Namespace) -> Any:
     from include.preprocess.quality.gate import validate
-    from include.training.hyperparameters import label_width
+    from include.stages import gate_options
 
-    cfg = _config(args)
-    return validate(
-        args.input,
-        args.output,
-        policy=args.policy or cfg.quality.policy,
-        label_width=args.label_width or label_width(cfg.training.hyperparameters),
-        min_box_side=cfg.quality.min_box_side,
-        tolerance=cfg.quality.tolerance,
-    )
+    options = gate_options(_config(args))
+    options["checks"].update(parse_key_values(args.check))
+    if args.policy:
+        options["policy"] = args.policy
+    if args.label_width:
+        options["label_width"] = args.label_width
+    return validate(args.input, args.output, **options)
 
 
 def cmd_build_recordio(args: argparse.Namespace) -> Any:
@@ -194,7 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     p = add("ingest", cmd_ingest, "read a data set into annotations.parquet + classes.json")
-    p.add_argument("--format", required=True, choices=["cub", "voc", "groundtruth", "imagejson"])
+    p.add_argument(
+        "--format", default=AUTO, choices=[*FORMATS, AUTO], help="data set format (default: detected from the layout)"
+    )
     p.add_argument("--source", required=True, help="data set root URI (or the manifest for groundtruth)")
     p.add_argument("--output", required=True)
     p.add_argument("--classes", nargs="*", help="class subset, by id or name")
@@ -206,7 +207,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("validate", cmd_validate, "the bounding-box quality gate: quality.json, quality.html, cleaned table")
     p.add_argument("--input", required=True, help="ingest output URI")
     p.add_argument("--output", required=True)
-    p.add_argument("--policy", choices=["fail", "drop"])
+    p.add_argument("--policy", choices=["fail", "drop"], help="policy of every check not set otherwise")
+    p.add_argument(
+        "--check", action="append", metavar="CHECK=POLICY", help="one check's policy: fail, drop or warn (repeatable)"
+    )
     p.add_argument("--label-width", type=int)
 
     p = add("build-recordio", cmd_build_recordio, "train/ and validation/ .lst, .rec, .idx and recordio.json")
@@ -255,7 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("run", cmd_run, "the whole pipeline outside Airflow, in this process")
     p.add_argument("--run-id", help="run id (default: manual__<timestamp>)")
     p.add_argument("--dataset-source")
-    p.add_argument("--dataset-format", choices=["cub", "voc", "groundtruth", "imagejson"])
+    p.add_argument("--dataset-format", choices=[*FORMATS, AUTO], help="auto: detected from the layout")
     p.add_argument("--classes", help="comma-separated class subset")
     p.add_argument("--epochs", type=int)
     p.add_argument("--tune", action=argparse.BooleanOptionalAction, default=None)

@@ -7,7 +7,6 @@ Airflow log link.
 
 from __future__ import annotations
 
-import base64
 import html
 import json
 from collections.abc import Iterable, Mapping, Sequence
@@ -16,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from include.evaluation.metrics import EvaluationMetrics
+from include.reports.figures import Picture
 
 CSS = """
 body{font-family:-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;margin:0;background:#f4f5f7;color:#1d2330}
@@ -45,18 +45,6 @@ TRAINING_LABELS = {
     "stop_reason": "stop reason",
     "final_validation_map": "final validation mAP",
 }
-
-
-@dataclass(frozen=True)
-class Picture:
-    """A PNG shown in the report."""
-
-    title: str
-    png: bytes
-    caption: str = ""
-
-    def data_uri(self) -> str:
-        return "data:image/png;base64," + base64.b64encode(self.png).decode("ascii")
 
 
 @dataclass

@@ -16,7 +16,8 @@ GIL, threads share S3 clients and start at once; bench/bench_ingest.py measures 
 pool on the same images against them (processes lost: their start-up and imports cost more
 than the GIL-held part of each image).
 
-The decoded image also gives the perceptual hashes the quality gate compares to find
+The decoded image (at least 64 pixels a side, the resize phash reads; 1/4 or 1/8 scale for
+photographs) also gives the perceptual hashes the quality gate compares to find
 near-duplicate images: imagehash's DCT hash (``phash``) with 16 x 16 = 256 bits, of the image
 and of its mirror (training flips images, so a mirrored copy is a copy). Hashing the draft
 decode costs about 0.4 ms per image, against about 1 ms to decode again in the gate; resized
@@ -43,6 +44,7 @@ CONVERTED_FOLDER = "images"
 JPEG_QUALITY = 95
 JPEG_SUFFIXES = (".jpg", ".jpeg")
 HASH_SIZE = 16  # phash side: 256-bit hashes
+HASHED_SIDE = 4 * HASH_SIZE  # phash reads a 64 x 64 resize: the draft decode keeps at least that
 
 
 @dataclass(frozen=True)
@@ -111,7 +113,8 @@ def verify_image(source_uri: str, image: str, converted_name: str, output_uri: s
             fmt, mode, (width, height) = im.format or "unknown", im.mode, im.size
             accepted = fmt == "JPEG" and mode == "RGB"
             if accepted:
-                im.draft("RGB", (max(1, width // 8), max(1, height // 8)))
+                side = min(width, max(width // 8, HASHED_SIDE)), min(height, max(height // 8, HASHED_SIDE))
+                im.draft("RGB", side)
             im.load()
             hashes = perceptual_hashes(im)
             if accepted:

@@ -1,4 +1,4 @@
-"""The COCO, YOLO, Label Studio and CVAT readers: BCCD converted by independent scripts, each format's own ways, detection."""
+"""The COCO, YOLO, Label Studio and CVAT readers: BCCD from independent converters, each format's ways, detection."""
 
 from __future__ import annotations
 
@@ -113,9 +113,11 @@ def test_coco_reports_crowds_unknown_ids_and_background_and_drops_roboflows_root
         shutil.copy(images / f"{stem}.jpg", root / "train" / f"{stem}.jpg")
     size = meta["img_000"]["size"]
     document = {
-        "categories": [{"id": 0, "name": "shapes", "supercategory": "none"},
-                       {"id": 1, "name": "circle", "supercategory": "shapes"},
-                       {"id": 2, "name": "square", "supercategory": "shapes"}],
+        "categories": [
+            {"id": 0, "name": "shapes", "supercategory": "none"},
+            {"id": 1, "name": "circle", "supercategory": "shapes"},
+            {"id": 2, "name": "square", "supercategory": "shapes"},
+        ],
         "images": [{"id": k, "file_name": f"img_00{k}.jpg", "width": size[0], "height": size[1]} for k in range(4)],
         "annotations": [
             {"id": 1, "image_id": 0, "category_id": 1, "bbox": [10, 12, 30, 20], "iscrowd": 0},
@@ -157,7 +159,9 @@ def test_yolo_reads_lists_polygons_and_roboflows_paths_and_reports_what_it_canno
     (root / "valid" / "labels" / "img_003.txt").write_text("1 0.5 0.5 0.5 0.5\n")
     (root / "valid" / "labels" / "gone.txt").write_text("0 0.5 0.5 0.1 0.1\n")  # its image is missing
     # Roboflow's data.yaml: paths relative to a folder above, names as a list
-    (root / "data.yaml").write_text("train: ../train/images\nval: ../valid/images\nnc: 2\nnames: ['circle', 'square']\n")
+    (root / "data.yaml").write_text(
+        "train: ../train/images\nval: ../valid/images\nnc: 2\nnames: ['circle', 'square']\n"
+    )
     summary = ingest("auto", str(root), str(tmp_path / "out"))
     table = read_table(str(tmp_path / "out"))
     assert summary["format"] == "yolo" and summary["split_source"] == "data set"
@@ -179,8 +183,16 @@ def test_yolo_reads_lists_polygons_and_roboflows_paths_and_reports_what_it_canno
 
 def labelstudio_task(task_id: int, image: str, regions: list[dict], **annotation: object) -> dict:
     result = [
-        {"id": f"r{k}", "type": "rectanglelabels", "from_name": "label", "to_name": "image", "original_width": 160,
-         "original_height": 128, "image_rotation": 0, "value": region}
+        {
+            "id": f"r{k}",
+            "type": "rectanglelabels",
+            "from_name": "label",
+            "to_name": "image",
+            "original_width": 160,
+            "original_height": 128,
+            "image_rotation": 0,
+            "value": region,
+        }
         for k, region in enumerate(regions)
     ]
     return {"id": task_id, "data": {"image": image}, "annotations": [{"id": task_id, "result": result, **annotation}]}
@@ -197,12 +209,26 @@ def test_labelstudio_picks_the_annotation_resolves_urls_and_reports_rotations(sh
         labelstudio_task(11, "/data/local-files/?d=home/user/images/img_000.jpg", [box]),
         labelstudio_task(12, "/data/upload/3/0a1b2c3d-img_001.jpg", [{**box, "rotation": 30}]),
         labelstudio_task(13, "http://example.com/img_002.jpg", [{**box, "rectanglelabels": ["square", "circle"]}]),
-        {"id": 14, "data": {"image": "/data/upload/3/img_003.jpg"}, "annotations": [
-            {"id": 1, "was_cancelled": True, "result": labelstudio_task(0, "", [box])["annotations"][0]["result"]},
-            {"id": 2, "ground_truth": True, "updated_at": "2024-01-01",
-             "result": labelstudio_task(0, "", [{**box, "rectanglelabels": ["square"]}])["annotations"][0]["result"]},
-            {"id": 3, "updated_at": "2024-06-01",
-             "result": labelstudio_task(0, "", [box])["annotations"][0]["result"]}]},
+        {
+            "id": 14,
+            "data": {"image": "/data/upload/3/img_003.jpg"},
+            "annotations": [
+                {"id": 1, "was_cancelled": True, "result": labelstudio_task(0, "", [box])["annotations"][0]["result"]},
+                {
+                    "id": 2,
+                    "ground_truth": True,
+                    "updated_at": "2024-01-01",
+                    "result": labelstudio_task(0, "", [{**box, "rectanglelabels": ["square"]}])["annotations"][0][
+                        "result"
+                    ],
+                },
+                {
+                    "id": 3,
+                    "updated_at": "2024-06-01",
+                    "result": labelstudio_task(0, "", [box])["annotations"][0]["result"],
+                },
+            ],
+        },
         labelstudio_task(15, "/data/upload/3/missing.jpg", [box]),
     ]
     write_json(root / "export.json", tasks)
@@ -222,8 +248,16 @@ def test_labelstudio_json_min_export(shapes, tmp_path):
     root = tmp_path / "ls"
     root.mkdir()
     shutil.copy(images / "img_000.jpg", root / "img_000.jpg")
-    region = {"x": 10, "y": 20, "width": 50, "height": 25, "rotation": 0, "rectanglelabels": ["circle"],
-              "original_width": 160, "original_height": 128}
+    region = {
+        "x": 10,
+        "y": 20,
+        "width": 50,
+        "height": 25,
+        "rotation": 0,
+        "rectanglelabels": ["circle"],
+        "original_width": 160,
+        "original_height": 128,
+    }
     write_json(root / "min.json", [{"image": "/data/upload/1/img_000.jpg", "id": 1, "label": [region]}])
     summary = ingest("auto", str(root), str(tmp_path / "out"))
     table = read_table(str(tmp_path / "out"))
@@ -235,7 +269,8 @@ def test_labelstudio_json_min_export(shapes, tmp_path):
 
 
 def cvat_xml(images: str, labels: str = "<label><name>circle</name></label><label><name>square</name></label>") -> str:
-    return f"<annotations><version>1.1</version><meta><task><labels>{labels}</labels></task></meta>\n{images}\n</annotations>"
+    meta = f"<meta><task><labels>{labels}</labels></task></meta>"
+    return f"<annotations><version>1.1</version>{meta}\n{images}\n</annotations>"
 
 
 def test_cvat_reports_undeclared_labels_rotations_and_shapes(shapes, tmp_path):
@@ -244,20 +279,25 @@ def test_cvat_reports_undeclared_labels_rotations_and_shapes(shapes, tmp_path):
     (root / "images").mkdir(parents=True)
     for stem in meta:
         shutil.copy(images / f"{stem}.jpg", root / "images" / f"{stem}.jpg")
-    (root / "annotations.xml").write_text(cvat_xml(
-        '<image id="0" name="img_000.jpg" width="160" height="128">\n'
-        '<box label="circle" xtl="10.50" ytl="20.00" xbr="60.25" ybr="45.00" occluded="0"/>\n'
-        '<box label="hexagon" xtl="1" ytl="1" xbr="9" ybr="9"/>\n'
-        '<box label="square" xtl="1" ytl="1" xbr="9" ybr="9" rotation="15.0"/>\n'
-        '<polygon label="circle" points="1,1;5,5;1,5"/>\n'
-        '</image>\n<image id="1" name="img_001.jpg" width="160" height="128"></image>'
-    ))
+    (root / "annotations.xml").write_text(
+        cvat_xml(
+            '<image id="0" name="img_000.jpg" width="160" height="128">\n'
+            '<box label="circle" xtl="10.50" ytl="20.00" xbr="60.25" ybr="45.00" occluded="0"/>\n'
+            '<box label="hexagon" xtl="1" ytl="1" xbr="9" ybr="9"/>\n'
+            '<box label="square" xtl="1" ytl="1" xbr="9" ybr="9" rotation="15.0"/>\n'
+            '<polygon label="circle" points="1,1;5,5;1,5"/>\n'
+            '</image>\n<image id="1" name="img_001.jpg" width="160" height="128"></image>'
+        )
+    )
     source = read_source("cvat", str(root))
     assert source.classes == {0: "circle", 1: "square"}
     assert source.boxes[["xmin", "ymin", "xmax", "ymax", "source_line"]].values.tolist() == [[10.5, 20, 60.25, 45, 3]]
     assert source.boxes["split"].isna().all()  # no subsets: the data set has no split of its own
     assert {(i.check, i.line) for i in source.issues} == {
-        ("class_ids_known", 4), ("boxes_supported", 5), ("boxes_supported", 6), ("images_have_boxes", 8)
+        ("class_ids_known", 4),
+        ("boxes_supported", 5),
+        ("boxes_supported", 6),
+        ("images_have_boxes", 8),
     }
     (root / "annotations.xml").write_text(cvat_xml('<track id="0" label="circle"><box frame="0"/></track>'))
     with pytest.raises(AnnotationFormatError, match=r"annotations.xml:2: <track> is CVAT for video"):
@@ -270,14 +310,20 @@ def test_detection_names_what_it_found(converted, tmp_path):
     both = tmp_path / "both"
     shutil.copytree(converted / "cvat", both, symlinks=True)
     shutil.copy(converted / "yolo" / "data.yaml", both / "data.yaml")
-    with pytest.raises(FormatDetectionError, match=r"matches several formats: cvat \(annotations.xml\); "
-                                                   r"yolo \(data.yaml\); name the format"):
+    with pytest.raises(
+        FormatDetectionError,
+        match=r"matches several formats: cvat \(annotations.xml\); "
+        r"yolo \(data.yaml\); name the format",
+    ):
         detect_format(str(both))
     (tmp_path / "junk" / "pictures").mkdir(parents=True)
     (tmp_path / "junk" / "pictures" / "a.jpg").write_bytes(b"\xff\xd8")
     (tmp_path / "junk" / "notes.txt").write_text("hello")
-    with pytest.raises(FormatDetectionError, match=r"no known annotation layout found \(1 \.jpg, 1 \.txt; "
-                                                   r"folders: pictures\); name the format"):
+    with pytest.raises(
+        FormatDetectionError,
+        match=r"no known annotation layout found \(1 \.jpg, 1 \.txt; "
+        r"folders: pictures\); name the format",
+    ):
         ingest("auto", str(tmp_path / "junk"), str(tmp_path / "out"))
 
 

@@ -109,9 +109,8 @@ def to_yolo(root: Path, images: list[VocImage], out: Path) -> Path:
         label.parent.mkdir(parents=True, exist_ok=True)
         label.write_text("".join(lines))
     names = "".join(f"  {k}: {name}\n" for k, name in enumerate(classes))
-    (out / "data.yaml").write_text(
-        f"path: .\ntrain: images/train\nval: images/val\ntest: images/test\nnc: {len(classes)}\nnames:\n{names}"
-    )
+    splits = "".join(f"{s}: images/{s}\n" for s in VOC_LISTS if any(i.split == s for i in images))
+    (out / "data.yaml").write_text(f"path: .\n{splits}nc: {len(classes)}\nnames:\n{names}")
     return out
 
 

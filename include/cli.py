@@ -15,6 +15,7 @@ from typing import Any
 
 from include.configs import PARAM_KEYS, ConfigError, load_config
 from include.preprocess.readers import AUTO, FORMATS
+from include.preprocess.writers import WRITER_FORMATS
 
 
 def _print(result: Any) -> None:
@@ -77,6 +78,20 @@ def cmd_validate(args: argparse.Namespace) -> Any:
     if args.label_width:
         options["label_width"] = args.label_width
     return validate(args.input, args.output, **options)
+
+
+def cmd_export(args: argparse.Namespace) -> Any:
+    from include.preprocess.writers import export
+
+    return export(
+        args.format,
+        args.input,
+        args.output,
+        quality_uri=args.quality,
+        label_issues_uri=args.label_issues,
+        images=args.images,
+        image_root_url=args.image_root_url,
+    )
 
 
 def cmd_build_recordio(args: argparse.Namespace) -> Any:
@@ -212,6 +227,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--check", action="append", metavar="CHECK=POLICY", help="one check's policy: fail, drop or warn (repeatable)"
     )
     p.add_argument("--label-width", type=int)
+
+    p = add("export", cmd_export, "write a gated (or ingested) data set for a labelling tool, flagged boxes marked")
+    p.add_argument("--format", required=True, choices=WRITER_FORMATS)
+    p.add_argument("--input", required=True, help="validate (or ingest) output URI")
+    p.add_argument("--output", required=True)
+    p.add_argument("--quality", help="a validate output whose quality.json flags boxes (default: the input's own)")
+    p.add_argument("--label-issues", help="an evaluate output whose label_issues.json flags boxes")
+    p.add_argument("--images", choices=["copy", "link"], default="copy", help="copy the images or symlink them")
+    p.add_argument("--image-root-url", help="labelstudio: image URL prefix (default /data/local-files/?d=)")
 
     p = add("build-recordio", cmd_build_recordio, "train/ and validation/ .lst, .rec, .idx and recordio.json")
     p.add_argument("--input", required=True, help="validate (or ingest) output URI")

@@ -23,6 +23,10 @@ TRAINING_JSON = "training.json"
 TRAINING_LOG = "training.log"
 #: A tuning job's DescribeHyperParameterTuningJob-shaped record.
 TUNING_JSON = "tuning.json"
+#: The boxes the quality gate dropped (the input table's columns plus ``quality_issue``), which export hands back.
+QUARANTINE_TABLE = "quarantine.parquet"
+#: Evaluation's ranked label issues of the validation split, which export turns into flags.
+LABEL_ISSUES_JSON = "label_issues.json"
 
 
 def safe_id(text: str) -> str:

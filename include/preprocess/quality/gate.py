@@ -25,7 +25,7 @@ from include.preprocess.issues import Issue, read_issues
 from include.preprocess.quality.checks import ORDER, SUMMARY_CHECKS, Check, policies
 from include.preprocess.quality.duplicates import DEFAULT_DISTANCE
 from include.preprocess.quality.expectations import table_checks
-from include.run_layout import CLASSES_FILE, QUALITY_JSON
+from include.run_layout import CLASSES_FILE, QUALITY_JSON, QUARANTINE_TABLE
 from include.training.hyperparameters import DEFAULT_LABEL_WIDTH
 
 if TYPE_CHECKING:
@@ -36,8 +36,6 @@ log = logging.getLogger(__name__)
 POLICIES = ("fail", "drop")
 QUALITY_HTML = "quality.html"
 QUARANTINE_JSON = "quarantine.json"
-#: The dropped rows themselves (the input table's columns plus ``quality_issue``), for export.
-QUARANTINE_TABLE = "quarantine.parquet"
 THUMBNAILS = 200
 
 

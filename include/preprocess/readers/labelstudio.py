@@ -20,7 +20,9 @@ Images: ``/data/upload/<project>/<8 hex>-<name>`` (an upload) and ``/data/local-
 exists, or the file name without the upload prefix, in ``images/`` or anywhere below, when that
 name is unique); other URLs by their file name. Images must be copied next to the export.
 
-A box's source is the export file and the task's 1-based position in it (reasons name the task
+Label Studio has no split; a task's ``data.split`` (train, validation, test: what
+``detection-pipeline export`` writes) is read as its split. A box's source is the export file
+and the task's 1-based position in it (reasons name the task
 and region ids). Reported: rotated rectangles and non-box regions (polygons, brushes, keypoints),
 regions with no or several labels, tasks without a usable annotation, images not found.
 """
@@ -44,6 +46,7 @@ from include.preprocess.readers.base import (
     inside,
     load_json,
     number,
+    split_of,
 )
 
 UPLOAD_PREFIX = re.compile(r"^[0-9a-f]{8}-")
@@ -205,14 +208,16 @@ class _Reader:
             self.issues.append(Issue(rel, line, ref, "images_have_boxes", f"{where} has no annotation that counts"))
             return
         image, why = self.finder.find(ref)
+        split = split_of(str((task.get("data") or {}).get("split") or ""))
         regions = _regions(annotation.get("result") or [])
         for region in regions:
-            self._region(rel, line, where, ref, image, why, region)
+            self._region(rel, line, where, ref, (image, split), why, region)
         if not any(r.get("type") for r in regions):
             reason = f"{where}: its annotation holds no region: a background image"
             self.issues.append(Issue(rel, line, ref, "background_images", reason))
 
-    def _region(self, rel: str, line: int, where: str, ref: str, image: str | None, why: str, region: dict) -> None:
+    def _region(self, rel: str, line: int, where: str, ref: str, found: tuple, why: str, region: dict) -> None:
+        image, split = found
         what = f"{where} region {region['id']}"
         labels, kind = region["labels"], region.get("type")
         name = labels[0] if len(labels) == 1 else None
@@ -231,7 +236,7 @@ class _Reader:
             self._issue(rel, line, ref, "image_files", why, name)
         else:
             box = _box(value, rel, line, what)
-            self.pending.append((image, annotated_size(*region["size"]), name, box, rel, line))
+            self.pending.append((image, annotated_size(*region["size"]), name, box, split, rel, line))
 
     def _issue(self, rel: str, line: int, ref: str, check: str, reason: str, name: str | None) -> None:
         self.names.update([name] if name else [])
@@ -240,8 +245,8 @@ class _Reader:
     def source(self) -> SourceData:
         names = sorted({p[2] for p in self.pending} | self.names)
         keys = {name: k for k, name in enumerate(names)}
-        for image, size, name, box, rel, line in self.pending:
-            self.rows.add(image, storage.join(self.root, image), size, keys[name], name, box, None, rel, line)
+        for image, size, name, box, split, rel, line in self.pending:
+            self.rows.add(image, storage.join(self.root, image), size, keys[name], name, box, split, rel, line)
         return SourceData(
             self.root, self.rows.frame(), dict(enumerate(names)), self.issues, self.notes, box_units="fraction"
         )

@@ -33,6 +33,7 @@ from include.preprocess.readers.base import (
     SourceData,
     annotated_size,
     dataset_root,
+    files_under,
     inside,
     number,
 )
@@ -111,7 +112,7 @@ def _image_path(rel: str, filename: str, files: set[str]) -> str | None:
 def read_voc(source_uri: str, workers: int = 8) -> SourceData:
     """Read a Pascal VOC data set (the folder holding ``Annotations/``, or its parent)."""
     root = dataset_root(source_uri, ANNOTATIONS)
-    files = {storage.relative(u, root) for u in storage.walk_files(root)}
+    files = files_under(root)  # symbolic links as they are named: an export may link its images
     xmls = sorted(f for f in files if f.startswith(f"{ANNOTATIONS}/") and f.endswith(".xml"))
     lists = _split_lists(root, files)
     issues: list[Issue] = []

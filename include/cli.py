@@ -140,6 +140,8 @@ def cmd_evaluate(args: argparse.Namespace) -> Any:
         args.output,
         score_threshold=cfg.evaluation.score_threshold if args.score_threshold is None else args.score_threshold,
         samples=cfg.evaluation.samples,
+        label_issues=cfg.evaluation.label_issues if args.label_issues is None else args.label_issues,
+        label_issues_shown=cfg.evaluation.label_issues_shown,
     )
     print(f"report: {result['report_uri']}", file=sys.stderr)
     return result
@@ -265,6 +267,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="build-recordio output URI (default: recorded in the training output)")
     p.add_argument("--output", required=True)
     p.add_argument("--score-threshold", type=float)
+    p.add_argument(
+        "--label-issues",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="rank likely label errors of the validation split with cleanlab (default: evaluation.label_issues)",
+    )
 
     p = add("deploy", cmd_deploy, "start an endpoint serving a training output")
     p.add_argument("--input", required=True, help="training output URI (or a model.tar.gz)")

@@ -241,6 +241,8 @@ def evaluate(ctx: RunContext, training: dict[str, Any]) -> dict[str, Any]:
         score_threshold=e.score_threshold,
         samples=e.samples,
         quality_uri=storage.join(ctx.layout.quality, QUALITY_JSON),
+        label_issues=e.label_issues,
+        label_issues_shown=e.label_issues_shown,
     )
     log.info("evaluation report: %s", result["report_uri"])
     return result

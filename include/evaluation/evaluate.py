@@ -6,6 +6,8 @@ validation record and writes, under ``output_uri``::
     evaluation.json          mAP, per-class AP and counts, COCO mAP, settings, URIs, timings
     charts/*.png             validation mAP and losses per epoch (and tuning trials when tuned)
     samples/sample_NN.png    validation images with predicted and ground-truth boxes
+    label_issues.json        likely label errors of the validation split, ranked by cleanlab (label_issues.py)
+    label_issues/*.jpg       the worst of them drawn (the label and the model's box)
     report.html              everything above on one self-contained page
 """
 
@@ -23,6 +25,7 @@ import numpy as np
 
 from include import storage
 from include.evaluation import charts
+from include.evaluation.label_issues import Record, draw_issues, find_label_issues, report_section
 from include.evaluation.metrics import DetectionEvaluator, Interpolation, MetricInputError
 from include.evaluation.report import Picture, ReportContent, render_report
 from include.evaluation.training_run import (
@@ -39,7 +42,15 @@ from include.evaluation.training_run import (
     tuning_trials,
 )
 from include.evaluation.validation_data import VALIDATION_CHANNEL, ValidationImage, read_validation
-from include.run_layout import MODEL_ARCHIVE, QUALITY_JSON, RECORDIO_SUMMARY, TRAINING_JSON, TRAINING_LOG, TUNING_JSON
+from include.run_layout import (
+    LABEL_ISSUES_JSON,
+    MODEL_ARCHIVE,
+    QUALITY_JSON,
+    RECORDIO_SUMMARY,
+    TRAINING_JSON,
+    TRAINING_LOG,
+    TUNING_JSON,
+)
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +69,7 @@ class Measurement:
 
     evaluator: DetectionEvaluator
     samples: list[tuple[ValidationImage, np.ndarray]] = field(default_factory=list)
+    records: list[Record] = field(default_factory=list)  # every record's detections and truth (label issues)
     seconds: float = 0.0
 
 
@@ -109,11 +121,12 @@ def _in_frame(boxes: np.ndarray, frame: int, first_coord: int) -> np.ndarray:
     return out
 
 
-def measure(detector: Any, channel_uri: str, iou: float = 0.5, samples: int = 0) -> Measurement:
+def measure(detector: Any, channel_uri: str, iou: float = 0.5, samples: int = 0, keep: bool = False) -> Measurement:
     """Run ``detector`` over a channel folder, matching its detections to the ground truth.
 
     Boxes are compared in pixels of the network input (an ``image_shape`` square), the frame in
-    which the trainer computes ``validation:mAP``; the first ``samples`` images are kept for drawing.
+    which the trainer computes ``validation:mAP``; the first ``samples`` images are kept for drawing,
+    and with ``keep`` every record's detections and truth (for the label issues).
     """
     result = Measurement(DetectionEvaluator(len(detector.classes), iou=iou))
     frame = detector.image_shape
@@ -128,6 +141,8 @@ def measure(detector: Any, channel_uri: str, iou: float = 0.5, samples: int = 0)
                 ) from None
             if len(result.samples) < samples:
                 result.samples.append((item, detections))
+            if keep:
+                result.records.append(Record(item.source, item.index, np.asarray(detections), item.boxes))
     result.seconds = time.perf_counter() - started
     if result.evaluator.images == 0:
         raise EvaluationInputError(f"{channel_uri} holds no records")
@@ -184,6 +199,8 @@ def evaluate(
     iou: float = 0.5,
     interpolation: Interpolation = "11-point",
     tuning_uri: str | None = None,
+    label_issues: bool = True,
+    label_issues_shown: int = 20,
 ) -> dict[str, Any]:
     """Evaluate a training run's model on the validation channel and write the report (see the module doc).
 
@@ -191,8 +208,10 @@ def evaluate(
     evaluated and its trials charted). ``data_uri`` is the RecordIO output folder; ``None``
     takes the one ``training.json`` records. ``quality_uri`` (the quality gate's folder or its
     ``quality.json``) adds the gate's summary; ``tuning_uri`` (a tuning job's folder or its
-    ``tuning.json``) the tuning chart when ``training_uri`` is the best trial's folder.
-    Returns a small summary for XCom: ``map``, ``coco_map``, ``report_uri``, ``evaluation_uri``...
+    ``tuning.json``) the tuning chart when ``training_uri`` is the best trial's folder. With
+    ``label_issues``, cleanlab ranks likely label errors of the validation split (the
+    ``label_issues_shown`` worst drawn in the report). Returns a small summary for XCom:
+    ``map``, ``coco_map``, ``report_uri``, ``evaluation_uri``...
     """
     from include.model_artifact import load_detector
 
@@ -207,7 +226,7 @@ def evaluate(
     started = time.perf_counter()
     detector = load_detector(model_uri)
     load_seconds = time.perf_counter() - started
-    measured = measure(detector, channel_uri, iou, samples)
+    measured = measure(detector, channel_uri, iou, samples, keep=label_issues)
     metrics = measured.evaluator.result(detector.classes, interpolation, score_threshold)
     log.info("mAP@%g (%s) %.4f, COCO mAP %.4f on %d images", iou, interpolation, metrics.map, metrics.coco_map,
              metrics.images)
@@ -220,6 +239,9 @@ def evaluate(
         notes.append(f"no training curves: {exc}")
     chart_pictures, chart_notes = _charts(curves, tuning)
     notes += chart_notes
+    started = time.perf_counter()
+    issues, issue_pictures = _label_issues(measured, detector, channel_uri, recordio_uri, label_issues_shown, notes)
+    issue_seconds = time.perf_counter() - started
     for note in notes:
         log.warning("%s", note)
     content = ReportContent(
@@ -237,11 +259,49 @@ def evaluate(
             "evaluation model load seconds": round(load_seconds, 3),
             "evaluation inference and matching seconds": round(measured.seconds, 3),
             "evaluation images per second": round(metrics.images / max(measured.seconds, 1e-9), 2),
+            **({"label issues seconds": round(issue_seconds, 3)} if issues else {}),
         },
         notes=notes,
+        label_issues=report_section(issues, issue_pictures) if issues else "",
     )
     locations = {"model": model_uri, "training": storage.normalize(training_uri), "validation": channel_uri}
-    return _write_outputs(output_uri, content, list(chart_pictures), locations)
+    _write_label_issues(output_uri, issues, issue_pictures)
+    result = _write_outputs(output_uri, content, list(chart_pictures), locations)
+    if issues:
+        result["label_issues"] = {"issues": len(issues["issues"]), "images_flagged": issues["images_flagged"],
+                                  "uri": storage.join(output_uri, LABEL_ISSUES_JSON)}
+    return result
+
+
+def _label_issues(measured: Measurement, detector: Any, channel_uri: str, recordio_uri: str | None, shown: int,
+                  notes: list[str]) -> tuple[dict[str, Any] | None, dict[int, Picture]]:
+    """cleanlab's ranking of the validation records and the worst issues drawn; None when not asked or not possible.
+
+    A failure here is noted, not raised: the label issues are a second look at the data, the
+    metrics and the promotion gate do not depend on them.
+    """
+    if not measured.records:
+        return None, {}
+    table_uri = (_optional_json(recordio_uri, RECORDIO_SUMMARY) or {}).get("input_uri")
+    try:
+        document = find_label_issues(measured.records, detector.classes, detector.image_shape, table_uri, shown)
+        pictures = draw_issues(document, shown, channel_uri)
+    except Exception as exc:  # noqa: BLE001 -- see the docstring
+        notes.append(f"no label issues: {type(exc).__name__}: {exc}")
+        log.exception("label issues failed")
+        return None, {}
+    log.info("label issues: %d images flagged of %d", document["images_flagged"], document["images"])
+    return document, pictures
+
+
+def _write_label_issues(output_uri: str, document: dict[str, Any] | None, pictures: dict[int, Picture]) -> None:
+    """``label_issues.json`` and ``label_issues/*.jpg`` (the folder emptied first: a retry leaves its own files)."""
+    storage.remove(storage.join(output_uri, "label_issues"), recursive=True)
+    if document is None:
+        return
+    for rank, picture in pictures.items():
+        storage.write_bytes(storage.join(output_uri, "label_issues", f"image_{rank:03d}.jpg"), picture.png)
+    storage.write_text(storage.join(output_uri, LABEL_ISSUES_JSON), json.dumps(document, indent=1) + "\n")
 
 
 def _write_outputs(output_uri: str, content: ReportContent, chart_names: list[str],

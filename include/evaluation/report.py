@@ -63,6 +63,7 @@ class ReportContent:
     timings: Mapping[str, Any] = field(default_factory=dict)
     artifacts: Mapping[str, str] = field(default_factory=dict)
     notes: Sequence[str] = ()
+    label_issues: str = ""  # the label issues section's HTML (include.evaluation.label_issues.report_section)
 
 
 def _e(value: Any) -> str:
@@ -195,6 +196,8 @@ def render_report(content: ReportContent) -> str:
     if content.samples:
         sections.append(_section("Sample detections",
                                  '<div class="grid">' + "".join(_figure(s) for s in content.samples) + "</div>"))
+    if content.label_issues:
+        sections.append(_section("Label issues found by the model", content.label_issues))
     if content.timings:
         sections.append(_section("Timings", _key_values(content.timings)))
     if content.artifacts:

@@ -62,6 +62,7 @@ def cmd_ingest(args: argparse.Namespace) -> Any:
         classes=args.classes or None,
         label_attribute=args.label_attribute or ds.label_attribute,
         validation_fraction=args.validation_fraction or ds.validation_fraction,
+        test_fraction=ds.test_fraction if args.test_fraction is None else args.test_fraction,
         seed=ds.seed if args.seed is None else args.seed,
         image_policy=args.image_policy or ds.image_policy,
     )
@@ -218,6 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--classes", nargs="*", help="class subset, by id or name")
     p.add_argument("--label-attribute", help="Ground Truth label attribute (default: found automatically)")
     p.add_argument("--validation-fraction", type=float)
+    p.add_argument("--test-fraction", type=float)
     p.add_argument("--seed", type=int)
     p.add_argument("--image-policy", choices=["convert", "reject"])
 

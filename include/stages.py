@@ -75,6 +75,7 @@ def ingest(ctx: RunContext) -> dict[str, Any]:
         classes=ds.classes or None,
         label_attribute=ds.label_attribute,
         validation_fraction=ds.validation_fraction,
+        test_fraction=ds.test_fraction,
         seed=ds.seed,
         image_policy=ds.image_policy,
     )
@@ -243,6 +244,7 @@ def evaluate(ctx: RunContext, training: dict[str, Any]) -> dict[str, Any]:
         quality_uri=storage.join(ctx.layout.quality, QUALITY_JSON),
         label_issues=e.label_issues,
         label_issues_shown=e.label_issues_shown,
+        promotion_threshold=e.promotion_threshold,
     )
     log.info("evaluation report: %s", result["report_uri"])
     return result
@@ -255,7 +257,7 @@ def promotion(ctx: RunContext, evaluation: dict[str, Any], training: dict[str, A
     registry = registry_uri(ctx.config.storage.base_uri or "", ctx.dag_id)
     candidate = {"run_id": ctx.run_id, "model_uri": evaluation["model_uri"], "job_name": training.get("job_name")}
     decision = decide_promotion(evaluation, registry, ctx.config.evaluation.promotion_threshold, candidate)
-    log.info("promotion gate: %s", decision["reason"])
+    log.log(logging.INFO if decision["promote"] else logging.WARNING, "promotion gate: %s", decision["reason"])
     if decision["promote"]:
         record_champion(registry, candidate, evaluation)
     return {**decision, "registry_uri": registry, "deploy": decision["promote"] and ctx.config.deploy.enabled}

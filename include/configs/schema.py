@@ -44,6 +44,7 @@ class Dataset(Section):
     classes: list[str] = Field(default_factory=list)
     label_attribute: str | None = None
     validation_fraction: float = Field(0.2, gt=0, lt=1)
+    test_fraction: float = Field(0.15, ge=0, lt=1)
     seed: int = 42
     image_policy: Literal["convert", "reject"] = "convert"
     sample_images: PositiveInt = 300

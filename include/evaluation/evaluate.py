@@ -1,12 +1,13 @@
-"""The evaluation stage: the trained artifact, measured again on the validation channel.
+"""The evaluation stage: the trained artifact, measured on the held-out test channel.
 
-``evaluate`` loads ``model.tar.gz`` exactly as the endpoint does, runs it over every
-validation record and writes, under ``output_uri``::
+``evaluate`` loads ``model.tar.gz`` exactly as the endpoint does, runs it over every record of
+the test channel (the split no training decision saw: validation picked the epoch and the
+tuning trial) and writes, under ``output_uri``::
 
     evaluation.json          mAP, per-class AP and counts, COCO mAP, settings, URIs, timings
     charts/*.png             validation mAP and losses per epoch (and tuning trials when tuned)
     samples/sample_NN.png    validation images with predicted and ground-truth boxes
-    label_issues.json        likely label errors of the validation split, ranked by cleanlab (label_issues.py)
+    label_issues.json        likely label errors of the scored split, ranked by cleanlab (label_issues.py)
     label_issues/*.jpg       the worst of them drawn (the label and the model's box)
     report.html              everything above on one self-contained page
 """
@@ -25,6 +26,7 @@ import numpy as np
 
 from include import storage
 from include.evaluation import charts
+from include.evaluation.channel_data import ChannelImage, channel_files, read_channel
 from include.evaluation.label_issues import Record, draw_issues, find_label_issues, report_section
 from include.evaluation.metrics import DetectionEvaluator, Interpolation, MetricInputError
 from include.evaluation.report import Picture, ReportContent, render_report
@@ -41,7 +43,6 @@ from include.evaluation.training_run import (
     tuning_objective,
     tuning_trials,
 )
-from include.evaluation.validation_data import VALIDATION_CHANNEL, ValidationImage, read_validation
 from include.run_layout import (
     LABEL_ISSUES_JSON,
     MODEL_ARCHIVE,
@@ -57,6 +58,11 @@ log = logging.getLogger(__name__)
 EVALUATION_FILE = "evaluation.json"
 REPORT_FILE = "report.html"
 BATCH_SIZE = 8
+#: Splits evaluation can score: the held-out test split, or validation (the data that selected the epoch).
+EVALUATION_SPLITS = ("test", "validation")
+#: Below these, a split's figures move by whole points with a single image: the report warns.
+MIN_SPLIT_IMAGES = 50
+MIN_CLASS_OBJECTS = 10
 
 
 class EvaluationInputError(ValueError):
@@ -68,21 +74,40 @@ class Measurement:
     """What one pass of the detector over the validation channel produced."""
 
     evaluator: DetectionEvaluator
-    samples: list[tuple[ValidationImage, np.ndarray]] = field(default_factory=list)
+    samples: list[tuple[ChannelImage, np.ndarray]] = field(default_factory=list)
     records: list[Record] = field(default_factory=list)  # every record's detections and truth (label issues)
     seconds: float = 0.0
 
 
-def _validation_channel(data_uri: str | None, record: dict[str, Any], training_uri: str) -> tuple[str, str | None]:
-    """The validation channel folder and, when known, the RecordIO output folder holding it."""
+def _has_records(channel_uri: str) -> bool:
+    try:
+        return bool(channel_files(channel_uri))
+    except ValueError:
+        return False
+
+
+def evaluation_channel(
+    data_uri: str | None, record: dict[str, Any], training_uri: str, split: str | None = None
+) -> tuple[str, str | None, str]:
+    """The channel folder to score, the RecordIO output folder holding it (when known) and its split.
+
+    ``split=None`` takes the held-out ``test`` channel when the build has one, else ``validation``
+    (the figures are then the selection data's: optimistic, and the report says so). Without a data
+    URI, the training request's own validation channel is the only one known.
+    """
+    if split not in (None, *EVALUATION_SPLITS):
+        raise ValueError(f"split must be one of {', '.join(EVALUATION_SPLITS)}, got {split!r}")
     data_uri = data_uri or record.get("data_uri")
     if data_uri:
-        return storage.join(data_uri, VALIDATION_CHANNEL), storage.normalize(data_uri)
+        chosen = split or ("test" if _has_records(storage.join(data_uri, "test")) else "validation")
+        return storage.join(data_uri, chosen), storage.normalize(data_uri), chosen
+    if split == "test":
+        raise EvaluationInputError("no data URI given: pass the RecordIO output folder (--data) to score test")
     for channel in record.get("InputDataConfig") or []:
-        if channel.get("ChannelName") == VALIDATION_CHANNEL:
+        if channel.get("ChannelName") == "validation":
             uri = ((channel.get("DataSource") or {}).get("S3DataSource") or {}).get("S3Uri")
             if uri:
-                return storage.normalize(uri), None
+                return storage.normalize(uri), None, "validation"
     raise EvaluationInputError(
         f"no data URI given and {storage.join(training_uri, TRAINING_JSON)} records neither 'data_uri' nor a "
         "validation channel in InputDataConfig: pass the RecordIO output folder (--data)"
@@ -108,7 +133,7 @@ def _optional_json(uri: str | None, name: str) -> dict[str, Any] | None:
     return read_json_object(target) if storage.exists(target) else None
 
 
-def _batches(items: Iterable[ValidationImage], size: int) -> Iterator[list[ValidationImage]]:
+def _batches(items: Iterable[ChannelImage], size: int) -> Iterator[list[ChannelImage]]:
     iterator = iter(items)
     while batch := list(islice(iterator, size)):
         yield batch
@@ -131,7 +156,7 @@ def measure(detector: Any, channel_uri: str, iou: float = 0.5, samples: int = 0,
     result = Measurement(DetectionEvaluator(len(detector.classes), iou=iou))
     frame = detector.image_shape
     started = time.perf_counter()
-    for batch in _batches(read_validation(channel_uri), BATCH_SIZE):
+    for batch in _batches(read_channel(channel_uri), BATCH_SIZE):
         for item, detections in zip(batch, detector.predict_batch([b.image for b in batch]), strict=True):
             try:
                 result.evaluator.add(_in_frame(detections, frame, 2), _in_frame(item.boxes, frame, 1))
@@ -142,7 +167,7 @@ def measure(detector: Any, channel_uri: str, iou: float = 0.5, samples: int = 0,
             if len(result.samples) < samples:
                 result.samples.append((item, detections))
             if keep:
-                result.records.append(Record(item.source, item.index, np.asarray(detections), item.boxes))
+                result.records.append(Record(item.source, item.index, item.name, np.asarray(detections), item.boxes))
     result.seconds = time.perf_counter() - started
     if result.evaluator.images == 0:
         raise EvaluationInputError(f"{channel_uri} holds no records")
@@ -167,13 +192,13 @@ def _charts(curves: TrainingCurves | None, tuning: dict[str, Any] | None) -> tup
     return pictures, notes
 
 
-def _sample_pictures(kept: list[tuple[ValidationImage, np.ndarray]], classes: dict[int, str],
+def _sample_pictures(kept: list[tuple[ChannelImage, np.ndarray]], classes: dict[int, str],
                      score_threshold: float) -> list[Picture]:
     from include.evaluation.samples import draw_detections
 
     pictures = []
     for item, detections in kept:
-        name = f"{item.source.rsplit('/', 1)[-1]} record {item.index}"
+        name = item.name
         shown = int((detections[:, 1] >= score_threshold).sum())
         title = f"{name}: {shown} detections >= {score_threshold:g}, {len(item.boxes)} ground truth"
         pictures.append(Picture(name, draw_detections(item.image, detections, item.boxes, classes, score_threshold,
@@ -199,19 +224,23 @@ def evaluate(
     iou: float = 0.5,
     interpolation: Interpolation = "11-point",
     tuning_uri: str | None = None,
+    split: str | None = None,
+    promotion_threshold: float | None = None,
     label_issues: bool = True,
     label_issues_shown: int = 20,
 ) -> dict[str, Any]:
-    """Evaluate a training run's model on the validation channel and write the report (see the module doc).
+    """Evaluate a training run's model on the held-out test channel and write the report (see the module doc).
 
     ``training_uri`` is a training output folder, or a tuning job's folder (its best trial is
     evaluated and its trials charted). ``data_uri`` is the RecordIO output folder; ``None``
-    takes the one ``training.json`` records. ``quality_uri`` (the quality gate's folder or its
-    ``quality.json``) adds the gate's summary; ``tuning_uri`` (a tuning job's folder or its
-    ``tuning.json``) the tuning chart when ``training_uri`` is the best trial's folder. With
-    ``label_issues``, cleanlab ranks likely label errors of the validation split (the
-    ``label_issues_shown`` worst drawn in the report). Returns a small summary for XCom:
-    ``map``, ``coco_map``, ``report_uri``, ``evaluation_uri``...
+    takes the one ``training.json`` records. ``split`` picks the channel (default: ``test`` when
+    the build has one, else ``validation``, noted as optimistic). ``quality_uri`` (the quality
+    gate's folder or its ``quality.json``) adds the gate's summary; ``tuning_uri`` (a tuning job's
+    folder or its ``tuning.json``) the tuning chart when ``training_uri`` is the best trial's
+    folder; ``promotion_threshold`` the gate's threshold to the report's verdict. With
+    ``label_issues``, cleanlab ranks likely label errors of the scored split (the
+    ``label_issues_shown`` worst drawn in the report). Returns a small summary for XCom: ``map``,
+    ``split``, ``coco_map``, ``report_uri``, ``evaluation_uri``...
     """
     from include.model_artifact import load_detector
 
@@ -221,17 +250,17 @@ def evaluate(
         raise ValueError(f"samples must not be negative, got {samples}")
     training_uri, record, tuning = resolve_training(training_uri)
     tuning = _optional_json(tuning_uri, TUNING_JSON) or tuning
-    channel_uri, recordio_uri = _validation_channel(data_uri, record, training_uri)
+    channel_uri, recordio_uri, split = evaluation_channel(data_uri, record, training_uri, split)
     model_uri = _model_uri(training_uri, record)
     started = time.perf_counter()
     detector = load_detector(model_uri)
     load_seconds = time.perf_counter() - started
     measured = measure(detector, channel_uri, iou, samples, keep=label_issues)
     metrics = measured.evaluator.result(detector.classes, interpolation, score_threshold)
-    log.info("mAP@%g (%s) %.4f, COCO mAP %.4f on %d images", iou, interpolation, metrics.map, metrics.coco_map,
-             metrics.images)
+    log.info("%s mAP@%g (%s) %.4f, COCO mAP %.4f on %d images", split, iou, interpolation, metrics.map,
+             metrics.coco_map, metrics.images)
 
-    notes: list[str] = []
+    notes = _split_notes(split, metrics)
     try:
         curves: TrainingCurves | None = read_training_curves(training_uri, record)
     except TrainingRecordError as exc:
@@ -240,7 +269,8 @@ def evaluate(
     chart_pictures, chart_notes = _charts(curves, tuning)
     notes += chart_notes
     started = time.perf_counter()
-    issues, issue_pictures = _label_issues(measured, detector, channel_uri, recordio_uri, label_issues_shown, notes)
+    issues, issue_pictures = _label_issues(measured, detector, (channel_uri, split), recordio_uri, label_issues_shown,
+                                           notes)
     issue_seconds = time.perf_counter() - started
     for note in notes:
         log.warning("%s", note)
@@ -262,9 +292,11 @@ def evaluate(
             **({"label issues seconds": round(issue_seconds, 3)} if issues else {}),
         },
         notes=notes,
+        split=split,
+        promotion_threshold=promotion_threshold,
         label_issues=report_section(issues, issue_pictures) if issues else "",
     )
-    locations = {"model": model_uri, "training": storage.normalize(training_uri), "validation": channel_uri}
+    locations = {"model": model_uri, "training": storage.normalize(training_uri), "channel": channel_uri}
     _write_label_issues(output_uri, issues, issue_pictures)
     result = _write_outputs(output_uri, content, list(chart_pictures), locations)
     if issues:
@@ -273,9 +305,9 @@ def evaluate(
     return result
 
 
-def _label_issues(measured: Measurement, detector: Any, channel_uri: str, recordio_uri: str | None, shown: int,
-                  notes: list[str]) -> tuple[dict[str, Any] | None, dict[int, Picture]]:
-    """cleanlab's ranking of the validation records and the worst issues drawn; None when not asked or not possible.
+def _label_issues(measured: Measurement, detector: Any, channel: tuple[str, str], recordio_uri: str | None,
+                  shown: int, notes: list[str]) -> tuple[dict[str, Any] | None, dict[int, Picture]]:
+    """cleanlab's ranking of the scored split's records and the worst issues drawn; None when not asked or possible.
 
     A failure here is noted, not raised: the label issues are a second look at the data, the
     metrics and the promotion gate do not depend on them.
@@ -284,7 +316,8 @@ def _label_issues(measured: Measurement, detector: Any, channel_uri: str, record
         return None, {}
     table_uri = (_optional_json(recordio_uri, RECORDIO_SUMMARY) or {}).get("input_uri")
     try:
-        document = find_label_issues(measured.records, detector.classes, detector.image_shape, table_uri, shown)
+        channel_uri, split = channel
+        document = find_label_issues(measured.records, detector.classes, detector.image_shape, table_uri, shown, split)
         pictures = draw_issues(document, shown, channel_uri)
     except Exception as exc:  # noqa: BLE001 -- see the docstring
         notes.append(f"no label issues: {type(exc).__name__}: {exc}")
@@ -302,6 +335,28 @@ def _write_label_issues(output_uri: str, document: dict[str, Any] | None, pictur
     for rank, picture in pictures.items():
         storage.write_bytes(storage.join(output_uri, "label_issues", f"image_{rank:03d}.jpg"), picture.png)
     storage.write_text(storage.join(output_uri, LABEL_ISSUES_JSON), json.dumps(document, indent=1) + "\n")
+
+
+def _split_notes(split: str, metrics: Any) -> list[str]:
+    """Warnings about the scored split: not held out, or too small for its figures to mean much."""
+    notes = []
+    if split != "test":
+        notes.append(
+            "no held-out test split: these figures are on the validation split, which selected the epoch "
+            "(and the tuning trial), so they are optimistic"
+        )
+    if metrics.images < MIN_SPLIT_IMAGES:
+        notes.append(
+            f"the {split} split has {metrics.images} images (fewer than {MIN_SPLIT_IMAGES}): one image moves "
+            "its mAP by whole points"
+        )
+    small = [f"{c.name} ({c.gt_objects})" for c in metrics.classes if c.gt_objects < MIN_CLASS_OBJECTS]
+    if small:
+        notes.append(
+            f"classes with fewer than {MIN_CLASS_OBJECTS} objects in the {split} split: {', '.join(small)}: "
+            "their AP is noise"
+        )
+    return notes
 
 
 def _write_outputs(output_uri: str, content: ReportContent, chart_names: list[str],
@@ -322,9 +377,15 @@ def _write_outputs(output_uri: str, content: ReportContent, chart_names: list[st
     metrics = content.metrics
     document = {
         **metrics.as_dict(),
+        "split": content.split,
         "model_uri": locations["model"],
         "training_uri": locations["training"],
-        "validation_uri": locations["validation"],
+        "channel_uri": locations["channel"],
+        "selection": {
+            "split": "validation",
+            "map": content.training.get("best_validation_map"),
+            "source": "the training job's best epoch (the split that selected it)",
+        },
         "training": content.training,
         "hyperparameters": dict(content.hyperparameters),
         "files": files,
@@ -332,10 +393,11 @@ def _write_outputs(output_uri: str, content: ReportContent, chart_names: list[st
         "timings": dict(content.timings),
     }
     storage.write_text(evaluation_uri, json.dumps(document, indent=2) + "\n")
-    content.artifacts = _artifacts(locations, evaluation_uri, report_uri)
+    content.artifacts = _artifacts(locations, evaluation_uri, report_uri, content.split)
     storage.write_text(report_uri, render_report(content))
     return {
         "map": metrics.map,
+        "split": content.split,
         "coco_map": metrics.coco_map,
         "iou": metrics.iou,
         "interpolation": metrics.interpolation,
@@ -349,14 +411,14 @@ def _write_outputs(output_uri: str, content: ReportContent, chart_names: list[st
     }
 
 
-def _artifacts(locations: dict[str, str], evaluation_uri: str, report_uri: str) -> dict[str, str]:
+def _artifacts(locations: dict[str, str], evaluation_uri: str, report_uri: str, split: str) -> dict[str, str]:
     """The URIs the report lists (the training log only where there is one)."""
     log_uri = storage.join(locations["training"], TRAINING_LOG)
     return {
         "model": locations["model"],
         "training output": locations["training"],
         **({"training log": log_uri} if storage.exists(log_uri) else {}),
-        "validation channel": locations["validation"],
+        f"{split} channel": locations["channel"],
         "evaluation.json": evaluation_uri,
         "report": report_uri,
     }

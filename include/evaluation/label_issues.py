@@ -1,7 +1,8 @@
-"""Label errors the trained model points at: cleanlab's object-detection ranking of the validation split.
+"""Label errors the trained model points at: cleanlab's object-detection ranking of the split evaluation scores.
 
-The model's detections on the validation images (which it did not train on: cleanlab needs
-out-of-sample predictions) and the labels go to ``cleanlab.object_detection``:
+That split is the held-out test split (validation when the build has none): the model never
+trained on it, and cleanlab needs out-of-sample predictions. The model's detections on its
+images and the labels go to ``cleanlab.object_detection``:
 ``rank.get_label_quality_scores`` scores every image (low: likely wrong), ``filter.find_label_issues``
 flags images, and the per-box scores say which box and why: a *missing box* (a confident
 detection no label covers: ``compute_overlooked_box_scores``, per predicted box), a *wrong class*
@@ -14,8 +15,8 @@ What it does not promise: cleanlab scores a missing box only where a detection o
 overlaps no label at all, so in crowded images (BCCD's overlapping red cells) missing boxes are
 rarely found; displaced boxes and swapped classes are.
 
-Each validation record is mapped back to its rows of the gated table through the channel's
-``.lst`` (record order) and ``recordio.json``'s table, so an issue names the annotation file and
+Each record is mapped back to its rows of the gated table through its ``.lst`` name
+(:mod:`include.evaluation.channel_data`) and ``recordio.json``'s table, so an issue names the annotation file and
 line, and its thumbnail is drawn on the original image. ``label_issues.json`` lists every issue,
 ``detection-pipeline export --label-issues`` turns them into flags for relabelling.
 """
@@ -32,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from include import storage
-from include.preprocess.lst import FLIPPED_PREFIX, parse_lst_line
+from include.preprocess.lst import FLIPPED_PREFIX
 from include.reports.figures import Picture
 from include.reports.thumbnails import HIGHLIGHT, Mark, draw, load, to_jpeg
 
@@ -46,10 +47,12 @@ KINDS = {"overlooked": "missing box", "swap": "wrong class", "badloc": "badly pl
 
 @dataclass(frozen=True)
 class Record:
-    """One validation record: the model's detections ``[N, 6]`` and the ground truth ``[M, 5]``, normalized."""
+    """One record of the scored channel: its image's name (the ``.lst`` path), the model's detections ``[N, 6]``
+    and the ground truth ``[M, 5]``, normalized."""
 
     source: str
     index: int
+    name: str
     detections: np.ndarray
     truth: np.ndarray
 
@@ -122,17 +125,6 @@ def cleanlab_scores(records: list[Record], classes: dict[int, str], frame: int) 
     ]
 
 
-def _record_paths(records: list[Record]) -> dict[tuple[str, int], str]:
-    """``{(rec file, index): .lst path}`` from each record file's ``.lst`` beside it."""
-    out = {}
-    for source in sorted({r.source for r in records}):
-        lst = source[: -len(".rec")] + ".lst"
-        if storage.exists(lst):
-            for k, line in enumerate(storage.read_text(lst).splitlines()):
-                out[(source, k)] = parse_lst_line(line, lst)[2]
-    return out
-
-
 def _table_rows(table_uri: str | None) -> dict[str, list[dict[str, Any]]]:
     """The gated table's rows per image, in table order (the order of a record's boxes)."""
     from include.preprocess.annotations import read_table
@@ -172,7 +164,7 @@ def _describe(issue: dict[str, Any], label: str | None, classes: dict[int, str])
 
 
 def find_label_issues(
-    records: list[Record], classes: dict[int, str], frame: int, table_uri: str | None, shown: int
+    records: list[Record], classes: dict[int, str], frame: int, table_uri: str | None, shown: int, split: str = "test"
 ) -> dict[str, Any]:
     """``label_issues.json``'s content: the images ranked worst first, each issue with its source and boxes.
 
@@ -181,13 +173,13 @@ def find_label_issues(
     pixels where the table maps the record, else normalized.
     """
     ranked = cleanlab_scores(records, classes, frame)
-    paths, rows = _record_paths(records), _table_rows(table_uri)
+    rows = _table_rows(table_uri)
     order = sorted(range(len(records)), key=lambda i: ranked[i]["score"])
     chosen = [i for n, i in enumerate(order) if n < shown or ranked[i]["flagged"]]
     issues = []
     for rank_, i in enumerate(chosen, start=1):
         record, result = records[i], ranked[i]
-        image = paths.get((record.source, record.index), f"{record.source.rsplit('/', 1)[-1]} record {record.index}")
+        image = record.name
         table = rows.get(image, [])
         truth = record.truth[record.truth[:, 0] >= 0]
         mapped = len(table) == len(truth) and not image.startswith(FLIPPED_PREFIX)
@@ -221,6 +213,7 @@ def find_label_issues(
             )
     return {
         "method": "cleanlab.object_detection (get_label_quality_scores, find_label_issues, per-box scores)",
+        "split": split,
         "images": len(records),
         "images_flagged": int(sum(r["flagged"] for r in ranked)),
         "pruned_below_score": PRUNE_SCORE,
@@ -236,11 +229,11 @@ def _scaled(box: np.ndarray, size: tuple[float, float]) -> list[float]:
 
 def _record_images(channel_uri: str, needed: set[tuple[str, int]]) -> dict[tuple[str, int], np.ndarray]:
     """Decoded images of the ``needed`` records (issues with no original image file to draw on)."""
-    from include.evaluation.validation_data import read_validation
+    from include.evaluation.channel_data import read_channel
 
     out: dict[tuple[str, int], np.ndarray] = {}
     if needed:
-        for item in read_validation(channel_uri):
+        for item in read_channel(channel_uri):
             if (item.source, item.index) in needed:
                 out[(item.source, item.index)] = item.image
                 if len(out) == len(needed):
@@ -311,9 +304,9 @@ def report_section(document: dict[str, Any], pictures: dict[int, Picture]) -> st
     head = "<tr><th>rank</th><th>image</th><th>issue</th><th>what</th><th>file:line</th></tr>"
     more = len(document["issues"]) - len(shown)
     intro = (
-        f'<p class="muted">cleanlab ranked the {document["images"]} validation images by label quality from the '
-        f"model's detections and flagged {document['images_flagged']}; the {len(pictures)} worst are drawn (red: "
-        f"the label, blue: the model). {f'{more} more issues are' if more > 0 else 'Every issue is'} in "
+        f'<p class="muted">cleanlab ranked the {document["images"]} {document["split"]} images by label quality '
+        f"from the model's detections and flagged {document['images_flagged']}; the {len(pictures)} worst are "
+        f"drawn (red: the label, blue: the model). {f'{more} more issues are' if more > 0 else 'Every issue is'} in "
         "label_issues.json; <code>detection-pipeline export --label-issues</code> flags them for relabelling. "
         "Missing boxes in crowded images are rarely found (cleanlab needs a confident detection that overlaps no "
         "label).</p>"

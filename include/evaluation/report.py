@@ -63,6 +63,10 @@ class ReportContent:
     timings: Mapping[str, Any] = field(default_factory=dict)
     artifacts: Mapping[str, str] = field(default_factory=dict)
     notes: Sequence[str] = ()
+    #: the split the metrics come from: ``test`` (held out) or ``validation`` (selection data)
+    split: str = "test"
+    #: the promotion gate's threshold, for the verdict the metrics would get
+    promotion_threshold: float | None = None
     label_issues: str = ""  # the label issues section's HTML (include.evaluation.label_issues.report_section)
 
 
@@ -109,16 +113,24 @@ def _figure(picture: Picture) -> str:
     return f'<figure><img src="{picture.data_uri()}" alt="{_e(picture.title)}">{caption}</figure>'
 
 
+SPLIT_ROLES = {"test": "held out", "validation": "selection data: optimistic"}
+
+
+def _split_label(split: str) -> str:
+    return f"{split} split ({SPLIT_ROLES.get(split, split)})"
+
+
 def _cards(content: ReportContent) -> str:
     m = content.metrics
     cards = [
-        (f"{m.map:.3f}", f"mAP @ IoU {m.iou:g} ({m.interpolation})"),
-        (f"{m.coco_map:.3f}", "COCO mAP @ [.50:.95]"),
+        (f"{m.map:.3f}", f"mAP @ IoU {m.iou:g} ({m.interpolation}) on the {_split_label(content.split)}"),
+        (f"{m.coco_map:.3f}", f"COCO mAP @ [.50:.95] on {content.split}"),
     ]
     best = content.training.get("best_validation_map")
     if best is not None:
-        cards.append((f"{best:.3f}", f"best validation mAP in training (epoch {content.training.get('best_epoch')})"))
-    cards += [(str(m.images), "validation images"), (str(m.gt_objects), "ground-truth objects"),
+        epoch = content.training.get("best_epoch")
+        cards.append((f"{best:.3f}", f"validation mAP that selected the model (epoch {epoch}, in training)"))
+    cards += [(str(m.images), f"{content.split} images"), (str(m.gt_objects), "ground-truth objects"),
               (str(m.detections), "detections scored")]
     return '<div class="cards">' + "".join(
         f'<div class="card"><div class="v">{_e(v)}</div><div class="k">{_e(k)}</div></div>' for v, k in cards
@@ -144,10 +156,33 @@ def _metrics_table(m: EvaluationMetrics) -> str:
     return _table(headers, rows) + note
 
 
+def quality_verdict(quality: Mapping[str, Any]) -> str:
+    """``passed``, ``passed after dropping N boxes (M images)`` or ``failed``: the gate's outcome in words."""
+    if not quality.get("success"):
+        return "failed"
+    dropped = quality.get("dropped") or {}
+    if dropped.get("boxes"):
+        return f"passed after dropping {dropped['boxes']} boxes ({dropped.get('images', 0)} images left with none)"
+    return "passed"
+
+
+def _promotion(content: ReportContent) -> str:
+    """What the promotion gate's threshold makes of these metrics (the champion is compared at the gate)."""
+    threshold, m = content.promotion_threshold, content.metrics
+    if threshold is None:
+        return '<p class="muted">No promotion threshold was given.</p>'
+    passes = m.map >= threshold
+    verdict = "meets" if passes else "is below"
+    then = ("the gate then compares it with the champion" if passes
+            else "the gate will not deploy it (train longer, more data, or a lower evaluation.promotion_threshold)")
+    return (f'<p class="{"ok" if passes else "bad"}">{content.split} mAP {m.map:.4f} {verdict} the promotion '
+            f"threshold {threshold:g}: {_e(then)}.</p>")
+
+
 def _quality(quality: Mapping[str, Any]) -> str:
     """The quality gate's verdict, counts and checks (``quality.json`` of the quality stage)."""
     success = quality.get("success")
-    verdict = "passed" if success else "failed"
+    verdict = quality_verdict(quality)
     parts = [f'<p class="{"ok" if success else "bad"}">{verdict} (policy {_e(quality.get("policy", "?"))})</p>']
     counts = {f"{k} checked": v for k, v in (quality.get("table") or {}).items()}
     counts.update({f"{k} kept": v for k, v in (quality.get("output_table") or {}).items()})
@@ -192,7 +227,8 @@ def render_report(content: ReportContent) -> str:
         sections.append(_section("Charts", "".join(_figure(c) for c in content.charts)))
     if content.trials:
         sections.append(_section("Tuning trials", _trials(content.trials)))
-    sections.append(_section("Metrics on the validation split", _metrics_table(content.metrics)))
+    sections.append(_section("Promotion", _promotion(content)))
+    sections.append(_section(f"Metrics on the {_split_label(content.split)}", _metrics_table(content.metrics)))
     if content.samples:
         sections.append(_section("Sample detections",
                                  '<div class="grid">' + "".join(_figure(s) for s in content.samples) + "</div>"))

@@ -22,6 +22,7 @@ from tests.support.evaluation_helpers import (
     write_rec,
 )
 
+SMALL_TEST_SPLIT = "the test split has 8 images (fewer than 50): one image moves its mAP by whole points"
 
 def test_evaluation_json_holds_the_metrics_and_settings(evaluated: dict[str, Any]) -> None:
     result, out = evaluated["result"], evaluated["output"]
@@ -37,7 +38,9 @@ def test_evaluation_json_holds_the_metrics_and_settings(evaluated: dict[str, Any
     assert document["model_uri"] == f"file://{evaluated['training']}/model.tar.gz"  # the tuning job's best trial
     assert document["hyperparameters"]["base_network"] == "mobilenet-1.0"
     assert document["timings"]["training train_seconds"] == 10.5
-    assert document["notes"] == []
+    assert document["notes"] == [SMALL_TEST_SPLIT]  # a held-out split of 8 images is flagged as too small
+    assert document["split"] == result["split"] == "test"
+    assert document["channel_uri"].endswith("/test") and document["selection"]["map"] == 0.34
     assert result["map"] == document["map"] and result["coco_map"] == document["coco_map"]
     assert result["report_uri"] == f"file://{out}/report.html"
     assert result["evaluation_uri"] == f"file://{out}/evaluation.json"
@@ -114,7 +117,8 @@ def test_the_validation_channel_of_the_training_request_is_used(tmp_path: Path, 
     result = evaluate(str(training), None, str(tmp_path / "out"), samples=0)
     assert not stale.parent.exists()
     document = json.loads((tmp_path / "out" / "evaluation.json").read_text())
-    assert document["validation_uri"] == f"file://{recordio_dir}/validation"
+    assert document["channel_uri"] == f"file://{recordio_dir}/validation" and document["split"] == "validation"
+    assert document["notes"][0].startswith("no held-out test split: these figures are on the validation split")
     assert result["map"] == evaluated["result"]["map"]
 
 
@@ -142,6 +146,7 @@ def test_a_run_without_metric_lines_is_evaluated_with_a_note(tmp_path: Path, tra
     (training / "training.log").write_text("the algorithm crashed before logging metrics\n")
     result = evaluate(str(training), None, str(tmp_path / "out"), samples=0)
     assert result["notes"] == [
+        SMALL_TEST_SPLIT,
         "no chart 'Validation mAP per epoch': the training run logged no validation mAP: nothing to chart",
         "no chart 'Training losses per epoch': the training run logged no training losses: nothing to chart",
     ]

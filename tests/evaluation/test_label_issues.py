@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from include.evaluation.channel_data import read_channel
 from include.evaluation.label_issues import Record, draw_issues, find_label_issues, report_section
-from include.evaluation.validation_data import read_validation
 from include.preprocess.ingest import ingest
 from include.preprocess.quality.gate import validate
 from include.preprocess.recordio import build_recordio
@@ -40,7 +40,7 @@ def synthetic_records() -> list[Record]:
             truth[2, 0] = 1 - truth[2, 0]  # labelled as the other class
         if i == 13:
             truth = truth[:2]  # the third object has no label
-        records.append(Record("validation.rec", i, detections, truth))
+        records.append(Record("validation.rec", i, f"validation.rec record {i}", detections, truth))
     return records
 
 
@@ -70,11 +70,11 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_issues_name_the_annotation_file_and_line_and_export_flags_them(built, tmp_path):
     records = []
-    for item in read_validation(str(built / "recordio" / "validation")):
+    for item in read_channel(str(built / "recordio" / "validation")):
         detections = detections_for(item.boxes)
         if item.index == 2:
             item.boxes[0, [1, 3]] += 0.5 * (item.boxes[0, 3] - item.boxes[0, 1])  # this record's label is displaced
-        records.append(Record(item.source, item.index, detections, item.boxes))
+        records.append(Record(item.source, item.index, item.name, detections, item.boxes))
     recordio = json.loads((built / "recordio" / "recordio.json").read_text())
     document = find_label_issues(records, CLASSES, FRAME, recordio["input_uri"], shown=1)
     first = document["issues"][0]

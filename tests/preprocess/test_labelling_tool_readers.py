@@ -67,7 +67,8 @@ def test_bccd_converted_by_an_independent_script_ingests_to_the_voc_boxes(fmt, c
     assert difference.max() <= ROUNDING_PX[fmt]
     assert (table[["width", "height"]].to_numpy() == voc[["width", "height"]].to_numpy()).all()
     if fmt in SPLIT_FORMATS:
-        assert summary["split_source"] == "data set" and (table["split"] == voc["split"]).all()
+        assert summary["split_source"] == {"train": "data set", "validation": "data set", "test": "data set"}
+        assert (table["split"] == voc["split"]).all()
     assert table["phash"].str.len().eq(64).all() and (table["phash"] == voc["phash"]).all()
 
 
@@ -164,14 +165,15 @@ def test_yolo_reads_lists_polygons_and_roboflows_paths_and_reports_what_it_canno
     )
     summary = ingest("auto", str(root), str(tmp_path / "out"))
     table = read_table(str(tmp_path / "out"))
-    assert summary["format"] == "yolo" and summary["split_source"] == "data set"
+    assert summary["format"] == "yolo"
+    assert summary["split_source"]["train"] == summary["split_source"]["validation"] == "data set"
     width, height = meta["img_000"]["size"][:2]
     first = table[table["source_file"] == "train/labels/img_000.txt"].sort_values("source_line")
     assert first[["xmin", "ymin", "xmax", "ymax"]].to_numpy().ravel().tolist() == pytest.approx(
         [0.375 * width, 0.25 * height, 0.625 * width, 0.75 * height]  # cx cy w h in fractions
         + [0.1 * width, 0.2 * height, 0.3 * width, 0.4 * height]  # a polygon's envelope
     )
-    assert set(table["split"]) == {"train", "validation"}
+    assert set(table.loc[table["source_file"].str.startswith("valid/"), "split"]) == {"validation"}
     issues = {(i.check, i.file, i.line) for i in read_issues(str(tmp_path / "out"))}
     assert issues == {
         ("background_images", "train/labels/img_001.txt", 0),

@@ -36,7 +36,7 @@ DESCRIPTIONS: dict[str, str] = {
     "unique_boxes": "no box appears twice (same image, class and coordinates)",
     "unique_images": "no image appears twice under different names (same content hash)",
     "objects_per_image": "objects per image fit the training label_width: (label_width - 2) / 5",
-    "split_coverage": "both splits are non-empty and every class has boxes in both",
+    "split_coverage": "train and validation are non-empty and every class has boxes in both (test: gaps noted)",
     "image_sizes_match": "the annotated image size, where given, equals the real one (the real one is used)",
     "near_duplicates": "no image is a near-copy of another of its split (resized, re-encoded: perceptual hash)",
     "split_leakage": "no image of a held-out split is a copy or near-copy of a training image (leakage)",

@@ -20,7 +20,14 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from include import storage
-from include.preprocess.annotations import ANNOTATIONS_FILE, SPLITS, read_classes, read_table, write_table
+from include.preprocess.annotations import (
+    ANNOTATIONS_FILE,
+    SPLITS,
+    TRAINING_SPLITS,
+    read_classes,
+    read_table,
+    write_table,
+)
 from include.preprocess.issues import Issue, read_issues
 from include.preprocess.quality.checks import ORDER, SUMMARY_CHECKS, Check, policies
 from include.preprocess.quality.duplicates import DEFAULT_DISTANCE
@@ -44,7 +51,11 @@ class QualityGateError(ValueError):
 
 
 def coverage(table: pd.DataFrame, classes: dict[int, str]) -> Check:
-    """Both splits non-empty and every class present in both (pandas: box counts per split and class)."""
+    """Train and validation non-empty with every class in both; the held-out test split's gaps as notes.
+
+    (pandas: box counts per split and class.) A class missing from test cannot fail training, so
+    it is reported (``details["test_gaps"]``), not blocking; the evaluation report repeats it.
+    """
     import numpy as np
 
     splits, class_ids = table["split"].to_numpy(dtype=object), table["class_id"].to_numpy()
@@ -53,17 +64,21 @@ def coverage(table: pd.DataFrame, classes: dict[int, str]) -> Check:
         s: np.bincount(class_ids[(splits == s)][np.isin(class_ids[(splits == s)], known)], minlength=len(classes))
         for s in SPLITS
     }
-    problems = [f"split {s!r} is empty" for s in SPLITS if not (splits == s).any()]
-    problems += [
-        f"class {k} ({classes[k]}) has no box in {s}{_class_boxes(table, class_ids == k)}"
-        for s in SPLITS
-        if (splits == s).any()
-        for k in sorted(classes)
-        if counts[s][k] == 0
-    ]
+
+    def gaps(split: str) -> list[str]:
+        return [
+            f"class {k} ({classes[k]}) has no box in {split}{_class_boxes(table, class_ids == k)}"
+            for k in sorted(classes)
+            if counts[split][k] == 0
+        ]
+
+    problems = [f"split {s!r} is empty" for s in TRAINING_SPLITS if not (splits == s).any()]
+    problems += [gap for s in TRAINING_SPLITS if (splits == s).any() for gap in gaps(s)]
     problems += [f"unknown split {s!r}" for s in sorted(set(splits) - set(SPLITS), key=str)]
     per_split = {s: {classes[k]: int(counts[s][k]) for k in sorted(classes)} for s in SPLITS}
-    return Check("split_coverage", {"pandas"}, evaluated=len(table), details={"problems": problems, "boxes": per_split})
+    test_gaps = gaps("test") if (splits == "test").any() else ["no test split: evaluation scores validation"]
+    details = {"problems": problems, "boxes": per_split, "test_gaps": test_gaps}
+    return Check("split_coverage", {"pandas"}, evaluated=len(table), details=details)
 
 
 def _class_boxes(table: pd.DataFrame, mask: Any, shown: int = 3) -> str:

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING
 from lxml import etree
 
 from include import storage
-from include.preprocess.annotations import SPLITS
 from include.preprocess.issues import Issue
 
 if TYPE_CHECKING:
@@ -45,15 +44,14 @@ RAW_COLUMNS: dict[str, str] = {
 XML_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, remove_comments=True)
 
 #: How a data set names its splits (folder, file or subset names, lower-cased) -> the table's split.
-#: A held-out test split stays ``test`` where the table has one, else it is validation.
 SPLIT_NAMES: dict[str, str] = {
     "train": "train",
     "training": "train",
     "val": "validation",
     "valid": "validation",
     "validation": "validation",
-    "test": "test" if "test" in SPLITS else "validation",
-    "testing": "test" if "test" in SPLITS else "validation",
+    "test": "test",
+    "testing": "test",
 }
 
 

@@ -20,7 +20,7 @@ The decoded image (at least 64 pixels a side, the resize phash reads; 1/4 or 1/8
 photographs) also gives the perceptual hashes the quality gate compares to find
 near-duplicate images: imagehash's DCT hash (``phash``) with 16 x 16 = 256 bits, of the image
 and of its mirror (training flips images, so a mirrored copy is a copy). Hashing the draft
-decode costs about 0.4 ms per image, against about 1 ms to decode again in the gate; resized
+decode costs about 0.45 ms per image, against about 1 ms to decode again in the gate; resized
 and re-encoded copies of BCCD images stay within 6 bits of their original, distinct images
 are 88 bits or more apart (notes in :mod:`include.preprocess.quality.duplicates`).
 """
@@ -71,15 +71,20 @@ def content_hash(data: bytes) -> str:
 
 
 def perceptual_hashes(image: Any) -> tuple[str, str]:
-    """``(phash, phash of the mirror)`` of a decoded PIL image, as hex strings."""
+    """``(phash, phash of the mirror)`` of a decoded PIL image, as hex strings (``str(ImageHash)``'s).
+
+    phash's own 64 x 64 resize is done once for both (a mirror of the resize is the resize of the
+    mirror), and the bits are packed with numpy: 0.44 ms an image instead of 1.2 ms for two
+    ``str(imagehash.phash(...))`` calls, with the same hashes (a test checks them).
+    """
     import imagehash
+    import numpy as np
     from PIL import Image
 
-    grey = image.convert("L")
-    return (
-        str(imagehash.phash(grey, hash_size=HASH_SIZE)),
-        str(imagehash.phash(grey.transpose(Image.Transpose.FLIP_LEFT_RIGHT), hash_size=HASH_SIZE)),
-    )
+    side = HASH_SIZE * 4  # phash's highfreq_factor
+    small = image.convert("L").resize((side, side), Image.Resampling.LANCZOS)
+    pair = (small, small.transpose(Image.Transpose.FLIP_LEFT_RIGHT))
+    return tuple(np.packbits(imagehash.phash(x, hash_size=HASH_SIZE).hash).tobytes().hex() for x in pair)
 
 
 def converted_names(images: Iterable[str]) -> dict[str, str]:

@@ -228,3 +228,17 @@ def test_truncated_jpeg_is_caught_even_after_gluoncv_relaxed_pillow(tmp_path, mo
     reasons = [i.reason for i in read_issues(str(tmp_path / "out")) if i.check == "image_files"]
     assert len(reasons) == 1 and reasons[0].startswith("truncated JPEG image")
     assert ImageFile.LOAD_TRUNCATED_IMAGES is True  # restored for the rest of the process
+
+
+def test_perceptual_hashes_are_imagehashs_phash_of_the_image_and_its_mirror(tmp_path):
+    import imagehash
+
+    from include.preprocess.images import perceptual_hashes
+
+    shapes_voc(tmp_path / "voc", 6)
+    for path in sorted((tmp_path / "voc" / "JPEGImages").glob("*.jpg")):
+        with Image.open(path) as im:
+            image = im.convert("RGB")
+        mirror = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        expected = (str(imagehash.phash(image, hash_size=16)), str(imagehash.phash(mirror, hash_size=16)))
+        assert perceptual_hashes(image) == expected

@@ -52,7 +52,7 @@ class Images:
     mirror_bits: np.ndarray
 
 
-def _bits(hex_hashes: Any) -> np.ndarray:
+def hash_bits(hex_hashes: Any) -> np.ndarray:
     """Hex hashes -> an (N, 256) +-1 float32 matrix (an empty or missing hash cannot match: all zeros)."""
     import numpy as np
 
@@ -73,8 +73,8 @@ def images_of(table: pd.DataFrame, image_code: np.ndarray) -> Images:
         names=rows["image"].to_numpy(dtype=object),
         splits=rows["split"].to_numpy(dtype=object),
         content=rows["content_hash"].to_numpy(dtype=object),
-        bits=_bits(rows["phash"].tolist()),
-        mirror_bits=_bits(rows["phash_mirror"].tolist()),
+        bits=hash_bits(rows["phash"].tolist()),
+        mirror_bits=hash_bits(rows["phash_mirror"].tolist()),
     )
 
 
@@ -135,6 +135,10 @@ def duplicate_checks(
     if "phash" not in table:
         for check in (near, leak):
             check.skipped = "the table has no perceptual hashes (phash): ingest it again"
+        return {c.name: c for c in (near, leak)}
+    if not table["phash"].fillna("").ne("").any():
+        for check in (near, leak):
+            check.skipped = "no image of the table has a perceptual hash (phash)"
         return {c.name: c for c in (near, leak)}
     images = images_of(table, image_code)
     rank = np.array([SPLITS.index(s) if s in SPLITS else len(SPLITS) for s in images.splits])

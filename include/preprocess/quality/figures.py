@@ -193,20 +193,19 @@ def thumbnails(table: pd.DataFrame, checks: list[dict[str, Any]], limit: int) ->
     related = {r for items in wanted.values() for _, _, r in items if r and r in by_image}
     images.update({image: table.iloc[by_image[image]] for image in related})
 
-    def render(image: str) -> dict[str, bytes]:
+    def drawn(image: str, highlight: int | None) -> Any:
         rows = images[image]
-        try:
-            pixels, width, height = load(rows["image_uri"].iloc[0])
-        except (OSError, ValueError):
-            return {}  # moved or unreadable since ingest: the finding keeps its text
+        pixels, width, height = load(rows["image_uri"].iloc[0])
+        return draw(pixels, (width, height), _marks(rows, highlight))
+
+    def render(image: str) -> dict[str, bytes]:
         out = {}
         for path, row, other in wanted[image]:
-            drawn = draw(pixels, (width, height), _marks(rows, row))
-            if other in images:
-                other_rows = images[other]
-                other_pixels, w2, h2 = load(other_rows["image_uri"].iloc[0])
-                drawn = side_by_side(drawn, draw(other_pixels, (w2, h2), _marks(other_rows, None)))
-            out[path] = to_jpeg(drawn)
+            try:
+                pictures = [drawn(image, row)] + ([drawn(other, None)] if other in images else [])
+            except (OSError, ValueError):
+                continue  # moved or unreadable since ingest: the finding keeps its text
+            out[path] = to_jpeg(side_by_side(*pictures))
         return out
 
     with ThreadPoolExecutor(4) as pool:
@@ -218,7 +217,7 @@ def samples(table: pd.DataFrame, count: int = SAMPLES, seed: int = 0) -> list[di
     import numpy as np
 
     per_image = table.drop_duplicates("image")
-    if per_image.empty:
+    if per_image.empty or count <= 0:
         return []
     rng = np.random.default_rng(seed)
     queues = [list(rng.permutation(sorted(images))) for _, images in per_image.groupby("class_id")["image"]]
@@ -227,10 +226,13 @@ def samples(table: pd.DataFrame, count: int = SAMPLES, seed: int = 0) -> list[di
         chosen += [queue.pop() for queue in queues if queue][: count - len(chosen)]
     by_image = table.groupby("image", sort=False).indices
 
-    def render(k_image: tuple[int, str]) -> dict[str, Any]:
+    def render(k_image: tuple[int, str]) -> dict[str, Any] | None:
         k, image = k_image
         rows = table.iloc[by_image[image]]
-        pixels, width, height = load(rows["image_uri"].iloc[0])
+        try:
+            pixels, width, height = load(rows["image_uri"].iloc[0])
+        except (OSError, ValueError):
+            return None  # moved or unreadable since ingest
         marks = [Mark((r.xmin, r.ymin, r.xmax, r.ymax), class_color(int(r.class_id)), 2) for r in rows.itertuples()]
         jpeg = to_jpeg(draw(pixels, (width, height), marks))
         return {
@@ -242,4 +244,4 @@ def samples(table: pd.DataFrame, count: int = SAMPLES, seed: int = 0) -> list[di
         }
 
     with ThreadPoolExecutor(4) as pool:
-        return list(pool.map(render, enumerate(chosen)))
+        return [sample for sample in pool.map(render, enumerate(chosen)) if sample is not None]

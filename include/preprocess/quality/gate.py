@@ -135,7 +135,8 @@ def validate(
 
     ``policy`` (fail or drop) is the policy of every check that ``checks`` (``{check: fail|drop|warn}``)
     and the catalogue's defaults leave open. ``base_network`` and ``image_shape`` are the training's,
-    which the box statistics are judged against. Raises :class:`QualityGateError` (after writing
+    which the box statistics are judged against. ``thumbnails`` caps the images drawn in quality.html
+    (0: none is read). Raises :class:`QualityGateError` (after writing
     ``quality.json`` and ``quality.html``) when a check whose policy is fail finds something.
     """
     import numpy as np
@@ -299,7 +300,7 @@ def _figures(
     pairs = zip(names["class_id"], names["class_name"], strict=True)
     report["class_colors"] = {name: class_color(int(k)) for k, name in pairs}
     report["samples"] = []
-    for sample in figures.samples(output):
+    for sample in figures.samples(output, count=min(figures.SAMPLES, limit)):
         pictures[sample["file"]] = sample.pop("jpeg")
         report["samples"].append(sample)
     pictures.update(figures.thumbnails(table, report["checks"], limit))
@@ -380,7 +381,10 @@ def _perceptual_hashes(uris: pd.Series) -> tuple[list[str], list[str]]:
     def one(uri: str) -> tuple[str, str]:
         from PIL import Image
 
-        pixels, _, _ = load(uri, side=64)
+        try:
+            pixels, _, _ = load(uri, side=64)
+        except (OSError, ValueError):
+            return "", ""  # unreadable now: image_files reported it at ingest; it matches nothing
         return perceptual_hashes(Image.fromarray(pixels))
 
     unique = sorted(set(uris))

@@ -40,6 +40,7 @@ MIN_TRAIN_BOXES = 10
 UNREACHABLE_SHARE = 0.10
 COCO_BANDS = (("small", 32.0**2), ("medium", 96.0**2), ("large", math.inf))
 SIZE_BINS = 40
+BLOCK_ROWS = 65_536  # boxes per block of the anchor overlap: 65,536 x ~40 anchors of float32 stay small
 ASPECT_BINS = 33  # log2(w/h) from -4 to 4 in quarter steps
 
 
@@ -58,13 +59,18 @@ def anchor_shapes(base_network: str, image_shape: int) -> np.ndarray:
 
 
 def best_anchor_iou(widths: np.ndarray, heights: np.ndarray, anchors: np.ndarray) -> np.ndarray:
-    """Each box's best IoU with any anchor shape, both centred on the same point."""
+    """Each box's best IoU with any anchor shape, both centred on the same point (float32, in blocks of rows)."""
     import numpy as np
 
-    w, h = widths[:, None], heights[:, None]
-    inter = np.minimum(w, anchors[:, 0]) * np.minimum(h, anchors[:, 1])
-    union = w * h + anchors[:, 0] * anchors[:, 1] - inter
-    return (inter / np.where(union > 0, union, np.inf)).max(axis=1)
+    best = np.empty(len(widths), dtype=np.float32)
+    aw, ah = anchors[:, 0].astype(np.float32), anchors[:, 1].astype(np.float32)
+    for start in range(0, len(widths), BLOCK_ROWS):
+        w = widths[start : start + BLOCK_ROWS, None].astype(np.float32)
+        h = heights[start : start + BLOCK_ROWS, None].astype(np.float32)
+        inter = np.minimum(w, aw) * np.minimum(h, ah)
+        union = w * h + aw * ah - inter
+        best[start : start + BLOCK_ROWS] = (inter / np.where(union > 0, union, np.inf)).max(axis=1)
+    return best
 
 
 def _histogram(values: np.ndarray, edges: np.ndarray) -> dict[str, list[float]]:
@@ -87,14 +93,15 @@ def _share(part: int, whole: int) -> str:
     return f"{100 * part / whole:.1f} %" if whole else "0 %"
 
 
-def class_balance(table: pd.DataFrame, classes: dict[int, str]) -> Check:
+def class_balance(table: pd.DataFrame, image_code: np.ndarray, classes: dict[int, str]) -> Check:
     import numpy as np
 
     ids = table["class_id"].to_numpy()
     valid = (ids >= 0) & (ids < len(classes))
     boxes = np.bincount(ids[valid], minlength=len(classes))
     train = np.bincount(ids[valid & (table["split"].to_numpy(dtype=object) == "train")], minlength=len(classes))
-    images = table[valid].drop_duplicates(["image", "class_id"])["class_id"].value_counts()
+    pairs = np.unique(image_code[valid].astype(np.int64) * len(classes) + ids[valid])  # (image, class) once
+    images = dict(enumerate(np.bincount(pairs % len(classes), minlength=len(classes)).tolist()))
     problems = []
     largest = int(boxes.max()) if len(boxes) else 0
     top = classes[int(boxes.argmax())] if len(boxes) else ""
@@ -156,11 +163,8 @@ def box_sizes(table: pd.DataFrame, reach: dict[str, Any], base_network: str, ima
     import numpy as np
 
     area = ((table["xmax"] - table["xmin"]) * (table["ymax"] - table["ymin"])).to_numpy(dtype="float64")
-    band = np.full(len(area), "", dtype=object)
-    lower = -math.inf
-    for name, upper in COCO_BANDS:
-        band[(area >= lower) & (area < upper)] = name
-        lower = upper
+    limits = [upper for _, upper in COCO_BANDS[:-1]]
+    band = np.where(np.isnan(area), -1, np.searchsorted(limits, area, side="right"))  # 0 small, 1 medium, 2 large
     ok, w, h = reach["ok"], reach["w"], reach["h"]
     n, small = int(ok.sum()), int(reach["too_small"].sum())
     side = np.sqrt(np.where(ok, w * h, 0))[ok]
@@ -183,14 +187,8 @@ def box_sizes(table: pd.DataFrame, reach: dict[str, Any], base_network: str, ima
         evaluated=n,
         details={
             "problems": problems,
-            "coco_bands": {name: int((band == name).sum()) for name, _ in COCO_BANDS},
-            "coco_bands_by_class": {
-                str(name): {
-                    b: int(((band == b) & (table["class_name"].to_numpy(dtype=object) == name)).sum())
-                    for b, _ in COCO_BANDS
-                }
-                for name in sorted(set(table["class_name"].dropna()))
-            },
+            "coco_bands": {name: int((band == k).sum()) for k, (name, _) in enumerate(COCO_BANDS)},
+            "coco_bands_by_class": _bands_by_class(table, band),
             "image_shape": image_shape,
             "base_network": base_network,
             "first_anchor_px": round(first, 2),
@@ -199,6 +197,21 @@ def box_sizes(table: pd.DataFrame, reach: dict[str, Any], base_network: str, ima
             "original_side_px": _histogram(original, original_edges),
         },
     )
+
+
+def _bands_by_class(table: pd.DataFrame, band: np.ndarray) -> dict[str, dict[str, int]]:
+    """COCO band counts per class name (one bincount over class x band codes; ``band``: 0..2, -1 unknown)."""
+    import numpy as np
+    import pandas as pd
+
+    names = [name for name, _ in COCO_BANDS]
+    class_code, class_names = pd.factorize(table["class_name"])
+    ok = (class_code >= 0) & (band >= 0)
+    counts = np.bincount(class_code[ok] * len(names) + band[ok], minlength=len(class_names) * len(names))
+    return {
+        str(name): dict(zip(names, counts[k * len(names) : (k + 1) * len(names)].tolist(), strict=True))
+        for k, name in sorted(enumerate(class_names), key=lambda p: str(p[1]))
+    }
 
 
 def aspect_ratios(reach: dict[str, Any]) -> Check:
@@ -266,7 +279,7 @@ def statistics_checks(
 ) -> dict[str, Check]:
     reach = anchor_reach(table, base_network, image_shape)
     checks = [
-        class_balance(table, classes),
+        class_balance(table, image_code, classes),
         box_sizes(table, reach, base_network, image_shape),
         aspect_ratios(reach),
         object_counts(image_code, max_objects),

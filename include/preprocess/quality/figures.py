@@ -80,8 +80,9 @@ def box_sizes_chart(details: dict[str, Any]) -> bytes:
     left.set_ylabel("boxes")
     _histogram(right, details["network_side_px"], "#2ca02c", log_x=True)
     first = details["first_anchor_px"]
-    right.axvline(first, color="#d62728", linestyle="--", linewidth=1)
-    right.axvline(first / 2**0.5, color="#d62728", linestyle=":", linewidth=1)
+    right.axvline(first, color="#d62728", linestyle="--", linewidth=1, label="first anchor")
+    right.axvline(first / 2**0.5, color="#d62728", linestyle=":", linewidth=1, label="smaller: IoU < 0.5 with it")
+    right.legend(loc="upper right", fontsize=7)
     right.set_title(
         f"Network input ({details['image_shape']} px, {details['base_network']}): first anchor {first:.0f} px",
         fontsize=10,

@@ -9,6 +9,7 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
+from include.preprocess.quality.checks import IMAGE_CHECKS
 from include.reports.figures import Picture
 
 ROWS_PER_CHECK = 500  # the HTML shows this many offending rows per check; quality.json has them all
@@ -25,7 +26,7 @@ code{font-size:.85rem} .zero{color:#cf222e;font-weight:600}
 figure{margin:.4rem 0 1rem} figure img{max-width:100%;border:1px solid #d0d7de;border-radius:4px}
 figcaption{font-size:.8rem;color:#5b6670}
 .samples{display:grid;grid-template-columns:repeat(auto-fill,minmax(250px,1fr));gap:.8rem}
-.samples figure{margin:0} td.pic{padding:.2rem} td.pic img{display:block;max-width:480px}
+.samples figure{margin:0} td.pic{padding:.2rem} td.pic img{display:block;max-width:none}
 .key{display:inline-block;border:3px solid;padding:0 .4rem;margin-right:.4rem;font-size:.85rem}
 """
 
@@ -91,6 +92,29 @@ def _findings_table(check: dict[str, Any], pictures: dict[str, bytes]) -> str:
     )
     more = f"<p>{len(rows) - len(shown)} more rows in quality.json.</p>" if len(rows) > len(shown) else ""
     return f"<table>{head}{body}</table>{more}"
+
+
+def _image_findings_table(check: dict[str, Any], pictures: dict[str, bytes]) -> str:
+    """A check about whole images: one row per image (its boxes' lines, the reason, the picture), not per box."""
+    images: dict[str, list[dict[str, Any]]] = {}
+    for row in check["rows"]:
+        images.setdefault(row["image"], []).append(row)
+    shown = list(images.items())[:ROWS_PER_CHECK]
+    head = "<tr><th>image</th><th>boxes: file:line</th><th>reason</th><th>picture</th></tr>"
+    body = "".join(
+        f"<tr>{_cell(image)}<td><code>{escape(_lines(rows))}</code></td>{_cell(rows[0]['reason'])}"
+        f"{_thumbnail_cell(rows[0], pictures)}</tr>"
+        for image, rows in shown
+    )
+    more = f"<p>{len(images) - len(shown)} more images in quality.json.</p>" if len(images) > len(shown) else ""
+    return f"<table>{head}{body}</table>{more}"
+
+
+def _lines(rows: list[dict[str, Any]], shown: int = 4) -> str:
+    """``n: file:line, line, ...`` of an image's boxes (the first few lines)."""
+    files = dict.fromkeys(r["file"] for r in rows)
+    lines = ", ".join(str(r["line"]) for r in rows[:shown]) + (", ..." if len(rows) > shown else "")
+    return f"{len(rows)}: {', '.join(files)}:{lines}"
 
 
 def _thumbnail_cell(finding: dict[str, Any], pictures: dict[str, bytes]) -> str:
@@ -170,7 +194,8 @@ def _check_section(check: dict[str, Any], pictures: dict[str, bytes]) -> str:
     if check.get("boxes"):
         parts.append(_coverage_table(check["boxes"]))
     if check["rows"]:
-        parts.append(_findings_table(check, pictures))
+        table = _image_findings_table if check["name"] in IMAGE_CHECKS else _findings_table
+        parts.append(table(check, pictures))
     return "".join(parts)
 
 

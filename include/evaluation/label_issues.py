@@ -3,13 +3,17 @@
 That split is the held-out test split (validation when the build has none): the model never
 trained on it, and cleanlab needs out-of-sample predictions. The model's detections on its
 images and the labels go to ``cleanlab.object_detection``:
-``rank.get_label_quality_scores`` scores every image (low: likely wrong), ``filter.find_label_issues``
-flags images, and the per-box scores say which box and why: a *missing box* (a confident
+``rank.get_label_quality_scores`` scores every image (low: likely wrong), ``rank.issues_from_scores``
+flags those under :data:`FLAG_SCORE`, and the per-box scores say which box and why: a *missing box* (a confident
 detection no label covers: ``compute_overlooked_box_scores``, per predicted box), a *wrong class*
 (``compute_swap_box_scores``) or a *badly placed box* (``compute_badloc_box_scores``, per label box).
 Detections scoring under :data:`PRUNE_SCORE` are left out first: cleanlab then runs 3-4x faster with
 the same results (measured on 100 BCCD images, 93 detections each). Both sets are in the network
 input's pixels, the frame the metric uses.
+
+Not ``filter.find_label_issues``: it computes per-class AP thresholds in a ``multiprocessing.Pool``
+that it forks even for one process, and a fork inside an Airflow task (a process with threads)
+deadlocked in the pool's queue lock (seen in a ``dag.test`` run).
 
 What it does not promise: cleanlab scores a missing box only where a detection of 0.95 or more
 overlaps no label at all, so in crowded images (BCCD's overlapping red cells) missing boxes are
@@ -40,6 +44,7 @@ from include.reports.thumbnails import HIGHLIGHT, Mark, draw, load, to_jpeg
 log = logging.getLogger(__name__)
 
 PRUNE_SCORE = 0.1
+FLAG_SCORE = 0.1  # issues_from_scores' default threshold
 LIKELY = 0.1  # a box score this low is an issue in any image; each ranked image also shows its worst box
 MODEL_COLOR = "#00a2c7"
 KINDS = {"overlooked": "missing box", "swap": "wrong class", "badloc": "badly placed box"}
@@ -103,13 +108,13 @@ def _box_issues(record: Record, scores: dict[str, np.ndarray], classes: dict[int
 
 def cleanlab_scores(records: list[Record], classes: dict[int, str], frame: int) -> list[dict[str, Any]]:
     """Per image (record order): its quality score, whether cleanlab flags it, and its scored boxes."""
-    from cleanlab.object_detection import filter as cl_filter
     from cleanlab.object_detection import rank
 
     labels, predictions = _cleanlab_inputs(records, len(classes), frame)
     with contextlib.redirect_stdout(io.StringIO()):  # cleanlab prints its pruning
         image_scores = rank.get_label_quality_scores(labels, predictions)
-        flagged = cl_filter.find_label_issues(labels, predictions)
+        flagged = np.zeros(len(records), dtype=bool)
+        flagged[rank.issues_from_scores(image_scores, threshold=FLAG_SCORE)] = True
         per_box = {
             "overlooked": rank.compute_overlooked_box_scores(labels=labels, predictions=predictions),
             "swap": rank.compute_swap_box_scores(labels=labels, predictions=predictions),
@@ -212,7 +217,7 @@ def find_label_issues(
                 }
             )
     return {
-        "method": "cleanlab.object_detection (get_label_quality_scores, find_label_issues, per-box scores)",
+        "method": "cleanlab.object_detection (get_label_quality_scores, issues_from_scores, per-box scores)",
         "split": split,
         "images": len(records),
         "images_flagged": int(sum(r["flagged"] for r in ranked)),

@@ -44,7 +44,11 @@ PARAMS = {
         "a relative path is relative to the project root (e.g. ../shared/datasets/bccd/BCCD).",
     ),
     "dataset_format": Param(
-        "cub", type="string", enum=["cub", "voc", "groundtruth", "imagejson"], title="Data set format",
+        "auto", type="string", title="Data set format",
+        enum=["auto", "cub", "voc", "groundtruth", "imagejson", "coco", "yolo", "labelstudio", "cvat"],
+        description="auto: detected from the layout (the sample: cub; an ambiguous or unknown layout stops ingest, "
+        "saying what it found). labelstudio: Label Studio's JSON export; cvat: CVAT for images 1.1; "
+        "yolo: Ultralytics data.yaml.",
     ),
     "classes": Param(
         None, type=["null", "array"], items={"type": "string"}, title="Class subset",

@@ -16,6 +16,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from include.configs import PARAM_KEYS, ConfigError, load_config
+from include.preprocess.readers import AUTO, FORMATS
+from include.preprocess.writers import WRITER_FORMATS
 
 
 def _report(args: argparse.Namespace, result: Any) -> None:
@@ -88,16 +90,28 @@ def cmd_ingest(args: argparse.Namespace) -> Any:
 
 def cmd_validate(args: argparse.Namespace) -> Any:
     from include.preprocess.quality.gate import validate
-    from include.training.hyperparameters import label_width
+    from include.stages import gate_options
 
-    cfg = _config(args)
-    return validate(
+    options = gate_options(_config(args))
+    options["checks"].update(parse_key_values(args.check))
+    if args.policy:
+        options["policy"] = args.policy
+    if args.label_width:
+        options["label_width"] = args.label_width
+    return validate(args.input, args.output, **options)
+
+
+def cmd_export(args: argparse.Namespace) -> Any:
+    from include.preprocess.writers import export
+
+    return export(
+        args.format,
         args.input,
         args.output,
-        policy=args.policy or cfg.quality.policy,
-        label_width=args.label_width or label_width(cfg.training.hyperparameters),
-        min_box_side=cfg.quality.min_box_side,
-        tolerance=cfg.quality.tolerance,
+        quality_uri=args.quality,
+        label_issues_uri=args.label_issues,
+        images=args.images,
+        image_root_url=args.image_root_url,
     )
 
 
@@ -152,6 +166,8 @@ def cmd_evaluate(args: argparse.Namespace) -> Any:
         samples=e.samples,
         split=args.split,
         promotion_threshold=_or(args.promotion_threshold, e.promotion_threshold),
+        label_issues=_or(args.label_issues, e.label_issues),
+        label_issues_shown=e.label_issues_shown,
     )
 
 
@@ -299,11 +315,15 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--backend", choices=["local", "sagemaker"], help=f"configuration profile {default('backend')}")
         return p
 
-    formats = ["cub", "voc", "groundtruth", "imagejson"]
     classes_help = "class subset, comma-separated ids or names (e.g. RBC,WBC), renumbered 0..N-1 (default: all)"
 
     p = add("ingest", cmd_ingest, "read a data set into annotations.parquet + classes.json")
-    p.add_argument("--format", required=True, choices=formats, help="the data set's annotation format")
+    p.add_argument(
+        "--format",
+        default=AUTO,
+        choices=[*FORMATS, AUTO],
+        help="the data set's annotation format (default: auto, detected from the layout)",
+    )
     p.add_argument("--source", required=True, help="data set root URI (or the manifest for groundtruth)")
     p.add_argument("--output", required=True, help="folder (path or URI) for the canonical table")
     p.add_argument("--classes", type=_class_list, help=classes_help)
@@ -331,13 +351,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--policy",
         choices=["fail", "drop"],
-        help=f"fail: stop on bad boxes; drop: quarantine them and go on {default('quality.policy')}",
+        help=f"policy of every check not set otherwise; fail: stop on bad boxes; drop: quarantine them and go on "
+        f"{default('quality.policy')}",
     )
     p.add_argument(
         "--label-width",
         type=int,
         help=f"training label_width the boxes per image must fit {default('training.hyperparameters.label_width')}",
     )
+    p.add_argument(
+        "--check",
+        action="append",
+        metavar="CHECK=POLICY",
+        help="one check's policy, fail, drop or warn, over --policy (repeatable; default: quality.checks, then "
+        "each check's own default)",
+    )
+
+    p = add("export", cmd_export, "write a gated (or ingested) data set for a labelling tool, flagged boxes marked")
+    p.add_argument("--format", required=True, choices=WRITER_FORMATS, help="the labelling tool's format")
+    p.add_argument("--input", required=True, help="validate (or ingest) output folder")
+    p.add_argument("--output", required=True, help="folder for the exported data set")
+    p.add_argument("--quality", help="a validate output whose quality.json flags boxes (default: the input's own)")
+    p.add_argument("--label-issues", help="an evaluate output whose label_issues.json flags boxes (default: none)")
+    p.add_argument(
+        "--images", choices=["copy", "link"], default="copy", help="copy the images or symlink them (default: copy)"
+    )
+    p.add_argument("--image-root-url", help="labelstudio: image URL prefix (default: /data/local-files/?d=)")
 
     p = add("build-recordio", cmd_build_recordio, "train/, validation/ and test/ .lst, .rec, .idx and recordio.json")
     p.add_argument("--input", required=True, help="validate output folder (a table that passed the quality gate)")
@@ -395,6 +434,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=_fraction,
         help=f"mAP the report's verdict compares with {default('evaluation.promotion_threshold')}",
     )
+    p.add_argument(
+        "--label-issues",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help=f"rank likely label errors of the scored split with cleanlab {default('evaluation.label_issues')}",
+    )
 
     p = add("export-model", cmd_export_model, "export a model: ONNX checked against MXNet, or a Neo compilation")
     p.add_argument("--input", required=True, help=model_help)
@@ -450,7 +495,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--dataset-source",
         help=f"'sample', a path (relative to the current folder) or a file:// / s3:// URI {default('dataset.source')}",
     )
-    p.add_argument("--dataset-format", choices=formats, help=f"annotation format {default('dataset.format')}")
+    p.add_argument(
+        "--dataset-format",
+        choices=[*FORMATS, AUTO],
+        help=f"annotation format, auto: detected from the layout {default('dataset.format')}",
+    )
     p.add_argument("--classes", type=_class_list, help=classes_help)
     p.add_argument("--epochs", type=int, help=f"training epochs {default('training.hyperparameters.epochs')}")
     p.add_argument(

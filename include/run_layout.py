@@ -25,6 +25,10 @@ TRAINING_LOG = "training.log"
 TUNING_JSON = "tuning.json"
 #: The export stage's record: the ONNX file (sha256, parity with MXNet) and Neo's compiled model.
 EXPORT_JSON = "export.json"
+#: The boxes the quality gate dropped (the input table's columns plus ``quality_issue``), which export hands back.
+QUARANTINE_TABLE = "quarantine.parquet"
+#: Evaluation's ranked label issues of the validation split, which export turns into flags.
+LABEL_ISSUES_JSON = "label_issues.json"
 
 
 def safe_id(text: str) -> str:

@@ -65,11 +65,11 @@ def ingest(ctx: RunContext) -> dict[str, Any]:
     from include.preprocess.ingest import ingest as run_ingest
 
     ds = ctx.config.dataset
-    source = ds.source
+    source, fmt = ds.source, ds.format
     if source == "sample":
-        source = str(_generate_sample(ctx))
+        source, fmt = str(_generate_sample(ctx)), _sample_layout(ds.format)
     return run_ingest(
-        ds.format,
+        fmt,
         source,
         ctx.layout.ingest,
         classes=ds.classes or None,
@@ -95,29 +95,42 @@ def _generate_sample(ctx: RunContext) -> Any:
     from include.preprocess.sample_data import generate_sample
 
     ds = ctx.config.dataset
-    if ds.format not in ("cub", "groundtruth"):
-        raise ValueError(
-            f"dataset.source 'sample' comes in the cub or groundtruth format, not dataset.format={ds.format!r}"
-        )
-    many = ds.format == "groundtruth"
+    layout = _sample_layout(ds.format)
+    many = layout == "groundtruth"
     return generate_sample(
-        _sample_folder(ctx), n_images=ds.sample_images, seed=ds.seed, layout=ds.format, max_objects=4 if many else 1
+        _sample_folder(ctx), n_images=ds.sample_images, seed=ds.seed, layout=layout, max_objects=4 if many else 1
     )
+
+
+def _sample_layout(fmt: str) -> str:
+    """The layout the sample is generated in: the format asked for (cub when auto)."""
+    layout = "cub" if fmt == "auto" else fmt
+    if layout not in ("cub", "groundtruth"):
+        raise ValueError(f"dataset.source 'sample' comes in the cub or groundtruth format, not dataset.format={fmt!r}")
+    return layout
 
 
 def validate(ctx: RunContext) -> dict[str, Any]:
     """The bounding-box quality gate on the ingested table."""
     from include.preprocess.quality.gate import validate as run_validate
 
-    q = ctx.config.quality
-    return run_validate(
-        ctx.layout.ingest,
-        ctx.layout.quality,
-        policy=q.policy,
-        label_width=label_width(ctx.config.training.hyperparameters),
-        min_box_side=q.min_box_side,
-        tolerance=q.tolerance,
-    )
+    return run_validate(ctx.layout.ingest, ctx.layout.quality, **gate_options(ctx.config))
+
+
+def gate_options(config: PipelineConfig) -> dict[str, Any]:
+    """The quality gate's settings from the configuration (the CLI's ``validate`` uses them too)."""
+    q, hp = config.quality, config.training.hyperparameters
+    return {
+        "policy": q.policy,
+        "checks": dict(q.checks),
+        "label_width": label_width(hp),
+        "min_box_side": q.min_box_side,
+        "tolerance": q.tolerance,
+        "near_duplicate_distance": q.near_duplicate_distance,
+        "base_network": str(hp.get("base_network", "resnet-50")),
+        "image_shape": int(hp.get("image_shape", 300)),
+        "thumbnails": q.thumbnails,
+    }
 
 
 def plan_recordio(ctx: RunContext) -> list[dict[str, Any]]:
@@ -229,6 +242,8 @@ def evaluate(ctx: RunContext, training: dict[str, Any]) -> dict[str, Any]:
         score_threshold=e.score_threshold,
         samples=e.samples,
         quality_uri=storage.join(ctx.layout.quality, QUALITY_JSON),
+        label_issues=e.label_issues,
+        label_issues_shown=e.label_issues_shown,
         promotion_threshold=e.promotion_threshold,
     )
     log.info("evaluation report: %s", result["report_uri"])

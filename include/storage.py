@@ -200,6 +200,14 @@ def local_copy(uri: str) -> Iterator[Path]:
         yield target
 
 
+def copy(source: str, target: str) -> str:
+    """Copy a file to ``target`` atomically, between any two file systems."""
+    source = normalize(source)
+    if is_local(source):
+        return upload_file(local_path(source), target)
+    return write_bytes(target, read_bytes(source))
+
+
 def move(source: str, target: str) -> str:
     """Move a file to ``target`` on the same file system (local: :func:`os.replace`; S3: one copy, then delete)."""
     source, target = normalize(source), normalize(target)

@@ -86,7 +86,7 @@ def test_aws_errors_are_one_line(
 
 def test_run_rejects_unknown_format() -> None:
     with pytest.raises(SystemExit):
-        build_parser().parse_args(["ingest", "--format", "coco", "--source", "x", "--output", "y"])
+        build_parser().parse_args(["ingest", "--format", "tfrecord", "--source", "x", "--output", "y"])
 
 
 def _subparsers() -> dict:

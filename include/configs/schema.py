@@ -13,6 +13,8 @@ from pydantic import (
     NonNegativeInt,
     PositiveFloat,
     PositiveInt,
+    ValidationInfo,
+    field_validator,
     model_validator,
 )
 
@@ -33,9 +35,13 @@ class Storage(Section):
     base_uri: str | None = None
 
 
+#: Data set formats, or auto: detected from the layout (include.preprocess.readers.FORMATS, AUTO).
+DatasetFormat = Literal["auto", "cub", "voc", "groundtruth", "imagejson", "coco", "yolo", "labelstudio", "cvat"]
+
+
 class Dataset(Section):
     source: str = "sample"
-    format: Literal["cub", "voc", "groundtruth", "imagejson"] = "cub"
+    format: DatasetFormat = "auto"
     classes: list[str] = Field(default_factory=list)
     label_attribute: str | None = None
     validation_fraction: float = Field(0.2, gt=0, lt=1)
@@ -47,8 +53,19 @@ class Dataset(Section):
 
 class Quality(Section):
     policy: Literal["fail", "drop"] = "fail"
+    checks: dict[str, Literal["fail", "drop", "warn"]] = Field(default_factory=dict)
     min_box_side: NonNegativeFloat = 1.0
     tolerance: NonNegativeFloat = 2.0
+    near_duplicate_distance: int = Field(40, ge=0, le=256)
+    thumbnails: NonNegativeInt = 200
+
+    @field_validator("checks")
+    @classmethod
+    def _known_checks(cls, checks: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        from include.preprocess.quality.checks import policies
+
+        policies(info.data.get("policy", "fail"), checks)  # unknown checks and impossible policies are errors here
+        return checks
 
 
 class RecordIO(Section):
@@ -96,6 +113,8 @@ class Evaluation(Section):
     promotion_threshold: float = Field(0.5, ge=0, le=1)
     score_threshold: float = Field(0.5, ge=0, le=1)
     samples: NonNegativeInt = 6
+    label_issues: bool = True
+    label_issues_shown: NonNegativeInt = 20
 
 
 class Deploy(Section):

@@ -1,48 +1,28 @@
 """PNG charts of a training run and a tuning job (matplotlib, Agg canvas, no pyplot state).
 
 Each function returns the PNG bytes; the caller decides where they go (``storage.write_bytes``).
-Figures are built as ``matplotlib.figure.Figure`` objects on their own Agg canvas, so nothing
-is registered with pyplot and nothing leaks between calls or threads.
+Figures are built with :func:`include.reports.figures.new_figure` (their own Agg canvas).
 """
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from itertools import accumulate
 from typing import TYPE_CHECKING, Any
 
+from include.reports.figures import class_color, new_figure, to_png
+
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
-    from matplotlib.figure import Figure
 
     from include.evaluation.training_run import TrainingCurves
 
-SIZE = (8.0, 4.5)
-DPI = 100
 BEST_COLOR = "#d62728"
 LOSS_COLORS = {"train:cross_entropy": "#1f77b4", "train:smooth_l1": "#ff7f0e"}
 
 
 class ChartDataError(ValueError):
     """The data a chart needs is missing or malformed."""
-
-
-def new_figure(size: tuple[float, float] = SIZE) -> Figure:
-    """A figure (inches) on its own Agg canvas, with constrained layout; pyplot never sees it."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=size, dpi=DPI, layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def to_png(fig: Figure) -> bytes:
-    """The figure rendered as PNG bytes."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI)
-    return buf.getvalue()
 
 
 def _style(ax: Axes, title: str, xlabel: str, ylabel: str) -> None:
@@ -147,8 +127,6 @@ def tuning_chart(trials: Sequence[dict[str, Any]], objective: str = "validation:
 def pr_chart(curves: dict[int, tuple[Any, Any]], class_names: dict[int, str], aps: dict[int, float], iou: float,
              split: str) -> bytes:
     """Precision against recall per class (every detection a point), each labelled with its AP."""
-    from include.evaluation.samples import class_color
-
     if not curves:
         raise ChartDataError(f"no class has ground truth in the {split} split: no precision-recall curve")
     fig = new_figure((7.0, 5.0))

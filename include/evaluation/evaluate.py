@@ -7,6 +7,8 @@ tuning trial) and writes, under ``output_uri``::
     evaluation.json          mAP, per-class AP and counts, COCO mAP, settings, URIs, timings
     charts/*.png             validation mAP and losses per epoch (and tuning trials when tuned)
     samples/sample_NN.png    validation images with predicted and ground-truth boxes
+    label_issues.json        likely label errors of the scored split, ranked by cleanlab (label_issues.py)
+    label_issues/*.jpg       the worst of them drawn (the label and the model's box)
     report.html              everything above on one self-contained page
 """
 
@@ -25,6 +27,7 @@ import numpy as np
 from include import storage
 from include.evaluation import charts
 from include.evaluation.channel_data import ChannelImage, channel_files, read_channel
+from include.evaluation.label_issues import Record, draw_issues, find_label_issues, report_section
 from include.evaluation.metrics import DetectionEvaluator, Interpolation, MetricInputError
 from include.evaluation.report import Picture, ReportContent, render_report
 from include.evaluation.training_run import (
@@ -40,7 +43,14 @@ from include.evaluation.training_run import (
     tuning_objective,
     tuning_trials,
 )
-from include.run_layout import QUALITY_JSON, RECORDIO_SUMMARY, TRAINING_JSON, TRAINING_LOG, TUNING_JSON
+from include.run_layout import (
+    LABEL_ISSUES_JSON,
+    QUALITY_JSON,
+    RECORDIO_SUMMARY,
+    TRAINING_JSON,
+    TRAINING_LOG,
+    TUNING_JSON,
+)
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +74,7 @@ class Measurement:
 
     evaluator: DetectionEvaluator
     samples: list[tuple[ChannelImage, np.ndarray]] = field(default_factory=list)
+    records: list[Record] = field(default_factory=list)  # every record's detections and truth (label issues)
     seconds: float = 0.0
 
 
@@ -124,12 +135,18 @@ def _in_frame(boxes: np.ndarray, frame: int, first_coord: int) -> np.ndarray:
 
 
 def measure(
-    detector: Any, channel_uri: str, iou: float = 0.5, samples: int = 0, score_threshold: float = 0.5
+    detector: Any,
+    channel_uri: str,
+    iou: float = 0.5,
+    samples: int = 0,
+    score_threshold: float = 0.5,
+    keep: bool = False,
 ) -> Measurement:
     """Run ``detector`` over a channel folder, matching its detections to the ground truth.
 
     Boxes are compared in pixels of the network input (an ``image_shape`` square), the frame in
-    which the trainer computes ``validation:mAP``; the first ``samples`` images are kept for drawing.
+    which the trainer computes ``validation:mAP``; the first ``samples`` images are kept for drawing,
+    and with ``keep`` every record's detections and truth (for the label issues).
     ``score_threshold`` is the confusion matrix's (the APs take every detection).
     """
     result = Measurement(DetectionEvaluator(len(detector.classes), iou=iou, score_threshold=score_threshold))
@@ -145,6 +162,8 @@ def measure(
                 ) from None
             if len(result.samples) < samples:
                 result.samples.append((item, detections))
+            if keep:
+                result.records.append(Record(item.source, item.index, item.name, np.asarray(detections), item.boxes))
     result.seconds = time.perf_counter() - started
     if result.evaluator.images == 0:
         raise EvaluationInputError(f"{channel_uri} holds no records")
@@ -217,6 +236,8 @@ def evaluate(
     tuning_uri: str | None = None,
     split: str | None = None,
     promotion_threshold: float | None = None,
+    label_issues: bool = True,
+    label_issues_shown: int = 20,
 ) -> dict[str, Any]:
     """Evaluate a training run's model on the held-out test channel and write the report (see the module doc).
 
@@ -226,8 +247,10 @@ def evaluate(
     the build has one, else ``validation``, noted as optimistic). ``quality_uri`` (the quality
     gate's folder or its ``quality.json``) adds the gate's summary; ``tuning_uri`` (a tuning job's
     folder or its ``tuning.json``) the tuning chart when ``training_uri`` is the best trial's
-    folder; ``promotion_threshold`` the gate's threshold to the report's verdict. Returns a small
-    summary for XCom: ``map``, ``split``, ``coco_map``, ``report_uri``, ``evaluation_uri``...
+    folder; ``promotion_threshold`` the gate's threshold to the report's verdict. With
+    ``label_issues``, cleanlab ranks likely label errors of the scored split (the
+    ``label_issues_shown`` worst drawn in the report). Returns a small summary for XCom: ``map``,
+    ``split``, ``coco_map``, ``report_uri``, ``evaluation_uri``...
     """
     from include.model_artifact import load_detector
 
@@ -243,7 +266,7 @@ def evaluate(
     started = time.perf_counter()
     detector = load_detector(model_uri)
     load_seconds = time.perf_counter() - started
-    measured = measure(detector, channel_uri, iou, samples, score_threshold)
+    measured = measure(detector, channel_uri, iou, samples, score_threshold, keep=label_issues)
     metrics = measured.evaluator.result(detector.classes, interpolation, score_threshold)
     log.info("%s mAP@%g (%s) %.4f, COCO mAP %.4f on %d images", split, iou, interpolation, metrics.map,
              metrics.coco_map, metrics.images)
@@ -256,6 +279,10 @@ def evaluate(
         notes.append(f"no training curves: {exc}")
     chart_pictures, chart_notes = _charts(curves, tuning, measured, metrics, detector.classes, split)
     notes += chart_notes
+    started = time.perf_counter()
+    issues, issue_pictures = _label_issues(measured, detector, (channel_uri, split), recordio_uri, label_issues_shown,
+                                           notes)
+    issue_seconds = time.perf_counter() - started
     for note in notes:
         log.warning("%s", note)
     content = ReportContent(
@@ -273,10 +300,12 @@ def evaluate(
             "evaluation model load seconds": round(load_seconds, 3),
             "evaluation inference and matching seconds": round(measured.seconds, 3),
             "evaluation images per second": round(metrics.images / max(measured.seconds, 1e-9), 2),
+            **({"label issues seconds": round(issue_seconds, 3)} if issues else {}),
         },
         notes=notes,
         split=split,
         promotion_threshold=promotion_threshold,
+        label_issues=report_section(issues, issue_pictures) if issues else "",
     )
     locations = {"model": model_uri, "training": storage.normalize(training_uri), "channel": channel_uri}
     classes = detector.classes
@@ -286,7 +315,44 @@ def evaluate(
         "counts": measured.evaluator.confusion.tolist(),
         "score_threshold": score_threshold,
     }
-    return _write_outputs(output_uri, content, list(chart_pictures), locations)
+    _write_label_issues(output_uri, issues, issue_pictures)
+    result = _write_outputs(output_uri, content, list(chart_pictures), locations)
+    if issues:
+        result["label_issues"] = {"issues": len(issues["issues"]), "images_flagged": issues["images_flagged"],
+                                  "uri": storage.join(output_uri, LABEL_ISSUES_JSON)}
+    return result
+
+
+def _label_issues(measured: Measurement, detector: Any, channel: tuple[str, str], recordio_uri: str | None,
+                  shown: int, notes: list[str]) -> tuple[dict[str, Any] | None, dict[int, Picture]]:
+    """cleanlab's ranking of the scored split's records and the worst issues drawn; None when not asked or possible.
+
+    A failure here is noted, not raised: the label issues are a second look at the data, the
+    metrics and the promotion gate do not depend on them.
+    """
+    if not measured.records:
+        return None, {}
+    table_uri = (_optional_json(recordio_uri, RECORDIO_SUMMARY) or {}).get("input_uri")
+    try:
+        channel_uri, split = channel
+        document = find_label_issues(measured.records, detector.classes, detector.image_shape, table_uri, shown, split)
+        pictures = draw_issues(document, shown, channel_uri)
+    except Exception as exc:  # noqa: BLE001 -- see the docstring
+        notes.append(f"no label issues: {type(exc).__name__}: {exc}")
+        log.exception("label issues failed")
+        return None, {}
+    log.info("label issues: %d images flagged of %d", document["images_flagged"], document["images"])
+    return document, pictures
+
+
+def _write_label_issues(output_uri: str, document: dict[str, Any] | None, pictures: dict[int, Picture]) -> None:
+    """``label_issues.json`` and ``label_issues/*.jpg`` (the folder emptied first: a retry leaves its own files)."""
+    storage.remove(storage.join(output_uri, "label_issues"), recursive=True)
+    if document is None:
+        return
+    for rank, picture in pictures.items():
+        storage.write_bytes(storage.join(output_uri, "label_issues", f"image_{rank:03d}.jpg"), picture.png)
+    storage.write_text(storage.join(output_uri, LABEL_ISSUES_JSON), json.dumps(document, indent=1) + "\n")
 
 
 def _split_notes(split: str, metrics: Any) -> list[str]:

@@ -7,7 +7,6 @@ Airflow log link.
 
 from __future__ import annotations
 
-import base64
 import html
 import json
 from collections.abc import Iterable, Mapping, Sequence
@@ -16,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from include.evaluation.metrics import EvaluationMetrics
+from include.reports.figures import Picture
 
 CSS = """
 body{font-family:-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;margin:0;background:#f4f5f7;color:#1d2330}
@@ -47,18 +47,6 @@ TRAINING_LABELS = {
 }
 
 
-@dataclass(frozen=True)
-class Picture:
-    """A PNG shown in the report."""
-
-    title: str
-    png: bytes
-    caption: str = ""
-
-    def data_uri(self) -> str:
-        return "data:image/png;base64," + base64.b64encode(self.png).decode("ascii")
-
-
 @dataclass
 class ReportContent:
     """What one run's report shows."""
@@ -81,6 +69,7 @@ class ReportContent:
     promotion_threshold: float | None = None
     #: ground truth (rows) against predictions (columns) at the score threshold, as evaluation.json holds it
     confusion: Mapping[str, Any] | None = None
+    label_issues: str = ""  # the label issues section's HTML (include.evaluation.label_issues.report_section)
 
 
 def _e(value: Any) -> str:
@@ -246,6 +235,8 @@ def render_report(content: ReportContent) -> str:
     if content.samples:
         sections.append(_section("Sample detections",
                                  '<div class="grid">' + "".join(_figure(s) for s in content.samples) + "</div>"))
+    if content.label_issues:
+        sections.append(_section("Label issues found by the model", content.label_issues))
     if content.timings:
         sections.append(_section("Timings", _key_values(content.timings)))
     if content.artifacts:

@@ -11,22 +11,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from include.evaluation.charts import DPI, new_figure, to_png
+from include.reports.figures import DPI, class_color, new_figure, to_png
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
-#: tab10 without its grey, which would vanish on most images.
-CLASS_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf")
-
-
 #: Ground truth: the class colour in dashes over a black line, visible on light and dark images.
 GT_UNDER = {"color": "black", "linewidth": 3.4}
 GT_DASHES = {"linewidth": 1.8, "linestyle": (0, (4, 3))}
-
-
-def class_color(class_id: int) -> str:
-    return CLASS_COLORS[class_id % len(CLASS_COLORS)]
 
 
 def _rectangle(ax: Axes, box: np.ndarray, width: int, height: int, **style: object) -> None:

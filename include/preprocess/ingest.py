@@ -11,7 +11,13 @@ gate, never dropped silently.
 Extra columns after the canonical ones: ``annotated_width``/``annotated_height`` (as the
 annotation wrote them, NaN when missing or zero; the real size wins), ``image_format`` and
 ``image_mode`` (detected from the file's content), ``converted`` (re-encoded as an RGB JPEG),
-``source_image_uri`` (the file the annotations name) and ``content_hash`` (SHA-256 of it).
+``source_image_uri`` (the file the annotations name), ``content_hash`` (SHA-256 of it) and
+``phash``/``phash_mirror`` (perceptual hashes of the image and its mirror, for the gate's
+near-duplicate checks).
+
+Formats whose boxes are fractions of the image (YOLO, Label Studio) are scaled by the verified
+size, never by a size the annotation claims. Without a format (or ``auto``) the format is
+detected from the layout (:mod:`include.preprocess.readers.detect`).
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from include import storage
 from include.preprocess.annotations import COLUMNS, SPLITS, add_normalized, conform, write_table
 from include.preprocess.images import ImageCheck, verify_images
 from include.preprocess.issues import Issue, write_issues
-from include.preprocess.readers import SourceData, read_source
+from include.preprocess.readers import SourceData, read_source, resolve_format
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -42,6 +48,8 @@ EXTRA_COLUMNS: dict[str, str] = {
     "source_image_uri": "string",
     "content_hash": "string",
     "coordinate_origin": "float64",  # what the source files count pixels from (VOC 1), for messages
+    "phash": "string",
+    "phash_mirror": "string",
 }
 CUB_PREFIX = re.compile(r"^\d+\.")
 
@@ -78,7 +86,8 @@ def select_classes(source: SourceData, requested: list[str] | None) -> tuple[pd.
     Images with no box of a selected class leave the data set (that is what subsetting
     means), and so do the reader's issues about entries of other classes. A box of another
     class inside an image that stays would be an unlabelled object in a training image, so
-    it is reported as a ``class_ids_known`` issue.
+    it is reported as a ``class_ids_known`` issue. Every class left out is counted in a
+    ``classes_left_out`` issue (its boxes, its images, where its first box is).
     """
     boxes, declared = source.boxes, source.classes
     keys = resolve_classes(declared, requested)
@@ -99,9 +108,27 @@ def select_classes(source: SourceData, requested: list[str] | None) -> tuple[pd.
         )
         for r in stray.itertuples()
     ]
+    issues += left_out_classes(boxes[~keep], kept_images)
     out = boxes[keep].copy()
     out["class_id"] = out["class_key"].map(new_id).astype("int64")
     return out, {new_id[k]: declared[k] for k in keys}, issues
+
+
+def left_out_classes(boxes: pd.DataFrame, kept_images: set[str]) -> list[Issue]:
+    """One ``classes_left_out`` issue per class the selection leaves out, at its first box."""
+    issues = []
+    for name, rows in boxes.groupby("class_name", sort=True):
+        images = set(rows["image"])
+        first = rows.iloc[0]
+        gone = len(images - kept_images)
+        reason = (
+            f"{len(rows)} box(es) in {len(images)} image(s) of class {name!r} left out by the class selection; "
+            f"{gone} of those images hold no selected class and leave the data set"
+        )
+        issues.append(
+            Issue(first["source_file"], int(first["source_line"]), first["image"], "classes_left_out", reason, name)
+        )
+    return issues
 
 
 def check_fractions(validation_fraction: float, test_fraction: float = 0.0) -> None:
@@ -181,6 +208,14 @@ def apply_image_checks(boxes: pd.DataFrame, checks: dict[str, ImageCheck]) -> tu
     return merged[~bad].drop(columns=["error", "annotated_depth", "class_key"]), issues
 
 
+def scale_fractions(table: pd.DataFrame) -> pd.DataFrame:
+    """Boxes given in fractions of the image (YOLO, Label Studio) in pixels of its verified size."""
+    width, height = table["width"].astype("float64"), table["height"].astype("float64")
+    return table.assign(
+        xmin=table["xmin"] * width, xmax=table["xmax"] * width, ymin=table["ymin"] * height, ymax=table["ymax"] * height
+    )
+
+
 def size_mismatches(table: pd.DataFrame) -> int:
     """Images whose annotated width or height (where given) differs from the real one."""
     differs = ((table["annotated_width"] != table["width"]) & table["annotated_width"].notna()) | (
@@ -190,7 +225,7 @@ def size_mismatches(table: pd.DataFrame) -> int:
 
 
 def ingest(
-    fmt: str,
+    fmt: str | None,
     source_uri: str,
     output_uri: str,
     classes: list[str] | None = None,
@@ -201,13 +236,16 @@ def ingest(
     workers: int | None = None,
     test_fraction: float = 0.15,
 ) -> dict[str, Any]:
-    """Read a data set (``fmt``: cub, voc, groundtruth or imagejson) into the canonical table under ``output_uri``.
+    """Read a data set (``fmt``: one of ``readers.FORMATS``, or auto) into the canonical table under ``output_uri``.
 
     Writes ``annotations.parquet``, ``classes.json`` and ``ingest_issues.json`` (plus converted
     images under ``images/``) and returns a small JSON-able summary.
     """
     check_fractions(validation_fraction, test_fraction)  # also where the data set brings its own split
     output_uri = storage.normalize(output_uri)
+    fmt, evidence = resolve_format(fmt, source_uri)
+    if evidence:
+        log.info("detected the %s format from %s", fmt, evidence)
     source = read_source(fmt, source_uri, label_attribute=label_attribute, workers=workers or 8)
     boxes, class_map, issues = select_classes(source, classes)
     boxes, split_sources = assign_split(boxes, validation_fraction, seed, test_fraction)
@@ -215,11 +253,15 @@ def ingest(
     checks = verify_images(images, output_uri, policy=image_policy, workers=workers)
     table, image_issues = apply_image_checks(boxes, checks)
     table["coordinate_origin"] = source.coordinate_origin
+    if source.box_units == "fraction":
+        table = scale_fractions(table)
     issues += image_issues
     table = conform(add_normalized(table)[[*COLUMNS, *EXTRA_COLUMNS]].astype(EXTRA_COLUMNS))
     uris = write_table(table, class_map, output_uri)
     uris["issues"] = write_issues(issues, output_uri)
     summary = _summary(fmt, source.root, table, class_map, issues, split_sources, source.notes, uris)
+    if evidence:
+        summary["format_detected_from"] = evidence
     log.info(
         "ingested %s images, %s boxes, %s classes from %s; %s issues",
         summary["images"],

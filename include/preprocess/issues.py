@@ -21,7 +21,10 @@ INGEST_CHECKS: dict[str, str] = {
     "image_files": "every image file exists inside the data set root and decodes as an accepted image",
     "annotation_files": "every image listed in the data set's split lists has an annotation file",
     "images_have_boxes": "every image has at least one box",
+    "background_images": "images the data set marks as holding no object (they cannot be rows of the table)",
     "class_ids_known": "every box has a class the data set declares and the class selection keeps",
+    "boxes_supported": "every region is an axis-aligned box of one class (no crowd region, rotation or polygon)",
+    "classes_left_out": "boxes of classes the class selection leaves out, counted per class",
 }
 
 

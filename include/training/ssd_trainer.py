@@ -25,6 +25,7 @@ from include.training import metric_log
 
 NMS_TOPK = 400
 POST_NMS = 100
+MATCH_IOU = 0.5  # an anchor trains on a box it overlaps this much (plus each box's best anchor)
 LOG_INTERVAL = 10  # batches between running-loss lines
 SEED = 0  # the same data and hyperparameters train the same model (up to floating-point order)
 
@@ -141,7 +142,7 @@ class TrainingStep:
         from gluoncv.model_zoo.ssd.target import SSDTargetGenerator
 
         net.hybridize(static_alloc=True, static_shape=True)
-        targets = SSDTargetGenerator(iou_thresh=0.5, stds=(0.1, 0.1, 0.2, 0.2), negative_mining_ratio=-1)
+        targets = SSDTargetGenerator(iou_thresh=MATCH_IOU, stds=(0.1, 0.1, 0.2, 0.2), negative_mining_ratio=-1)
         return cls(net, make_trainer(net, hp), targets, SSDMultiBoxLoss())
 
 

@@ -69,6 +69,22 @@ def test_export_runs_between_evaluation_and_the_promotion_gate(dagbag) -> None:
     assert dag.get_task("promotion_gate").trigger_rule == "none_failed_min_one_success"  # runs when export is skipped
 
 
+def test_dataset_formats_are_the_readers_everywhere(dagbag) -> None:
+    """The DAG param, the configuration and the CLI offer every reader's format and auto (detection)."""
+    from typing import get_args
+
+    from include.cli import build_parser
+    from include.configs.schema import DatasetFormat
+    from include.preprocess.readers import AUTO, FORMATS
+
+    formats = {AUTO, *FORMATS}
+    param = dagbag.dags["object_detection_pipeline"].params.get_param("dataset_format")
+    assert set(param.schema["enum"]) == formats and param.value == AUTO
+    assert set(get_args(DatasetFormat)) == formats
+    args = build_parser().parse_args(["ingest", "--source", "s", "--output", "o"])
+    assert args.format == AUTO
+
+
 _PARSE = """
 import importlib.util, json, sys, time
 import airflow.sdk  # the DAG processor has Airflow loaded already; time the DAG file itself

@@ -167,8 +167,10 @@ def test_evaluation_reads_and_writes_s3(s3_bucket: str, training_dir: Path, reco
                 storage.upload_file(path, f"{base}/{name}/{path.relative_to(folder)}")
     result = evaluate(f"{base}/training", f"{base}/recordio", f"{base}/evaluation", samples=1)
     written = sorted(storage.relative(u, f"{base}/evaluation") for u in storage.walk_files(f"{base}/evaluation"))
+    drawn = [f"label_issues/image_{k:03d}.jpg" for k in range(1, N_IMAGES + 1)]  # the 8 records, worst first
     assert written == ["charts/confusion_matrix.png", "charts/precision_recall.png", "charts/training_losses.png",
-                       "charts/validation_map.png", "evaluation.json", "report.html", "samples/sample_00.png"]
+                       "charts/validation_map.png", "evaluation.json", "label_issues.json", *drawn, "report.html",
+                       "samples/sample_00.png"]
     assert result["report_uri"] == f"{base}/evaluation/report.html"
     assert result["map"] == evaluated["result"]["map"]  # the same model on the same records as the local run
     assert json.loads(storage.read_text(result["evaluation_uri"]))["images"] == N_IMAGES

@@ -40,7 +40,11 @@ def test_cub_subset_is_renumbered_in_original_id_order(tmp_path):
     table = read_table(str(tmp_path / "out"))
     assert read_classes(str(tmp_path / "out")) == {0: "002.square", 1: "005.ring"}
     assert dict(zip(table["class_name"], table["class_id"], strict=True)) == {"002.square": 0, "005.ring": 1}
-    assert summary["images"] == 16 and summary["issues"] == 0  # 8 images per class; other classes' images leave
+    assert summary["images"] == 16  # 8 images per class; other classes' images leave, counted per class
+    assert summary["issues_by_check"] == {"classes_left_out": 3}
+    left_out = {i.class_name: i.reason for i in read_issues(str(tmp_path / "out"))}
+    assert set(left_out) == {"001.circle", "003.triangle", "004.cross"}
+    assert left_out["003.triangle"].startswith("8 box(es) in 8 image(s) of class '003.triangle' left out by the class")
     # train_test_split.txt gives train and the held-out test split; validation is drawn from train
     assert summary["split_source"] == {
         "train": "data set",
@@ -201,8 +205,8 @@ def test_rejected_entries_become_issues_with_file_and_line(tmp_path):
 
 
 def test_unknown_format_and_misplaced_label_attribute(tmp_path):
-    with pytest.raises(ValueError, match="unknown data set format 'coco'"):
-        ingest("coco", str(tmp_path), str(tmp_path / "out"))
+    with pytest.raises(ValueError, match="unknown data set format 'tfrecord'"):
+        ingest("tfrecord", str(tmp_path), str(tmp_path / "out"))
     with pytest.raises(ValueError, match="label_attribute applies to the groundtruth format"):
         ingest("voc", str(tmp_path), str(tmp_path / "out"), label_attribute="x")
     shapes_voc(tmp_path / "voc", 4)  # a data set with its own split lists: the fraction is unused, still checked
@@ -224,3 +228,17 @@ def test_truncated_jpeg_is_caught_even_after_gluoncv_relaxed_pillow(tmp_path, mo
     reasons = [i.reason for i in read_issues(str(tmp_path / "out")) if i.check == "image_files"]
     assert len(reasons) == 1 and reasons[0].startswith("truncated JPEG image")
     assert ImageFile.LOAD_TRUNCATED_IMAGES is True  # restored for the rest of the process
+
+
+def test_perceptual_hashes_are_imagehashs_phash_of_the_image_and_its_mirror(tmp_path):
+    import imagehash
+
+    from include.preprocess.images import perceptual_hashes
+
+    shapes_voc(tmp_path / "voc", 6)
+    for path in sorted((tmp_path / "voc" / "JPEGImages").glob("*.jpg")):
+        with Image.open(path) as im:
+            image = im.convert("RGB")
+        mirror = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        expected = (str(imagehash.phash(image, hash_size=16)), str(imagehash.phash(mirror, hash_size=16)))
+        assert perceptual_hashes(image) == expected

@@ -19,6 +19,8 @@ from tests.support.ingest_helpers import BCCD, all_findings, shapes_voc, write_v
 
 # the 13th and the 4th object of those files, at these lines
 ZERO_AREA = {("Annotations/BloodImage_00338.xml", 158), ("Annotations/BloodImage_00343.xml", 50)}
+# a validation image (val.txt) that shows the same field of view as the training image BloodImage_00038
+LEAKING = "Annotations/BloodImage_00037.xml"
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +32,7 @@ def bccd_ingested(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def test_bccd_fails_on_exactly_the_two_zero_area_boxes(bccd_ingested, tmp_path):
+def test_bccd_fails_on_exactly_the_two_zero_area_boxes_and_its_leaking_validation_image(bccd_ingested, tmp_path):
     with pytest.raises(QualityGateError) as error:
         validate(str(bccd_ingested), str(tmp_path))
     message = str(error.value)
@@ -39,10 +41,20 @@ def test_bccd_fails_on_exactly_the_two_zero_area_boxes(bccd_ingested, tmp_path):
     assert "xmax 504 in the file (503 in the 0-based table) is not greater than xmin 504 in the file" in message
     assert "--policy drop" in message  # the exact command that would pass
     report = json.loads((tmp_path / "quality.json").read_text())
-    assert report["success"] is False and report["checks_failed"] == ["box_ordered", "box_min_side"]
+    assert report["success"] is False
+    assert report["checks_failed"] == ["box_ordered", "box_min_side", "split_leakage"]
     assert {
-        (r["file"], r["line"]) for c in report["checks"] for r in c["rows"] if c["severity"] == "error"
+        (r["file"], r["line"])
+        for c in report["checks"]
+        for r in c["rows"]
+        if c["severity"] == "error" and c["name"] != "split_leakage"
     } == ZERO_AREA
+    leak = next(c for c in report["checks"] if c["name"] == "split_leakage")
+    assert {r["file"] for r in leak["rows"]} == {LEAKING}  # every box of the validation member, none of 00038
+    assert leak["pairs"] == [{"image": "JPEGImages/BloodImage_00037.jpg", "split": "validation",
+                              "other": "JPEGImages/BloodImage_00038.jpg", "other_split": "train",
+                              "distance": leak["pairs"][0]["distance"], "mirrored": False}]
+    assert 10 < leak["pairs"][0]["distance"] <= 40
     checks = {c["name"]: c for c in report["checks"]}
     assert checks["box_ordered"]["failed"] == 2 and checks["box_inside_image"]["evaluated"] == 4888
     assert (
@@ -63,17 +75,33 @@ def test_validate_refuses_to_write_into_its_input(bccd_ingested, tmp_path):
 
 def test_bccd_drop_removes_exactly_those_boxes(bccd_ingested, tmp_path):
     summary = validate(str(bccd_ingested), str(tmp_path), policy="drop")
-    assert summary["success"] and summary["rows_dropped"] == 2 and summary["boxes"] == 4886
-    assert summary["images"] == 364 and summary["images_dropped"] == 0
+    leaking = len(read_table(str(bccd_ingested)).query("source_file == @LEAKING"))
+    assert summary["success"] and summary["rows_dropped"] == 2 + leaking and summary["boxes"] == 4886 - leaking
+    assert summary["images"] == 363 and summary["images_dropped"] == 1
     quarantine = json.loads((tmp_path / "quarantine.json").read_text())
-    assert {(r["file"], r["line"]) for r in quarantine["dropped_boxes"]} == ZERO_AREA
-    assert quarantine["dropped_boxes"][0]["reasons"][0].startswith("box_ordered: xmax 504 in the file (503 in")
+    assert {(r["file"], r["line"]) for r in quarantine["dropped_boxes"] if r["file"] != LEAKING} == ZERO_AREA
+    zero_area = next(r for r in quarantine["dropped_boxes"] if r["file"] == "Annotations/BloodImage_00338.xml")
+    assert zero_area["reasons"][0].startswith("box_ordered: xmax 504 in the file (503 in")
     html = (tmp_path / "quality.html").read_text()
-    assert "passed after dropping 2 boxes" in html and ">dropped<" in html
+    assert "passed after dropping 32 boxes" in html and ">dropped<" in html
     cleaned = read_table(str(tmp_path))
-    assert (
-        len(cleaned) == 4886 and not set(zip(cleaned["source_file"], cleaned["source_line"], strict=True)) & ZERO_AREA
-    )
+    assert len(cleaned) == 4886 - leaking
+    assert not set(zip(cleaned["source_file"], cleaned["source_line"], strict=True)) & ZERO_AREA
+    files = set(cleaned["source_file"])
+    assert LEAKING not in files and "Annotations/BloodImage_00038.xml" in files
+    quarantined = pd.read_parquet(tmp_path / "quarantine.parquet")
+    assert len(quarantined) == 2 + leaking
+    assert quarantined["quality_issue"].str.contains("split_leakage").sum() == leaking
+
+
+def test_bccd_passes_with_leakage_as_a_warning(bccd_ingested, tmp_path):
+    """Per-check policies: the leakage only warns, the two zero-area boxes are dropped, everything else fails."""
+    summary = validate(str(bccd_ingested), str(tmp_path), checks={"split_leakage": "warn", "box_ordered": "drop",
+                                                                  "box_min_side": "drop"})
+    assert summary["success"] and summary["rows_dropped"] == 2 and summary["images"] == 364
+    assert "split_leakage" in summary["warnings"]
+    report = json.loads((tmp_path / "quality.json").read_text())
+    assert report["policies"]["split_leakage"] == "warn" and report["policies"]["unique_boxes"] == "fail"
 
 
 @pytest.fixture(scope="module")
@@ -119,6 +147,9 @@ EXPECTED_FAULTS = {
     ("image_files", "Annotations/img_006.xml", "path outside data set root: ../../outside.jpg"),
     ("unique_boxes", "Annotations/img_007.xml", "same image, class and box as Annotations/img_007.xml:1"),
 }
+EXPECTED_WARNINGS = {
+    ("classes_left_out", "Annotations/img_002.xml", "1 box(es) in 1 image(s) of class 'hexagon' left out"),
+}
 
 
 def test_injected_faults_are_each_reported_with_their_file(faulty, tmp_path):
@@ -126,9 +157,9 @@ def test_injected_faults_are_each_reported_with_their_file(faulty, tmp_path):
         validate(str(faulty), str(tmp_path))
     report = json.loads((tmp_path / "quality.json").read_text())
     found = all_findings(report)
-    for check, file, reason in EXPECTED_FAULTS:
+    for check, file, reason in EXPECTED_FAULTS | EXPECTED_WARNINGS:
         assert any(c == check and f == file and reason in r for c, f, r in found), (check, file, found)
-    assert {(c, f) for c, f, _ in found} == {(c, f) for c, f, _ in EXPECTED_FAULTS}
+    assert {(c, f) for c, f, _ in found} == {(c, f) for c, f, _ in EXPECTED_FAULTS | EXPECTED_WARNINGS}
     assert set(report["checks_failed"]) == {c for c, _, _ in EXPECTED_FAULTS}
 
 
@@ -165,9 +196,10 @@ def test_objects_per_image_follow_label_width(tmp_path):
 
 def test_a_failed_rerun_leaves_no_table_from_the_passing_run_before(bccd_ingested, tmp_path):
     validate(str(bccd_ingested), str(tmp_path), policy="drop")
-    with pytest.raises(QualityGateError, match="policy drop would quarantine these 2 boxes and pass"):
+    leaking = len(read_table(str(bccd_ingested)).query("source_file == @LEAKING"))
+    with pytest.raises(QualityGateError, match=f"policy drop would quarantine these {2 + leaking} boxes and pass"):
         validate(str(bccd_ingested), str(tmp_path), policy="fail")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["quality.html", "quality.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["figures", "quality.html", "quality.json"]
     with pytest.raises(QualityGateError, match=f"the quality gate failed on this data \\(see file://{tmp_path}/quality.json"):
         plan_shards(str(tmp_path), str(tmp_path / "recordio"), 1)
     assert not (tmp_path / "recordio").exists()

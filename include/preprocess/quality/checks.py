@@ -1,8 +1,15 @@
-"""The quality gate's catalogue: every check, what it means, its GX rules and how a failure is worded.
+"""The quality gate's catalogue: every check, what it means, its policy, its GX rules and how a failure is worded.
 
 The checks and their order are the report's; :func:`rules` builds the GX expectations of the
 table-wide ones (:mod:`include.preprocess.quality.expectations` evaluates them), the others come
-from ingest (:mod:`include.preprocess.issues`) or pandas (split coverage, in :mod:`.gate`).
+from ingest (:mod:`include.preprocess.issues`), pandas (split coverage, in :mod:`.gate`), the
+perceptual hashes (:mod:`.duplicates`), the class names (:mod:`.class_names`) and the box
+statistics (:mod:`.statistics`).
+
+Each check has a policy: ``fail`` stops the gate when it finds something, ``drop`` quarantines
+the boxes it names and goes on, ``warn`` reports and goes on. Checks not set otherwise
+(:func:`policies`) take the gate's global policy (``fail`` or ``drop``), except the ones in
+:data:`DEFAULT_POLICIES`. Summary checks name no boxes, so they can fail or warn but not drop.
 """
 
 from __future__ import annotations
@@ -43,23 +50,78 @@ DESCRIPTIONS: dict[str, str] = {
     "objects_per_image": "objects per image fit the training label_width: (label_width - 2) / 5",
     "split_coverage": "train and validation are non-empty and every class has boxes in both (test: gaps noted)",
     "image_sizes_match": "the annotated image size, where given, equals the real one (the real one is used)",
+    "near_duplicates": "no image is a near-copy of another of its split (resized, re-encoded: perceptual hash)",
+    "split_leakage": "no image of a held-out split is a copy or near-copy of a training image (leakage)",
+    "class_name_typos": "no class name differs from another only by case, spaces or one character (a probable typo)",
+    "class_balance": "no class has 10x fewer boxes than the largest, or fewer than 10 training boxes",
+    "box_sizes": "boxes are large enough for the SSD's smallest anchors at the configured image_shape",
+    "aspect_ratios": "box shapes are within reach of the SSD's anchor aspect ratios",
+    "object_counts": "objects per image stay within what the detector returns (100 detections)",
 }
 ORDER = [
     "image_files",
     "annotation_files",
     "images_have_boxes",
+    "background_images",
     "class_ids_known",
+    "boxes_supported",
+    "classes_left_out",
+    "class_name_typos",
     "box_values_present",
     "box_inside_image",
     "box_ordered",
     "box_min_side",
     "unique_boxes",
     "unique_images",
+    "near_duplicates",
+    "split_leakage",
     "objects_per_image",
     "split_coverage",
     "image_sizes_match",
+    "class_balance",
+    "box_sizes",
+    "aspect_ratios",
+    "object_counts",
 ]
-WARNINGS = {"image_sizes_match"}
+POLICIES = ("fail", "drop", "warn")
+#: Checks whose default is not the global policy: facts worth a look that need not stop a run.
+DEFAULT_POLICIES = {
+    "image_sizes_match": "warn",
+    "background_images": "warn",
+    "classes_left_out": "warn",
+    "near_duplicates": "warn",
+    "class_balance": "warn",
+    "box_sizes": "warn",
+    "aspect_ratios": "warn",
+    "object_counts": "warn",
+}
+#: Checks that name no boxes (counts over the table): they can fail or warn, there is nothing to drop.
+SUMMARY_CHECKS = ("split_coverage", "class_balance", "box_sizes", "aspect_ratios", "object_counts")
+#: Checks about whole images: their HTML shows one thumbnail per image, not one per box.
+IMAGE_CHECKS = ("unique_images", "near_duplicates", "split_leakage", "objects_per_image")
+
+
+def policies(default: str, overrides: dict[str, str] | None = None) -> dict[str, str]:
+    """Each check's policy: ``overrides``, else :data:`DEFAULT_POLICIES`, else ``default`` (fail or drop).
+
+    Raises ``ValueError`` for an unknown check or policy, ``drop`` for a summary check, and
+    anything but ``fail`` for split coverage (later stages cannot run without both splits).
+    """
+    if default not in ("fail", "drop"):
+        raise ValueError(f"unknown quality policy {default!r}; expected fail or drop")
+    overrides = overrides or {}
+    for name, policy in overrides.items():
+        if name not in DESCRIPTIONS:
+            raise ValueError(f"unknown quality check {name!r}; the checks are {', '.join(ORDER)}")
+        if policy not in POLICIES:
+            raise ValueError(f"check {name}: unknown policy {policy!r}; expected one of {', '.join(POLICIES)}")
+        if name == "split_coverage" and policy != "fail":
+            raise ValueError("check split_coverage can only fail: training and evaluation need every class in both")
+        if name in SUMMARY_CHECKS and policy == "drop":
+            raise ValueError(f"check {name} names no boxes to drop; its policy can be fail or warn")
+    out = {name: DEFAULT_POLICIES.get(name, default) for name in ORDER}
+    out["split_coverage"] = "fail"
+    return out | overrides
 
 
 @dataclass
@@ -78,6 +140,7 @@ class Check:
     entries: list[dict[str, Any]] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
     skipped: str | None = None
+    policy: str = "fail"
 
     @property
     def failed(self) -> int:
@@ -85,18 +148,20 @@ class Check:
 
     @property
     def severity(self) -> str:
-        return "warning" if self.name in WARNINGS else "error"
+        return "warning" if self.policy == "warn" else "error"
 
     @property
     def findings(self) -> list[dict[str, Any]]:
         return [self.rows[k] for k in sorted(self.rows)] + self.entries
 
-    def add_rows(self, table: pd.DataFrame, positions: Any, reasons: list[str]) -> None:
-        """Record table rows at ``positions`` as offending, each with its reason."""
+    def add_rows(
+        self, table: pd.DataFrame, positions: Any, reasons: list[str], related: list[str] | None = None
+    ) -> None:
+        """Record table rows at ``positions`` as offending, each with its reason (and the image it relates to)."""
         sub = table.iloc[list(positions)]
         columns = [sub[c] for c in ("source_file", "source_line", "image", "class_name", *BOX)]
-        for pos, reason, (file, line, image, name, *box) in zip(
-            positions, reasons, zip(*columns, strict=True), strict=True
+        for k, (pos, reason, (file, line, image, name, *box)) in enumerate(
+            zip(positions, reasons, zip(*columns, strict=True), strict=True)
         ):
             known = self.rows.get(int(pos))
             if known:
@@ -110,6 +175,7 @@ class Check:
                     "class_name": name,
                     "box": [None if math.isnan(v) else float(v) for v in box],
                     "reason": reason,
+                    **({"related_image": related[k]} if related else {}),
                 }
 
     def as_dict(self) -> dict[str, Any]:
@@ -117,6 +183,7 @@ class Check:
             "name": self.name,
             "description": DESCRIPTIONS[self.name],
             "severity": self.severity,
+            "policy": self.policy,
             "engine": " + ".join(sorted(self.engines)),
             "expectations": self.expectations,
             "success": self.failed == 0,

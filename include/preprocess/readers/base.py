@@ -14,6 +14,8 @@ import posixpath
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from lxml import etree
+
 from include import storage
 from include.preprocess.issues import Issue
 
@@ -33,9 +35,23 @@ RAW_COLUMNS: dict[str, str] = {
     "ymin": "float64",
     "xmax": "float64",
     "ymax": "float64",
-    "split": "string",  # 'train', 'validation' or <NA> when the data set has no split
+    "split": "string",  # one of annotations.SPLITS, or <NA> when the data set has no split
     "source_file": "string",
     "source_line": "int64",
+}
+
+#: Untrusted XML (VOC, CVAT): no entity expansion, no network, no size beyond libxml2's default limits.
+XML_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, remove_comments=True)
+
+#: How a data set names its splits (folder, file or subset names, lower-cased) -> the table's split.
+SPLIT_NAMES: dict[str, str] = {
+    "train": "train",
+    "training": "train",
+    "val": "validation",
+    "valid": "validation",
+    "validation": "validation",
+    "test": "test",
+    "testing": "test",
 }
 
 
@@ -58,6 +74,9 @@ class SourceData:
     notes: dict[str, int] = field(default_factory=dict)  # counts worth reporting (e.g. unlisted files)
     #: what the annotation files count pixel coordinates from (VOC: 1); the table counts from 0
     coordinate_origin: float = 0.0
+    #: ``px``: boxes in pixels; ``fraction``: boxes in fractions of the image size (YOLO, Label Studio),
+    #: scaled by the verified size at ingest, since only the image itself knows it for sure.
+    box_units: str = "px"
 
     @property
     def has_split(self) -> bool:
@@ -154,6 +173,24 @@ def declare_class(classes: dict[int, str], class_id: object, name: object, file:
         raise AnnotationFormatError(file, line, f"class {key} is named {name!r} here, {classes[key]!r} elsewhere")
 
 
+def split_of(name: str) -> str | None:
+    """The table's split for a data set's own split name (``train2017``, ``valid``, ``Test``...), else None."""
+    text = name.strip().lower()
+    return SPLIT_NAMES.get(text) or SPLIT_NAMES.get(text.rstrip("0123456789"))
+
+
+def load_json(file: str, data: bytes) -> object:
+    """Parsed JSON, or an :class:`AnnotationFormatError` naming the file and the line of the error."""
+    import json
+
+    try:
+        return json.loads(data)
+    except json.JSONDecodeError as exc:
+        raise AnnotationFormatError(file, exc.lineno, f"not valid JSON: {exc.msg}") from None
+    except UnicodeDecodeError as exc:
+        raise AnnotationFormatError(file, None, f"not UTF-8 text: {exc}") from None
+
+
 def inside(base: str, ref: str) -> str | None:
     """``ref`` (a '/' path relative to folder ``base``, itself relative to a root) joined and normalized, or None.
 
@@ -164,6 +201,12 @@ def inside(base: str, ref: str) -> str | None:
     if not ref or ref in (".", "..") or ref.startswith(("/", "../")) or ":" in ref.split("/")[0]:
         return None  # empty, absolute, climbing out, a drive or a URI scheme
     return posixpath.join(base, ref) if base else ref
+
+
+def files_under(root: str) -> set[str]:
+    """Every file under the folder ``root``, as paths relative to it (symbolic links as they are named)."""
+    prefix = storage.normalize(root).rstrip("/") + "/"
+    return {u[len(prefix) :] for u in storage.walk_files(root) if u.startswith(prefix)}
 
 
 def dataset_root(source_uri: str, marker: str, child: str | None = None) -> str:

@@ -32,11 +32,11 @@ from include.preprocess.readers.base import (
     ltwh_box,
     ltwh_label,
     ltwh_label_size,
+    split_of,
 )
 
 OBJECT_DETECTION = "groundtruth/object-detection"
 MANIFEST_SUFFIXES = (".manifest", ".jsonl")
-SPLIT_NAMES = {"train": "train", "validation": "validation", "val": "validation", "test": "test"}
 
 
 def groundtruth_line(
@@ -75,7 +75,7 @@ def _manifests(source_uri: str) -> tuple[str, list[str], dict[str, str]]:
     if not manifests:
         raise FileNotFoundError(f"{uri}: no *.manifest or *.jsonl file in the folder")
     stems = {u: posixpath.splitext(posixpath.basename(u))[0].lower() for u in manifests}
-    named = {u: SPLIT_NAMES[s] for u, s in stems.items() if s in SPLIT_NAMES}
+    named = {u: split_of(s) for u, s in stems.items() if split_of(s)}
     if named and len(named) != len(manifests):
         others = sorted(posixpath.basename(u) for u in manifests if u not in named)
         raise ValueError(f"{uri}: manifests named after splits next to others ({', '.join(others)}); keep one kind")

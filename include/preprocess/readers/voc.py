@@ -28,11 +28,13 @@ from lxml import etree
 from include import storage
 from include.preprocess.issues import Issue
 from include.preprocess.readers.base import (
+    XML_PARSER,
     AnnotationFormatError,
     BoxRows,
     SourceData,
     annotated_size,
     dataset_root,
+    files_under,
     inside,
     number,
 )
@@ -41,9 +43,6 @@ ANNOTATIONS = "Annotations"
 IMAGES = "JPEGImages"
 LISTS = "ImageSets/Main"
 VOC_ORIGIN = 1.0  # VOC pixel indices start at 1
-
-#: Untrusted XML: no entity expansion, no network, no size beyond libxml2's default limits.
-_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, remove_comments=True)
 
 #: (annotation file, filename tag, annotated size, [(line of the <object>, name, box)])
 Parsed = tuple[str, str, tuple[float, float, float], list[tuple[int, str, tuple[float, float, float, float]]]]
@@ -78,7 +77,7 @@ def _parse(rel: str, data: bytes) -> Parsed:
     Objects are named by the line their ``<object>`` tag starts on (lxml keeps source lines).
     """
     try:
-        tree = etree.fromstring(data, _PARSER)
+        tree = etree.fromstring(data, XML_PARSER)
     except etree.XMLSyntaxError as exc:
         raise AnnotationFormatError(rel, exc.lineno or 0, f"not well-formed XML: {exc.msg}") from None
     stem = posixpath.splitext(posixpath.basename(rel))[0]
@@ -116,7 +115,7 @@ def _image_path(rel: str, filename: str, files: set[str]) -> str | None:
 def read_voc(source_uri: str, workers: int = 8) -> SourceData:
     """Read a Pascal VOC data set (the folder holding ``Annotations/``, or its parent)."""
     root = dataset_root(source_uri, ANNOTATIONS)
-    files = {storage.relative(u, root) for u in storage.walk_files(root)}
+    files = files_under(root)  # symbolic links as they are named: an export may link its images
     xmls = sorted(f for f in files if f.startswith(f"{ANNOTATIONS}/") and f.endswith(".xml"))
     lists = _split_lists(root, files)
     issues: list[Issue] = []

@@ -498,6 +498,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["mxnet", "onnxruntime"],
         help=f"what serves the endpoint {default('deploy.runtime')}",
     )
+    p.add_argument(
+        "--use-cache",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help=f"reuse the outputs of steps whose inputs did not change; --no-use-cache runs every step fresh "
+        f"{default('cache.enabled')}",
+    )
 
     p = sub.add_parser("config", help="configuration")
     p.add_argument("action", choices=["show"], help="show: the resolved configuration as JSON")

@@ -12,12 +12,15 @@ import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from include import storage
 from include.configs import PipelineConfig, load_config
 from include.run_layout import EXPORT_JSON, QUALITY_JSON, TRAINING_JSON, RunLayout
 from include.training.hyperparameters import label_width
+
+if TYPE_CHECKING:
+    from include.cache import JobCache, StepCache
 
 log = logging.getLogger(__name__)
 
@@ -120,12 +123,40 @@ def validate(ctx: RunContext) -> dict[str, Any]:
     )
 
 
+def step_cache(ctx: RunContext, step: str) -> StepCache | None:
+    """The cache of ``step`` (``recordio``, ``training``, ``tuning``, ``evaluation``) for this run; None when the
+    step's ``cache`` setting is off (``use_cache=false`` still records, it only skips the lookup)."""
+    from include.cache import StepCache
+
+    cfg = ctx.config
+    if not getattr(cfg, "training" if step == "tuning" else step).cache:
+        return None
+    uri = cfg.cache.uri or storage.join(cfg.storage.base_uri or "", "_cache")
+    return StepCache(storage.normalize(uri), step, ctx.dag_id, ctx.run_id, lookup=cfg.cache.enabled)
+
+
 def plan_recordio(ctx: RunContext) -> list[dict[str, Any]]:
-    """Shard specs for the RecordIO build (one mapped task each)."""
-    from include.preprocess.recordio import plan_shards
+    """Shard specs for the RecordIO build (one mapped task each).
+
+    On a cache hit (the same gated table, images and options built before) the earlier build is put in
+    place and the specs carry no work: each shard task and the merge find the build finished.
+    """
+    from include.cache import cache_key
+    from include.preprocess.recordio import finished_specs, plan_build, write_plan
 
     r = ctx.config.recordio
-    return plan_shards(ctx.layout.quality, ctx.layout.recordio, r.shards, workers=r.workers, **_recordio_options(ctx))
+    plan = plan_build(ctx.layout.quality, **_recordio_options(ctx))
+    cache = step_cache(ctx, "recordio")
+    if cache is None:
+        return write_plan(plan, ctx.layout.recordio, r.shards, r.workers)
+    extra = {"channel_format": r.channel_format}
+    if r.channel_format != "recordio":
+        extra["label_attribute"] = r.label_attribute
+    key = cache_key("recordio", {"build": plan.content(), **extra})
+    outcome, _ = cache.reuse(key, ctx.layout.recordio)
+    if outcome.hit:
+        return finished_specs(plan, ctx.layout.recordio, r.shards, r.workers)
+    return write_plan(plan, ctx.layout.recordio, r.shards, r.workers, cache_key=key)
 
 
 def _recordio_options(ctx: RunContext) -> dict[str, Any]:
@@ -152,8 +183,12 @@ def merge_recordio(ctx: RunContext, shard_results: list[dict[str, Any]]) -> dict
     With ``recordio.channel_format`` other than ``recordio`` the training channels of that format
     are written beside them (evaluation always reads the RecordIO validation channel).
     """
+    from include.cache import read_marker
     from include.preprocess.recordio import merge_shards
 
+    marker = read_marker(ctx.layout.recordio)
+    if marker is not None and marker["hit"]:  # plan_recordio put an earlier build in place
+        return marker["result"]
     result = merge_shards(ctx.layout.recordio, list(shard_results))
     r = ctx.config.recordio
     if r.channel_format != "recordio":
@@ -168,6 +203,10 @@ def merge_recordio(ctx: RunContext, shard_results: list[dict[str, Any]]) -> dict
             quality=r.quality,
             workers=r.workers,
         )
+    cache = step_cache(ctx, "recordio")
+    if cache is not None and marker is not None:
+        cache.store(marker["key"], ctx.layout.recordio, result, about={"records": result["records"]})
+        result["cache"] = {k: v for k, v in marker.items() if k != "result"}
     return result
 
 
@@ -196,6 +235,21 @@ def training_request(ctx: RunContext, run: Any, tune: bool) -> dict[str, Any]:
     )
 
 
+def job_cache(ctx: RunContext, tune: bool) -> JobCache | None:
+    """The cache of this run's training (or tuning) request (:func:`include.execution.execute` takes it)."""
+    from include.cache import JobCache, cache_key
+    from include.cache_keys import training_key_parts
+
+    cache = step_cache(ctx, "tuning" if tune else "training")
+    if cache is None:
+        return None
+    backend, recordio = ctx.config.backend, ctx.layout.recordio
+    return JobCache(
+        cache, ctx.layout.training,
+        lambda operation, request: cache_key(cache.step, training_key_parts(request, backend, recordio)),
+    )  # fmt: skip
+
+
 def training_output(ctx: RunContext, training: dict[str, Any]) -> str:
     """The folder evaluation reads: the tuning job's (local tuning), else the model's own folder.
 
@@ -219,9 +273,22 @@ def training_output(ctx: RunContext, training: dict[str, Any]) -> str:
 
 def evaluate(ctx: RunContext, training: dict[str, Any]) -> dict[str, Any]:
     """Independent evaluation of the trained artifact, charts, samples and report.html."""
+    from include.cache import cache_key
+    from include.cache_keys import evaluation_key_parts
     from include.evaluation.evaluate import evaluate as run_evaluate
 
     e = ctx.config.evaluation
+    cache, key = step_cache(ctx, "evaluation"), ""
+    if cache is not None:
+        options = {"score_threshold": e.score_threshold, "samples": e.samples,
+                   "promotion_threshold": e.promotion_threshold, "backend": ctx.config.backend}  # fmt: skip
+        key = cache_key("evaluation", evaluation_key_parts(training["artifact_uri"], ctx.layout.recordio, options))
+        _, reused = cache.reuse(key, ctx.layout.evaluation)
+        if reused is not None:  # the same model on the same data: the report it got then
+            if ctx.config.backend == "sagemaker":
+                training_output(ctx, training)  # the job's record beside the model, as a fresh evaluation leaves it
+            log.info("evaluation report: %s", reused["report_uri"])
+            return {**reused, "model_uri": storage.normalize(training["artifact_uri"])}
     result = run_evaluate(
         training_output(ctx, training),
         ctx.layout.recordio,
@@ -231,6 +298,8 @@ def evaluate(ctx: RunContext, training: dict[str, Any]) -> dict[str, Any]:
         quality_uri=storage.join(ctx.layout.quality, QUALITY_JSON),
         promotion_threshold=e.promotion_threshold,
     )
+    if cache is not None:
+        cache.store(key, ctx.layout.evaluation, result, about={"model_uri": result["model_uri"]})
     log.info("evaluation report: %s", result["report_uri"])
     return result
 

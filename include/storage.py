@@ -214,6 +214,38 @@ def move(source: str, target: str) -> str:
     return target
 
 
+def copy(source: str, target: str) -> str:
+    """Copy a file to ``target`` atomically; returns the target URI.
+
+    Local to local is a hard link when both are on one device (instant, no space: safe because
+    every write here replaces a file by rename, never rewrites it in place), else a copy; S3 to
+    S3 is one server-side CopyObject (s3fs: multipart above 5 GB); across file systems the bytes
+    go through this machine.
+    """
+    source, target = normalize(source), normalize(target)
+    if is_local(source) and is_local(target):
+        src, dst = local_path(source), local_path(target)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
+        os.close(fd)
+        os.unlink(tmp)
+        try:
+            try:
+                os.link(src, tmp)
+            except OSError:  # another device, or a file system without hard links
+                shutil.copyfile(src, tmp)
+            os.replace(tmp, dst)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+    elif scheme(source) == scheme(target):
+        fs, path = filesystem(source)
+        fs.copy(path, filesystem(target)[1])
+    else:
+        with local_copy(source) as path:
+            upload_file(path, target)
+    return target
+
+
 def makedirs(uri: str) -> None:
     """Create a folder (a no-op on object stores)."""
     if is_local(uri):

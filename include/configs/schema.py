@@ -60,6 +60,7 @@ class RecordIO(Section):
     workers: PositiveInt | None = None
     channel_format: Literal["recordio", "augmented-manifest", "image-json"] = "recordio"
     label_attribute: str = Field("bounding-box", pattern=r"^[A-Za-z0-9][A-Za-z0-9-]*$")
+    cache: bool = True
 
 
 class TuningRange(Section):
@@ -90,12 +91,14 @@ class Training(Section):
     tune: bool = False
     hyperparameters: dict[str, Scalar] = Field(default_factory=dict)
     tuning: Tuning = Field(default_factory=Tuning)
+    cache: bool = True
 
 
 class Evaluation(Section):
     promotion_threshold: float = Field(0.5, ge=0, le=1)
     score_threshold: float = Field(0.5, ge=0, le=1)
     samples: NonNegativeInt = 6
+    cache: bool = True
 
 
 class Deploy(Section):
@@ -131,6 +134,13 @@ class Export(Section):
     neo: Neo = Field(default_factory=Neo)
 
 
+class Cache(Section):
+    """The step cache (:mod:`include.cache`): ``enabled`` false runs every step fresh (and still records it)."""
+
+    enabled: bool = True
+    uri: str | None = None  # null: <storage.base_uri>/_cache
+
+
 class Local(Section):
     host: str = "127.0.0.1"
     workers: PositiveInt = 2
@@ -164,5 +174,6 @@ class PipelineConfig(Section):
     evaluation: Evaluation = Field(default_factory=Evaluation)
     deploy: Deploy = Field(default_factory=Deploy)
     export: Export = Field(default_factory=Export)
+    cache: Cache = Field(default_factory=Cache)
     local: Local = Field(default_factory=Local)
     sagemaker: SageMaker = Field(default_factory=SageMaker)

@@ -8,8 +8,10 @@ run's folder layout) and earlier stages' small summaries, and returns a small JS
 
 from __future__ import annotations
 
+import functools
 import logging
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +25,22 @@ if TYPE_CHECKING:
     from include.cache import JobCache, StepCache
 
 log = logging.getLogger(__name__)
+
+
+def metered(step: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Record the stage's CPU and wall seconds in its run's ``cost/<step>.json`` (:func:`include.cost.metered`)."""
+
+    def wrap(stage: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(stage)
+        def run(ctx: RunContext, *args: Any, **kwargs: Any) -> Any:
+            from include.cost import metered as meter
+
+            with meter(ctx.layout.root, step):
+                return stage(ctx, *args, **kwargs)
+
+        return run
+
+    return wrap
 
 
 @dataclass(frozen=True)
@@ -57,12 +75,16 @@ class RunContext:
 
 def resolve(params: dict[str, Any], dag_id: str, run_id: str, try_number: int = 1) -> RunContext:
     """Validate the configuration with ``params`` applied and lay out the run's folders."""
+    from include.cost import check_budget
+
     cfg = load_config(params=params)
+    check_budget(cfg)  # before anything is launched
     layout = RunLayout.create(cfg.storage.base_uri or "", dag_id, run_id)
     log.info("backend=%s storage=%s", cfg.backend, layout.root)
     return RunContext(cfg, layout, dag_id, run_id, try_number)
 
 
+@metered("ingest")
 def ingest(ctx: RunContext) -> dict[str, Any]:
     """Read the data set into the canonical table (generating the sample data set when asked)."""
     from include.preprocess.ingest import ingest as run_ingest
@@ -108,6 +130,7 @@ def _generate_sample(ctx: RunContext) -> Any:
     )
 
 
+@metered("validate")
 def validate(ctx: RunContext) -> dict[str, Any]:
     """The bounding-box quality gate on the ingested table."""
     from include.preprocess.quality.gate import validate as run_validate
@@ -135,6 +158,7 @@ def step_cache(ctx: RunContext, step: str) -> StepCache | None:
     return StepCache(storage.normalize(uri), step, ctx.dag_id, ctx.run_id, lookup=cfg.cache.enabled)
 
 
+@metered("plan_recordio")
 def plan_recordio(ctx: RunContext) -> list[dict[str, Any]]:
     """Shard specs for the RecordIO build (one mapped task each).
 
@@ -172,11 +196,14 @@ def _recordio_options(ctx: RunContext) -> dict[str, Any]:
 
 def build_recordio_shard(spec: dict[str, Any]) -> dict[str, Any]:
     """Build one shard's records."""
+    from include.cost import metered as meter
     from include.preprocess.recordio import build_shard
 
-    return build_shard(spec)
+    with meter(spec["output_uri"].rsplit("/", 1)[0], f"build_recordio_shard-{spec['shard']}"):
+        return build_shard(spec)
 
 
+@metered("merge_recordio")
 def merge_recordio(ctx: RunContext, shard_results: list[dict[str, Any]]) -> dict[str, Any]:
     """Merge the shards into the train/ and validation/ channels and recordio.json.
 
@@ -271,6 +298,7 @@ def training_output(ctx: RunContext, training: dict[str, Any]) -> str:
     return folder
 
 
+@metered("evaluate")
 def evaluate(ctx: RunContext, training: dict[str, Any]) -> dict[str, Any]:
     """Independent evaluation of the trained artifact, charts, samples and report.html."""
     from include.cache import cache_key
@@ -304,6 +332,7 @@ def evaluate(ctx: RunContext, training: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+@metered("export")
 def export(ctx: RunContext, evaluation: dict[str, Any]) -> dict[str, Any]:
     """The evaluated model exported as ``export.formats`` asks: ONNX with parity proven on held-out images
     (and reported in report.html), a Neo compilation on SageMaker; recorded in ``<run>/export/export.json``."""
@@ -323,6 +352,7 @@ def export(ctx: RunContext, evaluation: dict[str, Any]) -> dict[str, Any]:
     )
 
 
+@metered("promotion")
 def promotion(ctx: RunContext, evaluation: dict[str, Any], training: dict[str, Any]) -> dict[str, Any]:
     """The promotion gate: deploy only a model at least as good as the threshold and the champion."""
     from include.evaluation.promotion import decide_promotion, record_champion, registry_uri
@@ -354,6 +384,7 @@ def deployment_request(ctx: RunContext, run: Any, evaluation: dict[str, Any]) ->
     return build(ctx.config, run, model_uri, ctx.config.deploy.keep_endpoint_minutes)
 
 
+@metered("smoke_test")
 def smoke_test(ctx: RunContext, deployed: dict[str, Any]) -> dict[str, Any]:
     """Send validation images to the endpoint and check the answers."""
     from include.endpoints.invocation import smoke_test as run_smoke
@@ -385,6 +416,7 @@ def teardown(ctx: RunContext, smoke_passed: bool) -> dict[str, Any]:
             storage.remove(uri, recursive=True)
         if ctx.config.dataset.source == "sample" and _sample_folder(ctx).is_dir():  # the local copy under S3 storage
             shutil.rmtree(_sample_folder(ctx))
+    result["cost"] = run_cost(ctx)
     stopped = [s["name"] for s in result.get("stopped", []) if s.get("name")]
     deleted = [name for names in (result.get("deleted") or {}).values() for name in names]
     kept = result.get("kept_endpoints", [])
@@ -397,3 +429,32 @@ def teardown(ctx: RunContext, smoke_passed: bool) -> dict[str, Any]:
         f"; deleted {', '.join(deleted)}" if deleted else "",
     )
     return result
+
+
+def run_cost(ctx: RunContext) -> dict[str, Any]:
+    """The run's cost so far (``<run>/cost.json``, and a Cost section of its report.html); a small summary.
+
+    Training jobs are read from the run's ``training.json`` records (evaluation saves SageMaker's
+    DescribeTrainingJob answer beside the model); one reused from the cache cost this run nothing.
+    """
+    import json
+
+    from include.cache import read_marker
+    from include.cost import summarize, training_job_cost
+
+    marker = read_marker(ctx.layout.training) if storage.exists(ctx.layout.training) else None
+    reused = bool(marker and marker.get("hit"))
+    records = [u for u in storage.walk_files(ctx.layout.training) if u.endswith("/" + TRAINING_JSON)] if (
+        storage.exists(ctx.layout.training)) else []  # fmt: skip
+    jobs = [training_job_cost(ctx.config, json.loads(storage.read_text(uri)), reused) for uri in records]
+    summary = summarize(ctx.config, ctx.layout.root, jobs, [])
+    report = storage.join(ctx.layout.evaluation, "report.html")
+    if storage.exists(report):
+        from include.evaluation.report import COST_SECTION_ID, cost_section, with_section
+
+        storage.write_text(report, with_section(storage.read_text(report), cost_section(summary), COST_SECTION_ID))
+    uri = storage.join(ctx.layout.root, "cost.json")
+    log.info("cost: $%.2f, %.0f billable s, %.1f CPU s on this machine (%s)", summary["usd"],
+             summary["billable_seconds"], summary["cpu_seconds"], uri)  # fmt: skip
+    return {"usd": summary["usd"], "billable_seconds": summary["billable_seconds"],
+            "cpu_seconds": summary["cpu_seconds"], "uri": uri}  # fmt: skip

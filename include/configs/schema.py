@@ -141,6 +141,22 @@ class Cache(Section):
     uri: str | None = None  # null: <storage.base_uri>/_cache
 
 
+class Cost(Section):
+    """Prices (USD per instance-hour, on demand) per region and instance type, and a run's budget."""
+
+    max_usd: PositiveFloat | None = None  # resolve_config fails a run whose estimate exceeds it
+    endpoint_minutes: NonNegativeInt = 30  # an endpoint's life in the estimate, beyond keep_endpoint_minutes
+    prices: dict[str, dict[str, NonNegativeFloat]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _instance_types(self) -> Cost:
+        bad = [f"{region}.{kind}" for region, table in self.prices.items() for kind in table
+               if not re.fullmatch(INSTANCE_TYPE, kind)]  # fmt: skip
+        if bad:
+            raise ValueError(f"cost.prices: not SageMaker instance types (ml.<family>.<size>): {', '.join(bad)}")
+        return self
+
+
 class Local(Section):
     host: str = "127.0.0.1"
     workers: PositiveInt = 2
@@ -175,5 +191,6 @@ class PipelineConfig(Section):
     deploy: Deploy = Field(default_factory=Deploy)
     export: Export = Field(default_factory=Export)
     cache: Cache = Field(default_factory=Cache)
+    cost: Cost = Field(default_factory=Cost)
     local: Local = Field(default_factory=Local)
     sagemaker: SageMaker = Field(default_factory=SageMaker)

@@ -81,7 +81,7 @@ def main() -> None:
             "DETECTION__RECORDIO__RESIZE": "null",
         })  # fmt: skip
         params = {"backend": "local", "dataset_source": str(data), "dataset_format": "voc", "epochs": args.epochs,
-                  "deploy": True, "keep_endpoint_minutes": 0}  # fmt: skip
+                  "deploy": True, "keep_endpoint_minutes": 0, "quality_policy": "drop"}  # fmt: skip
         print(f"BCCD ({len(list((data / 'JPEGImages').glob('*.jpg')))} images), {args.epochs} epochs, "
               f"{os.cpu_count()} CPUs", flush=True)  # fmt: skip
         first = _run("first", params, None)

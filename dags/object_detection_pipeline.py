@@ -83,6 +83,11 @@ PARAMS = {
         description="After evaluation, export the model: ONNX checked against MXNet on held-out images (local), "
         "a SageMaker Neo compilation (sagemaker); recorded in export/export.json and the report.",
     ),
+    "use_cache": Param(
+        True, type="boolean", title="Use the step cache",
+        description="Reuse the RecordIO build, training and evaluation of an earlier run whose inputs were the "
+        "same (content, options, code). Off: run every step fresh (the outputs are still recorded for later runs).",
+    ),
     "deploy_runtime": Param(
         "mxnet", type="string", enum=["mxnet", "onnxruntime"], title="Serving runtime",
         description="mxnet serves model.tar.gz; onnxruntime serves the ONNX export (local backend, needs Export).",
@@ -163,6 +168,7 @@ def object_detection_pipeline():
         task_id="train",
         backend=BACKEND,
         request_builder=_train_request,
+        cache_builder=_train_cache,
         deferrable=True,
         check_interval=60,
     )
@@ -170,6 +176,7 @@ def object_detection_pipeline():
         task_id="tune",
         backend=BACKEND,
         request_builder=_tune_request,
+        cache_builder=_tune_cache,
         deferrable=True,
         check_interval=60,
     )
@@ -274,6 +281,18 @@ def _tune_request(context, run_identity) -> dict:
     from include.stages import training_request
 
     return training_request(_run_context(context), run_identity, tune=True)
+
+
+def _train_cache(context):
+    from include.stages import job_cache
+
+    return job_cache(_run_context(context), tune=False)
+
+
+def _tune_cache(context):
+    from include.stages import job_cache
+
+    return job_cache(_run_context(context), tune=True)
 
 
 def _deploy_request(context, run_identity) -> dict:

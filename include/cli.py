@@ -255,6 +255,15 @@ def cmd_run(args: argparse.Namespace) -> Any:
     return run_pipeline(params, run_id=args.run_id)
 
 
+def cmd_cost(args: argparse.Namespace) -> Any:
+    from include import storage
+    from include.run_layout import RunLayout
+    from include.stages import RunContext, run_cost
+
+    base, dag_id, run_id = storage.normalize(args.run).rsplit("/", 2)
+    return run_cost(RunContext(_config(args), RunLayout.create(base, dag_id, run_id), dag_id, run_id))
+
+
 def cmd_config_show(args: argparse.Namespace) -> Any:
     overrides: dict[str, Any] = {}
     if args.backend:
@@ -489,6 +498,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("sweep", cmd_sweep, "remove endpoints whose keep time has passed (what the endpoint_sweeper DAG runs)")
     p.add_argument("--dry-run", action="store_true", help="list them, remove nothing")
 
+    p = add("cost", cmd_cost, "what a run cost: <run>/cost.json (steps' CPU s, billable s, dollars) and report.html")
+    p.add_argument("--run", required=True, help="the run's folder, <storage>/<dag id>/<run id>")
+
     p = add("run", cmd_run, "the whole pipeline outside Airflow, in this process")
     p.add_argument("--run-id", help="run id (default: manual__<timestamp>)")
     p.add_argument(
@@ -546,6 +558,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--deploy-runtime",
         choices=["mxnet", "onnxruntime"],
         help=f"what serves the endpoint {default('deploy.runtime')}",
+    )
+    p.add_argument(
+        "--use-cache",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help=f"reuse the outputs of steps whose inputs did not change; --no-use-cache runs every step fresh "
+        f"{default('cache.enabled')}",
     )
 
     p = sub.add_parser("config", help="configuration")

@@ -194,7 +194,18 @@ def run(args: argparse.Namespace, r: Mapping[str, Any]) -> list[str]:
     kept = (r.get("teardown") or {}).get("kept_endpoints") or []
     for name in kept:
         lines.append(f"endpoint {name} stays up; next: {CLI} invoke --endpoint {name} --image IMAGE.jpg")
+    steps = ("recordio", "training", "evaluation")
+    reused = [step for step in steps if (r.get(step) or {}).get("cache", {}).get("hit")]
+    if reused:
+        lines.append(f"reused from the step cache: {', '.join(reused)}")
+    if cost_summary := (r.get("teardown") or {}).get("cost"):
+        lines.extend(cost(args, cost_summary))
     return lines
+
+
+def cost(args: argparse.Namespace, r: Mapping[str, Any]) -> list[str]:
+    return [f"cost: ${r['usd']:.2f}, {r['billable_seconds']:.0f} SageMaker billable s, "
+            f"{r['cpu_seconds']:.1f} CPU s here ({r['uri']})"]  # fmt: skip
 
 
 #: command -> its summary (commands without one print their JSON result).
@@ -212,4 +223,5 @@ SUMMARIES: dict[str, Summary] = {
     "endpoints": endpoints,
     "sweep": sweep,
     "run": run,
+    "cost": cost,
 }

@@ -19,10 +19,13 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from include.sagemaker.results import compilation_result, deployment_result, training_result, tuning_result
 from include.sagemaker.validation import validate_request
+
+if TYPE_CHECKING:
+    from include.cache import JobCache
 
 log = logging.getLogger(__name__)
 
@@ -208,6 +211,20 @@ def execute_request(
     return send_with_boto3(operation, request, region=region)
 
 
-def execute(operation: str, request: dict[str, Any], *, backend: str, **options: Any) -> dict[str, Any]:
-    """:func:`execute_request`, answered with the small result the operators keep in XCom."""
-    return RESULTS[operation](execute_request(operation, request, backend=backend, **options), backend=backend)
+def execute(
+    operation: str, request: dict[str, Any], *, backend: str, cache: JobCache | None = None, **options: Any
+) -> dict[str, Any]:
+    """:func:`execute_request`, answered with the small result the operators keep in XCom.
+
+    With ``cache`` (training and tuning), a job of the same request on the same data that finished
+    before is reused instead of run (the result says so under ``cache``), and a job run here is
+    recorded for later runs. A deferred operator records its job when it completes.
+    """
+    if cache is not None:
+        validate(operation, request, backend=backend)
+        if (reused := cache.lookup(operation, request)) is not None:
+            return reused
+    result = RESULTS[operation](execute_request(operation, request, backend=backend, **options), backend=backend)
+    if cache is not None:
+        cache.record(operation, request, result)
+    return result

@@ -49,7 +49,7 @@ def _train(ctx: stages.RunContext, run: Any) -> dict[str, Any]:
         raise ValueError("detection-pipeline run executes the local backend; use the DAG for sagemaker")
     tune = ctx.config.training.tune
     request = stages.training_request(ctx, run, tune=tune)
-    return execute(TUNING if tune else TRAINING, request, backend="local")
+    return execute(TUNING if tune else TRAINING, request, backend="local", cache=stages.job_cache(ctx, tune))
 
 
 def _deploy(ctx: stages.RunContext, run: Any, evaluation: dict[str, Any]) -> dict[str, Any]:

@@ -8,18 +8,39 @@ run's folder layout) and earlier stages' small summaries, and returns a small JS
 
 from __future__ import annotations
 
+import functools
 import logging
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from include import storage
 from include.configs import PipelineConfig, load_config
 from include.run_layout import EXPORT_JSON, QUALITY_JSON, TRAINING_JSON, RunLayout
 from include.training.hyperparameters import label_width
 
+if TYPE_CHECKING:
+    from include.cache import JobCache, StepCache
+
 log = logging.getLogger(__name__)
+
+
+def metered(step: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Record the stage's CPU and wall seconds in its run's ``cost/<step>.json`` (:func:`include.cost.metered`)."""
+
+    def wrap(stage: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(stage)
+        def run(ctx: RunContext, *args: Any, **kwargs: Any) -> Any:
+            from include.cost import metered as meter
+
+            with meter(ctx.layout.root, step):
+                return stage(ctx, *args, **kwargs)
+
+        return run
+
+    return wrap
 
 
 @dataclass(frozen=True)
@@ -54,12 +75,16 @@ class RunContext:
 
 def resolve(params: dict[str, Any], dag_id: str, run_id: str, try_number: int = 1) -> RunContext:
     """Validate the configuration with ``params`` applied and lay out the run's folders."""
+    from include.cost import check_budget
+
     cfg = load_config(params=params)
+    check_budget(cfg)  # before anything is launched
     layout = RunLayout.create(cfg.storage.base_uri or "", dag_id, run_id)
     log.info("backend=%s storage=%s", cfg.backend, layout.root)
     return RunContext(cfg, layout, dag_id, run_id, try_number)
 
 
+@metered("ingest")
 def ingest(ctx: RunContext) -> dict[str, Any]:
     """Read the data set into the canonical table (generating the sample data set when asked)."""
     from include.preprocess.ingest import ingest as run_ingest
@@ -110,6 +135,7 @@ def _sample_layout(fmt: str) -> str:
     return layout
 
 
+@metered("validate")
 def validate(ctx: RunContext) -> dict[str, Any]:
     """The bounding-box quality gate on the ingested table."""
     from include.preprocess.quality.gate import validate as run_validate
@@ -133,12 +159,41 @@ def gate_options(config: PipelineConfig) -> dict[str, Any]:
     }
 
 
+def step_cache(ctx: RunContext, step: str) -> StepCache | None:
+    """The cache of ``step`` (``recordio``, ``training``, ``tuning``, ``evaluation``) for this run; None when the
+    step's ``cache`` setting is off (``use_cache=false`` still records, it only skips the lookup)."""
+    from include.cache import StepCache
+
+    cfg = ctx.config
+    if not getattr(cfg, "training" if step == "tuning" else step).cache:
+        return None
+    uri = cfg.cache.uri or storage.join(cfg.storage.base_uri or "", "_cache")
+    return StepCache(storage.normalize(uri), step, ctx.dag_id, ctx.run_id, lookup=cfg.cache.enabled)
+
+
+@metered("plan_recordio")
 def plan_recordio(ctx: RunContext) -> list[dict[str, Any]]:
-    """Shard specs for the RecordIO build (one mapped task each)."""
-    from include.preprocess.recordio import plan_shards
+    """Shard specs for the RecordIO build (one mapped task each).
+
+    On a cache hit (the same gated table, images and options built before) the earlier build is put in
+    place and the specs carry no work: each shard task and the merge find the build finished.
+    """
+    from include.cache import cache_key
+    from include.preprocess.recordio import finished_specs, plan_build, write_plan
 
     r = ctx.config.recordio
-    return plan_shards(ctx.layout.quality, ctx.layout.recordio, r.shards, workers=r.workers, **_recordio_options(ctx))
+    plan = plan_build(ctx.layout.quality, **_recordio_options(ctx))
+    cache = step_cache(ctx, "recordio")
+    if cache is None:
+        return write_plan(plan, ctx.layout.recordio, r.shards, r.workers)
+    extra = {"channel_format": r.channel_format}
+    if r.channel_format != "recordio":
+        extra["label_attribute"] = r.label_attribute
+    key = cache_key("recordio", {"build": plan.content(), **extra})
+    outcome, _ = cache.reuse(key, ctx.layout.recordio)
+    if outcome.hit:
+        return finished_specs(plan, ctx.layout.recordio, r.shards, r.workers)
+    return write_plan(plan, ctx.layout.recordio, r.shards, r.workers, cache_key=key)
 
 
 def _recordio_options(ctx: RunContext) -> dict[str, Any]:
@@ -154,19 +209,26 @@ def _recordio_options(ctx: RunContext) -> dict[str, Any]:
 
 def build_recordio_shard(spec: dict[str, Any]) -> dict[str, Any]:
     """Build one shard's records."""
+    from include.cost import metered as meter
     from include.preprocess.recordio import build_shard
 
-    return build_shard(spec)
+    with meter(spec["output_uri"].rsplit("/", 1)[0], f"build_recordio_shard-{spec['shard']}"):
+        return build_shard(spec)
 
 
+@metered("merge_recordio")
 def merge_recordio(ctx: RunContext, shard_results: list[dict[str, Any]]) -> dict[str, Any]:
     """Merge the shards into the train/ and validation/ channels and recordio.json.
 
     With ``recordio.channel_format`` other than ``recordio`` the training channels of that format
     are written beside them (evaluation always reads the RecordIO validation channel).
     """
+    from include.cache import read_marker
     from include.preprocess.recordio import merge_shards
 
+    marker = read_marker(ctx.layout.recordio)
+    if marker is not None and marker["hit"]:  # plan_recordio put an earlier build in place
+        return marker["result"]
     result = merge_shards(ctx.layout.recordio, list(shard_results))
     r = ctx.config.recordio
     if r.channel_format != "recordio":
@@ -181,6 +243,10 @@ def merge_recordio(ctx: RunContext, shard_results: list[dict[str, Any]]) -> dict
             quality=r.quality,
             workers=r.workers,
         )
+    cache = step_cache(ctx, "recordio")
+    if cache is not None and marker is not None:
+        cache.store(marker["key"], ctx.layout.recordio, result, about={"records": result["records"]})
+        result["cache"] = {k: v for k, v in marker.items() if k != "result"}
     return result
 
 
@@ -209,6 +275,21 @@ def training_request(ctx: RunContext, run: Any, tune: bool) -> dict[str, Any]:
     )
 
 
+def job_cache(ctx: RunContext, tune: bool) -> JobCache | None:
+    """The cache of this run's training (or tuning) request (:func:`include.execution.execute` takes it)."""
+    from include.cache import JobCache, cache_key
+    from include.cache_keys import training_key_parts
+
+    cache = step_cache(ctx, "tuning" if tune else "training")
+    if cache is None:
+        return None
+    backend, recordio = ctx.config.backend, ctx.layout.recordio
+    return JobCache(
+        cache, ctx.layout.training,
+        lambda operation, request: cache_key(cache.step, training_key_parts(request, backend, recordio)),
+    )  # fmt: skip
+
+
 def training_output(ctx: RunContext, training: dict[str, Any]) -> str:
     """The folder evaluation reads: the tuning job's (local tuning), else the model's own folder.
 
@@ -230,11 +311,26 @@ def training_output(ctx: RunContext, training: dict[str, Any]) -> str:
     return folder
 
 
+@metered("evaluate")
 def evaluate(ctx: RunContext, training: dict[str, Any]) -> dict[str, Any]:
     """Independent evaluation of the trained artifact, charts, samples and report.html."""
+    from include.cache import cache_key
+    from include.cache_keys import evaluation_key_parts
     from include.evaluation.evaluate import evaluate as run_evaluate
 
     e = ctx.config.evaluation
+    cache, key = step_cache(ctx, "evaluation"), ""
+    if cache is not None:
+        options = {"score_threshold": e.score_threshold, "samples": e.samples,
+                   "promotion_threshold": e.promotion_threshold, "label_issues": e.label_issues,
+                   "label_issues_shown": e.label_issues_shown, "backend": ctx.config.backend}  # fmt: skip
+        key = cache_key("evaluation", evaluation_key_parts(training["artifact_uri"], ctx.layout.recordio, options))
+        _, reused = cache.reuse(key, ctx.layout.evaluation)
+        if reused is not None:  # the same model on the same data: the report it got then
+            if ctx.config.backend == "sagemaker":
+                training_output(ctx, training)  # the job's record beside the model, as a fresh evaluation leaves it
+            log.info("evaluation report: %s", reused["report_uri"])
+            return {**reused, "model_uri": storage.normalize(training["artifact_uri"])}
     result = run_evaluate(
         training_output(ctx, training),
         ctx.layout.recordio,
@@ -246,10 +342,13 @@ def evaluate(ctx: RunContext, training: dict[str, Any]) -> dict[str, Any]:
         label_issues_shown=e.label_issues_shown,
         promotion_threshold=e.promotion_threshold,
     )
+    if cache is not None:
+        cache.store(key, ctx.layout.evaluation, result, about={"model_uri": result["model_uri"]})
     log.info("evaluation report: %s", result["report_uri"])
     return result
 
 
+@metered("export")
 def export(ctx: RunContext, evaluation: dict[str, Any]) -> dict[str, Any]:
     """The evaluated model exported as ``export.formats`` asks: ONNX with parity proven on held-out images
     (and reported in report.html), a Neo compilation on SageMaker; recorded in ``<run>/export/export.json``."""
@@ -269,6 +368,7 @@ def export(ctx: RunContext, evaluation: dict[str, Any]) -> dict[str, Any]:
     )
 
 
+@metered("promotion")
 def promotion(ctx: RunContext, evaluation: dict[str, Any], training: dict[str, Any]) -> dict[str, Any]:
     """The promotion gate: deploy only a model at least as good as the threshold and the champion."""
     from include.evaluation.promotion import decide_promotion, record_champion, registry_uri
@@ -300,6 +400,7 @@ def deployment_request(ctx: RunContext, run: Any, evaluation: dict[str, Any]) ->
     return build(ctx.config, run, model_uri, ctx.config.deploy.keep_endpoint_minutes)
 
 
+@metered("smoke_test")
 def smoke_test(ctx: RunContext, deployed: dict[str, Any]) -> dict[str, Any]:
     """Send validation images to the endpoint and check the answers."""
     from include.endpoints.invocation import smoke_test as run_smoke
@@ -331,6 +432,7 @@ def teardown(ctx: RunContext, smoke_passed: bool) -> dict[str, Any]:
             storage.remove(uri, recursive=True)
         if ctx.config.dataset.source == "sample" and _sample_folder(ctx).is_dir():  # the local copy under S3 storage
             shutil.rmtree(_sample_folder(ctx))
+    result["cost"] = run_cost(ctx)
     stopped = [s["name"] for s in result.get("stopped", []) if s.get("name")]
     deleted = [name for names in (result.get("deleted") or {}).values() for name in names]
     kept = result.get("kept_endpoints", [])
@@ -343,3 +445,32 @@ def teardown(ctx: RunContext, smoke_passed: bool) -> dict[str, Any]:
         f"; deleted {', '.join(deleted)}" if deleted else "",
     )
     return result
+
+
+def run_cost(ctx: RunContext) -> dict[str, Any]:
+    """The run's cost so far (``<run>/cost.json``, and a Cost section of its report.html); a small summary.
+
+    Training jobs are read from the run's ``training.json`` records (evaluation saves SageMaker's
+    DescribeTrainingJob answer beside the model); one reused from the cache cost this run nothing.
+    """
+    import json
+
+    from include.cache import read_marker
+    from include.cost import summarize, training_job_cost
+
+    marker = read_marker(ctx.layout.training) if storage.exists(ctx.layout.training) else None
+    reused = bool(marker and marker.get("hit"))
+    records = [u for u in storage.walk_files(ctx.layout.training) if u.endswith("/" + TRAINING_JSON)] if (
+        storage.exists(ctx.layout.training)) else []  # fmt: skip
+    jobs = [training_job_cost(ctx.config, json.loads(storage.read_text(uri)), reused) for uri in records]
+    summary = summarize(ctx.config, ctx.layout.root, jobs, [])
+    report = storage.join(ctx.layout.evaluation, "report.html")
+    if storage.exists(report):
+        from include.evaluation.report import COST_SECTION_ID, cost_section, with_section
+
+        storage.write_text(report, with_section(storage.read_text(report), cost_section(summary), COST_SECTION_ID))
+    uri = storage.join(ctx.layout.root, "cost.json")
+    log.info("cost: $%.2f, %.0f billable s, %.1f CPU s on this machine (%s)", summary["usd"],
+             summary["billable_seconds"], summary["cpu_seconds"], uri)  # fmt: skip
+    return {"usd": summary["usd"], "billable_seconds": summary["billable_seconds"],
+            "cpu_seconds": summary["cpu_seconds"], "uri": uri}  # fmt: skip

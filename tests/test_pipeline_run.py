@@ -36,5 +36,10 @@ def test_whole_pipeline_in_process_deletes_intermediate_files_after_a_passed_smo
     assert not any(storage.exists(uri) for uri in deleted)
     # what the run produced stays: the model, its evaluation report
     assert storage.exists(out["evaluation"]["report_uri"]) and storage.exists(out["evaluation"]["model_uri"])
-    assert sorted(p.name for p in Path(storage.local_path(layout["root"])).iterdir()) == ["evaluation", "training"]
+    assert sorted(p.name for p in Path(storage.local_path(layout["root"])).iterdir()) == [
+        "cost", "cost.json", "evaluation", "training"
+    ]  # fmt: skip
+    cost = json.loads(Path(storage.local_path(out["teardown"]["cost"]["uri"])).read_text())
+    assert cost["usd"] == 0 and cost["cpu_seconds"] > 0 and cost["jobs"][0]["cpu_seconds"] > 0
+    assert {"ingest", "validate", "plan_recordio", "merge_recordio", "evaluate"} <= {s["step"] for s in cost["steps"]}
     assert list(endpoints.glob("*.json")) == []

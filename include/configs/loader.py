@@ -39,6 +39,7 @@ PARAM_KEYS: dict[str, str] = {
     "quality_policy": "quality.policy",
     "export": "export.enabled",
     "deploy_runtime": "deploy.runtime",
+    "use_cache": "cache.enabled",
 }
 
 

@@ -77,6 +77,7 @@ class RecordIO(Section):
     workers: PositiveInt | None = None
     channel_format: Literal["recordio", "augmented-manifest", "image-json"] = "recordio"
     label_attribute: str = Field("bounding-box", pattern=r"^[A-Za-z0-9][A-Za-z0-9-]*$")
+    cache: bool = True
 
 
 class TuningRange(Section):
@@ -107,6 +108,7 @@ class Training(Section):
     tune: bool = False
     hyperparameters: dict[str, Scalar] = Field(default_factory=dict)
     tuning: Tuning = Field(default_factory=Tuning)
+    cache: bool = True
 
 
 class Evaluation(Section):
@@ -115,6 +117,7 @@ class Evaluation(Section):
     samples: NonNegativeInt = 6
     label_issues: bool = True
     label_issues_shown: NonNegativeInt = 20
+    cache: bool = True
 
 
 class Deploy(Section):
@@ -150,6 +153,29 @@ class Export(Section):
     neo: Neo = Field(default_factory=Neo)
 
 
+class Cache(Section):
+    """The step cache (:mod:`include.cache`): ``enabled`` false runs every step fresh (and still records it)."""
+
+    enabled: bool = True
+    uri: str | None = None  # null: <storage.base_uri>/_cache
+
+
+class Cost(Section):
+    """Prices (USD per instance-hour, on demand) per region and instance type, and a run's budget."""
+
+    max_usd: PositiveFloat | None = None  # resolve_config fails a run whose estimate exceeds it
+    endpoint_minutes: NonNegativeInt = 30  # an endpoint's life in the estimate, beyond keep_endpoint_minutes
+    prices: dict[str, dict[str, NonNegativeFloat]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _instance_types(self) -> Cost:
+        bad = [f"{region}.{kind}" for region, table in self.prices.items() for kind in table
+               if not re.fullmatch(INSTANCE_TYPE, kind)]  # fmt: skip
+        if bad:
+            raise ValueError(f"cost.prices: not SageMaker instance types (ml.<family>.<size>): {', '.join(bad)}")
+        return self
+
+
 class Local(Section):
     host: str = "127.0.0.1"
     workers: PositiveInt = 2
@@ -183,5 +209,7 @@ class PipelineConfig(Section):
     evaluation: Evaluation = Field(default_factory=Evaluation)
     deploy: Deploy = Field(default_factory=Deploy)
     export: Export = Field(default_factory=Export)
+    cache: Cache = Field(default_factory=Cache)
+    cost: Cost = Field(default_factory=Cost)
     local: Local = Field(default_factory=Local)
     sagemaker: SageMaker = Field(default_factory=SageMaker)

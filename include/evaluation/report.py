@@ -298,6 +298,30 @@ def export_section(export: Mapping[str, Any]) -> str:
     return _section("Export", "".join(parts), EXPORT_SECTION_ID)
 
 
+COST_SECTION_ID = "cost"
+
+
+def cost_section(cost: Mapping[str, Any]) -> str:
+    """What the run cost (``cost.json``): totals, each step's CPU and wall seconds, the jobs, the estimate."""
+    parts = [_key_values({"US dollars": cost["usd"], "billable seconds": cost["billable_seconds"],
+                          "CPU seconds (this machine)": cost["cpu_seconds"], "backend": cost["backend"]})]  # fmt: skip
+    parts.append("<h3>Steps</h3>" + _table(
+        ("step", "CPU s", "wall s"), [(s["step"], s["cpu_seconds"], s["wall_seconds"]) for s in cost["steps"]]
+    ))  # fmt: skip
+    if cost["jobs"]:
+        parts.append("<h3>Training jobs</h3>" + _table(
+            ("job", "instance", "billable s", "USD", "reused from the cache"),
+            [(j["job_name"], f"{j['instance_type']} x{j['instance_count']}", j["billable_seconds"], j["usd"],
+              j["reused"]) for j in cost["jobs"]],
+        ))  # fmt: skip
+    if cost["estimate"]:
+        parts.append("<h3>Estimate before the run (upper bounds)</h3>" + _table(
+            ("part", "instance", "count", "hours", "USD"),
+            [(p["what"], p["instance_type"], p["count"], round(p["hours"], 2), p["usd"]) for p in cost["estimate"]],
+        ))  # fmt: skip
+    return _section("Cost", "".join(parts), COST_SECTION_ID)
+
+
 def with_section(page: str, section: str, section_id: str) -> str:
     """``page`` with ``section`` in place of its section ``section_id`` (a rerun), else added at the end."""
     start = page.find(f'<section id="{section_id}">')

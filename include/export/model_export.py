@@ -68,7 +68,7 @@ def _neo(cfg: PipelineConfig, run: RunIdentity, model_uri: str, output_uri: str)
     neo = cfg.export.neo
     archive = neo_input_archive(model_uri, storage.join(output_uri, "neo", NEO_INPUT))
     request = compilation_job_request(
-        name=run.name("neo"),
+        name=run.try_name("neo"),  # a retry compiles again (minutes, cents) rather than re-attaching
         role_arn=cfg.sagemaker.role_arn or "",
         input_uri=archive["uri"],
         image_shape=archive["image_shape"],

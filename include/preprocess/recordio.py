@@ -103,22 +103,57 @@ def _shard_uri(output_uri: str, shard: int) -> str:
     return storage.join(output_uri, WORK_DIR, f"shard-{shard:05d}")
 
 
-def plan_shards(input_uri: str, output_uri: str, shards: int, workers: int | None = None, **opts: Any) -> list[dict]:
-    """Plan the build: validate, number the records, and write one work list per shard.
+#: The records' format as this code writes them; part of the build's cache key (bump it when the bytes change).
+FORMAT_VERSION = 1
+#: The image stack whose decoders and encoders shape the records' bytes (their versions are in the cache key).
+IMAGE_LIBRARIES = ("simplejpeg", "opencv-python-headless", "pillow", "numpy")
 
-    ``opts`` are :class:`Options` fields. Returns JSON-able specs for :func:`build_shard`
-    (one per shard; Airflow maps over them), each running ``workers`` processes (default: all
-    CPUs; fewer when several mapped shard tasks share one machine). Raises
-    :class:`lst.LabelWidthError` when ``label_width`` cannot hold the image with the most
-    objects, and :class:`lst.AnnotationTableError` for unusable rows or an empty split. The
-    table is read with pyarrow alone (:func:`annotations.read_columns`): no pandas import here.
+
+@dataclass(frozen=True)
+class Plan:
+    """A planned build: the records per split in order, and everything that determines the output's bytes."""
+
+    input_uri: str
+    options: Options
+    units: dict[str, list[dict[str, Any]]]
+    stats: dict[str, dict[str, int]]
+    label_width_required: int
+    classes: dict[str, str]
+    image_hashes: dict[str, str]  # image URI -> SHA-256 of the file the record is made from
+
+    def content(self) -> dict[str, Any]:
+        """What the build's bytes depend on, without run ids or paths: per split, each unit's ``.lst`` lines
+        with its image's content hash; the class map, the options, this format's and the image stack's versions.
+        (Not the shard and worker counts: the output does not depend on them.)"""
+        from importlib.metadata import PackageNotFoundError, version
+
+        def installed(name: str) -> str | None:
+            try:
+                return version(name)
+            except PackageNotFoundError:
+                return None
+
+        return {
+            "format_version": FORMAT_VERSION,
+            "libraries": {name: installed(name) for name in IMAGE_LIBRARIES},
+            "options": vars(self.options),
+            "classes": self.classes,
+            "splits": {
+                split: [[u["lines"], u["flipped"], u["size"], self.image_hashes[u["uri"]]] for u in units]
+                for split, units in self.units.items()
+            },
+        }
+
+
+def plan_build(input_uri: str, **opts: Any) -> Plan:
+    """Read and check the gated table and plan its records; writes nothing.
+
+    ``opts`` are :class:`Options` fields. Raises :class:`lst.LabelWidthError` when ``label_width``
+    cannot hold the image with the most objects, and :class:`lst.AnnotationTableError` for unusable
+    rows or an empty split. The table is read with pyarrow alone (:func:`annotations.read_columns`):
+    no pandas import here.
     """
     options = Options(**opts)
-    if shards < 1:
-        raise ValueError(f"shards must be at least 1, got {shards}")
-    for folder in (output_uri, *(storage.join(output_uri, split) for split in annotations.SPLITS)):
-        if removed := storage.remove_stale_temporaries(folder):  # left by a killed merge
-            log.warning("%s: removed temporaries a killed build left: %s", folder, ", ".join(removed))
     from include.preprocess.quality.gate import check_gate_passed
 
     check_gate_passed(input_uri)  # a table the gate refused is never built (the CLI also requires one it passed)
@@ -132,7 +167,6 @@ def plan_shards(input_uri: str, output_uri: str, shards: int, workers: int | Non
     if not channels["test"]:
         log.warning("%s: no test images: no test/ channel, evaluation will score validation", input_uri)
     channels = {split: records for split, records in channels.items() if records}
-    units = {split: _units(records) for split, records in channels.items()}
     stats = {
         split: {
             "records": len(records),
@@ -142,32 +176,86 @@ def plan_shards(input_uri: str, output_uri: str, shards: int, workers: int | Non
         }
         for split, records in channels.items()
     }
-    plan = {
-        "input_uri": storage.normalize(input_uri),
-        "options": vars(options),
+    return Plan(
+        input_uri=storage.normalize(input_uri),
+        options=options,
+        units={split: _units(records) for split, records in channels.items()},
+        stats=stats,
+        label_width_required=needed,
+        classes={str(k): v for k, v in sorted(classes.items())},
+        image_hashes=_image_hashes(input_uri, table["image_uri"]),
+    )
+
+
+def _image_hashes(input_uri: str, image_uris: list[str]) -> dict[str, str]:
+    """SHA-256 of each image file: the gate's ``content_hash`` column, else read from the files."""
+    try:
+        hashes = annotations.read_columns(input_uri, ["image_uri", "content_hash"])
+        known = dict(zip(hashes["image_uri"], hashes["content_hash"], strict=True))
+    except ValueError:  # a table written before the gate recorded hashes
+        known = {}
+    return {uri: known.get(uri) or hashlib.sha256(storage.read_bytes(uri)).hexdigest() for uri in set(image_uris)}
+
+
+def _spec(plan: Plan, output_uri: str, shard: int, shards: int, workers: int | None, work_uri: str) -> dict:
+    return {
+        "shard": shard,
         "shards": shards,
-        "channels": stats,
-        "max_objects": (needed - HEADER_WIDTH) // OBJECT_WIDTH,
-        "label_width_required": needed,
-        "classes": {str(k): v for k, v in sorted(classes.items())},
+        "output_uri": storage.normalize(output_uri),
+        "work_uri": work_uri,
+        "options": vars(plan.options),
+        "workers": workers,
     }
-    storage.write_text(storage.join(output_uri, WORK_DIR, PLAN_FILE), json.dumps(plan, indent=2))
-    ranges = {split: _split(len(u), shards) for split, u in units.items()}
+
+
+def write_plan(
+    plan: Plan, output_uri: str, shards: int, workers: int | None = None, cache_key: str | None = None
+) -> list[dict]:
+    """Write the plan and one work list per shard under ``output_uri``; the specs for :func:`build_shard`.
+
+    One spec per shard (Airflow maps over them), each running ``workers`` processes (default: all
+    CPUs; fewer when several mapped shard tasks share one machine). ``cache_key`` is carried into
+    ``recordio.json``.
+    """
+    if shards < 1:
+        raise ValueError(f"shards must be at least 1, got {shards}")
+    for folder in (output_uri, *(storage.join(output_uri, split) for split in annotations.SPLITS)):
+        if removed := storage.remove_stale_temporaries(folder):  # left by a killed merge
+            log.warning("%s: removed temporaries a killed build left: %s", folder, ", ".join(removed))
+    summary = {
+        "input_uri": plan.input_uri,
+        "options": vars(plan.options),
+        "shards": shards,
+        "channels": plan.stats,
+        "max_objects": (plan.label_width_required - HEADER_WIDTH) // OBJECT_WIDTH,
+        "label_width_required": plan.label_width_required,
+        "classes": plan.classes,
+        "cache_key": cache_key,
+    }
+    storage.write_text(storage.join(output_uri, WORK_DIR, PLAN_FILE), json.dumps(summary, indent=2))
+    ranges = {split: _split(len(u), shards) for split, u in plan.units.items()}
     specs = []
     for shard in range(shards):
-        work = {split: units[split][slice(*ranges[split][shard])] for split in units}
+        work = {split: plan.units[split][slice(*ranges[split][shard])] for split in plan.units}
         work_uri = storage.write_text(storage.join(_shard_uri(output_uri, shard), "work.json"), json.dumps(work))
-        specs.append(
-            {
-                "shard": shard,
-                "shards": shards,
-                "output_uri": storage.normalize(output_uri),
-                "work_uri": work_uri,
-                "options": vars(options),
-                "workers": workers,
-            }
-        )
+        specs.append(_spec(plan, output_uri, shard, shards, workers, work_uri))
     return specs
+
+
+def finished_specs(plan: Plan, output_uri: str, shards: int, workers: int | None = None) -> list[dict]:
+    """Specs for a build already in place under ``output_uri`` (a cache hit): no work lists are written, so
+    each :func:`build_shard` answers ``finished`` and :func:`merge_shards` the build's summary."""
+    if finished_build(output_uri) is None:
+        raise ShardError(f"{output_uri} holds no finished build")
+    missing = storage.join(output_uri, WORK_DIR, "finished", "work.json")
+    return [_spec(plan, output_uri, shard, shards, workers, missing) for shard in range(shards)]
+
+
+def plan_shards(input_uri: str, output_uri: str, shards: int, workers: int | None = None, **opts: Any) -> list[dict]:
+    """Plan the build and write one work list per shard: :func:`plan_build`, then :func:`write_plan`."""
+    if shards < 1:
+        raise ValueError(f"shards must be at least 1, got {shards}")
+    return write_plan(plan_build(input_uri, **opts), output_uri, shards, workers)
 
 
 def render_unit(job: tuple[dict[str, Any], dict[str, Any]]) -> list[bytes]:
@@ -336,6 +424,7 @@ def merge_shards(output_uri: str, shard_results: list[dict]) -> dict:
         "max_objects": plan["max_objects"],
         "label_width_required": plan["label_width_required"],
         "channels": channels,
+        "cache_key": plan.get("cache_key"),
     }
     classes = json.dumps(plan["classes"], indent=2)
     storage.write_text(storage.join(output_uri, CLASSES_FILE), classes)  # the channels' class map

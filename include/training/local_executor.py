@@ -22,11 +22,13 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import json
 import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -38,18 +40,21 @@ from typing import Any
 
 from include import storage
 from include.project import PROJECT_ROOT
+from include.reattach import Attachment, find_job
 from include.run_layout import TRAINING_JSON, TRAINING_LOG
 from include.sagemaker.metrics import final_values, parse_lines
 from include.training.algorithm import RESULT_FILE
 from include.training.hyperparameters import validate_hyperparameters
 from include.training.metric_log import parse_metrics
-from include.training.training_request import TrainingRequest, TrainingRequestError, parse_request
+from include.training.training_request import TrainingRequest, parse_request
 
 log = logging.getLogger(__name__)
 
 STOP_GRACE_S = 120.0  # SageMaker's window between SIGTERM and SIGKILL
 TERMINATE_WAIT_S = 5.0
 POLL_S = 0.2
+#: Seconds between reads of the record of a job an earlier try started, while it runs.
+RECORD_POLL_S = 5.0
 
 
 class TrainingJobError(RuntimeError):
@@ -83,6 +88,43 @@ def describe_local_job(output_uri: str) -> dict[str, Any]:
     raise FileNotFoundError(f"no local training job record at {' or '.join(candidates)}")
 
 
+def _describe_local(output_path: str, name: str) -> dict[str, Any] | None:
+    """A local job's record (None: no such job); one ``InProgress`` whose trainer is gone is recorded Failed."""
+    try:
+        record = describe_local_job(storage.join(output_path, name, "output"))
+    except FileNotFoundError:
+        return None
+    if record.get("TrainingJobStatus") == "InProgress" and not _trainer_alive(record):
+        record.update(TrainingJobStatus="Failed", SecondaryStatus="Failed", LastModifiedTime=_now(),
+                      FailureReason="the training process was lost (its task's worker died)")  # fmt: skip
+        storage.write_text(storage.join(output_path, name, "output", TRAINING_JSON), json.dumps(record, indent=2))
+    model = (record.get("ModelArtifacts") or {}).get("S3ModelArtifacts")
+    if record.get("TrainingJobStatus") == "Completed" and not (model and storage.exists(model)):
+        record.update(TrainingJobStatus="Failed", FailureReason="its model.tar.gz was deleted")  # nothing to take
+    return record
+
+
+def _trainer_alive(record: Mapping[str, Any]) -> bool:
+    """Whether the trainer process the record names still runs (on this machine, the same process)."""
+    import psutil
+
+    pid, started = record.get("TrainerPid"), record.get("TrainerStartTime")
+    if record.get("TrainerHost") != socket.gethostname() or not pid or started is None:
+        return False
+    try:
+        return abs(psutil.Process(pid).create_time() - started) < 1.0
+    except psutil.Error:
+        return False
+
+
+def _wait_for_local(output_path: str, found: Attachment) -> Attachment:
+    """Wait while a job an earlier try started runs (its task process still lives); then decide again."""
+    while found.action == "attach":
+        time.sleep(RECORD_POLL_S)
+        found = find_job(functools.partial(_describe_local, output_path), found.name, "TrainingJobStatus")
+    return found
+
+
 class _Record:
     """Builds and writes the job's training.json as it progresses."""
 
@@ -114,6 +156,15 @@ class _Record:
             "output_uri": request.output_uri,
             **(extra or {}),
         }
+
+    def attach_trainer(self, pid: int) -> None:
+        """Name the trainer process in the record, so a retried task can tell a running job from a lost one."""
+        import psutil
+
+        with contextlib.suppress(psutil.Error):
+            self.data.update(TrainerHost=socket.gethostname(), TrainerPid=pid,
+                             TrainerStartTime=psutil.Process(pid).create_time())  # fmt: skip
+        self.write()
 
     def progress(self, log_text: str) -> None:
         """Record the epochs logged so far (``InProgress``)."""
@@ -235,13 +286,27 @@ def run_training_job(
     ``timeout_s`` is a hard wall-clock limit: past it the job is killed and ends ``Stopped``
     without a model. ``stop_event`` set by another thread stops the job the same way. ``threads``
     is the CPU threads the trainer may use (all cores by default). ``extra_record`` keys are added
-    to training.json. Raises :class:`TrainingRequestError` / ``HyperparameterError`` for a request
-    that cannot start (before anything runs), :class:`TrainingJobError` when the job fails or is
-    stopped other than by MaxRuntimeInSeconds, and re-raises an interruption after stopping the job.
+    to training.json.
+
+    A job of this name (or a later one of the run, ``<name>-t<n>``) that exists already is re-attached
+    to (:mod:`include.reattach`): completed, its record is answered and nothing runs; running (the
+    task process of an earlier try still lives), it is waited for; failed, stopped, or lost with a
+    dead worker, a new job ``<name>-t<n>`` runs.
+
+    Raises :class:`TrainingRequestError` / ``HyperparameterError`` for a request that cannot start
+    (before anything runs), :class:`TrainingJobError` when the job fails or is stopped other than by
+    MaxRuntimeInSeconds, and re-raises an interruption after stopping the job.
     """
     job = parse_request(request)
-    if storage.exists(storage.join(job.output_uri, TRAINING_JSON)):
-        raise TrainingRequestError(f"training job {job.job_name} already exists: {job.output_uri}/{TRAINING_JSON}")
+    found = find_job(functools.partial(_describe_local, job.output_path), job.job_name, "TrainingJobStatus")
+    if found.action != "start" or found.name != job.job_name:
+        log.info("%s", found.message("training job"))
+    if found.action == "attach":
+        found = _wait_for_local(job.output_path, found)
+    if found.action == "take":
+        return dict(found.description or {})
+    if found.name != job.job_name:
+        job = parse_request({**request, "TrainingJobName": found.name})
     record = _Record(job, extra_record)
     try:
         validate_hyperparameters(job.hyperparameters)
@@ -284,6 +349,7 @@ def _run(
         reader = threading.Thread(target=_pump, args=(child, log_file, lines, epochs_seen), daemon=True)
         reader.start()
         log.info("training job %s: trainer process %d started", job.job_name, child.pid)
+        record.attach_trainer(child.pid)
         try:
             while child.poll() is None:
                 elapsed = time.monotonic() - start

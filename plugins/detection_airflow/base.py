@@ -98,6 +98,10 @@ class DetectionOperatorMixin(SizedDeferralMixin):
         raise ValueError(f"task {self.task_id}: give the operator a request_builder or a config")
 
     def execute(self, context: Context) -> dict[str, Any]:
+        return self.execute_request(context)
+
+    def execute_request(self, context: Context, **options: Any) -> dict[str, Any]:
+        """The request through :func:`include.execution.execute` (``options``: its further keywords)."""
         backend = check_backend(self.backend, f"task {self.task_id}")
         return execute(
             self.execution_operation,
@@ -105,6 +109,7 @@ class DetectionOperatorMixin(SizedDeferralMixin):
             backend=backend,
             send=functools.partial(self.send_to_sagemaker, context),
             local_runner=self.local_runner,
+            **options,
         )
 
     def send_to_sagemaker(self, context: Context, request: dict[str, Any]) -> Mapping[str, Any]:

@@ -6,9 +6,12 @@ On top of ``SageMakerTrainingOperator`` / ``SageMakerTuningOperator`` they
   pipeline's one execution path (:func:`include.execution.execute`), which validates it offline
   against botocore's SageMaker model before anything is sent and runs it on this machine instead
   when ``backend == "local"``;
-* name the job per DAG run and try, taking another name of the same try if it is taken
-  (the provider's timestamp rename would cut the run token off, and breaks the 32-character
-  limit of tuning job names);
+* name the job from the DAG run, not the try, and re-attach on a retry (:mod:`include.reattach`):
+  a job of the run still running is waited for again (deferred as before), a completed one is
+  taken without a new one, and only after a failed or stopped one does a new job start, named
+  ``...-t<try>`` (the provider's timestamp rename would cut the run token off, break the
+  32-character limit of tuning job names, and pay for a second job);
+* reuse an earlier run's job of the same request on the same data (``cache_builder``, :mod:`include.cache`);
 * wait as long as the job may run: the wait is at least the request's own limit
   (``StoppingCondition``, tuning waves) plus ``wait_margin``, and in deferrable mode the
   trigger's poll count is sized from it (the provider's defaults give up after 30 minutes for
@@ -24,19 +27,30 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from airflow.providers.amazon.aws.operators.sagemaker import SageMakerTrainingOperator, SageMakerTuningOperator
+from airflow.providers.amazon.aws.operators.sagemaker import (
+    SageMakerTrainingOperator,
+    SageMakerTuningOperator,
+    serialize,
+)
+from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
+from airflow.providers.common.compat.sdk import TaskDeferred
 
 from detection_airflow.base import DetectionOperatorMixin, run_identity
 from include.execution import TRAINING, TUNING
+from include.reattach import find_job
 from include.sagemaker.client import JobKind, is_missing_error, stop_job
 from include.sagemaker.naming import TRAINING as TRAINING_KIND
 from include.sagemaker.naming import TUNING as TUNING_KIND
-from include.sagemaker.naming import RunIdentity
 from include.sagemaker.requests import max_duration_seconds
 from include.sagemaker.results import training_result, tuning_result
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+
+    from include.cache import JobCache
+
+#: ``(context) -> JobCache | None``: the request's step cache, built at execute time (from XCom, config).
+CacheBuilder = Callable[["Context"], "JobCache | None"]
 
 DEFAULT_WAIT_MARGIN = 3600
 
@@ -52,20 +66,26 @@ class JobSpec:
     result_key: str  # the provider operator's result key
     describe_method: str  # the provider hook's Describe* method
     result_of: Callable[..., dict[str, Any]]
+    status_key: str  # the Describe* answer's status field
+    trigger_type: str  # SageMakerTrigger's job_type
 
 
 TRAINING_JOB = JobSpec(
-    TRAINING, "TrainingJobName", TRAINING_KIND, "training", "Training", "describe_training_job", training_result
-)
+    TRAINING, "TrainingJobName", TRAINING_KIND, "training", "Training", "describe_training_job", training_result,
+    "TrainingJobStatus", "training",
+)  # fmt: skip
 TUNING_JOB = JobSpec(
-    TUNING, "HyperParameterTuningJobName", TUNING_KIND, "tuning", "Tuning", "describe_tuning_job", tuning_result
-)
+    TUNING, "HyperParameterTuningJobName", TUNING_KIND, "tuning", "Tuning", "describe_tuning_job", tuning_result,
+    "HyperParameterTuningJobStatus", "tuning",
+)  # fmt: skip
 
 
 class _JobOperatorMixin(DetectionOperatorMixin):
     """What the training and tuning operators share; mixed in before the provider's operator class.
 
     :param wait_margin: seconds allowed on top of the request's limit (provisioning, image download, upload).
+    :param cache_builder: ``(context) -> JobCache | None``: reuse a job of the same request on the same data
+        (both backends), record a finished one.
     """
 
     job: ClassVar[JobSpec]
@@ -76,45 +96,68 @@ class _JobOperatorMixin(DetectionOperatorMixin):
     def execution_operation(self) -> str:  # type: ignore[override]
         return self.job.operation
 
-    def __init__(self, *, wait_margin: int = DEFAULT_WAIT_MARGIN, **kwargs: Any) -> None:
+    def __init__(
+        self, *, wait_margin: int = DEFAULT_WAIT_MARGIN, cache_builder: CacheBuilder | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.wait_margin = wait_margin
+        self.cache_builder = cache_builder
+
+    def job_cache(self, context: Context) -> JobCache | None:
+        """The request's cache from ``cache_builder`` (None: no caching)."""
+        return self.cache_builder(context) if self.cache_builder is not None else None
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        return self.execute_request(context, cache=self.job_cache(context))
 
     def build_request(self, context: Context) -> dict[str, Any]:
         request = super().build_request(context)
         request.setdefault(self.job.name_key, run_identity(context).name(self.job.name_kind))
         return request
 
-    def _job_exists(self, name: str) -> bool:
+    def _describe(self, name: str) -> Mapping[str, Any] | None:
+        """The job's Describe* answer, None when there is no job of that name."""
         from botocore.exceptions import ClientError
 
         try:
-            getattr(self.hook, self.job.describe_method)(name)  # type: ignore[attr-defined]
+            return getattr(self.hook, self.job.describe_method)(name)  # type: ignore[attr-defined]
         except ClientError as err:
             if is_missing_error(err):
-                return False
+                return None
             raise
-        return True
-
-    def _free_name(self, run: RunIdentity, proposed: str) -> str:
-        """``proposed``, or the next attempt name of this try while a job already has the name."""
-        name, attempt = proposed, 0
-        while self._job_exists(name):
-            attempt += 1
-            name = run.name(self.job.name_kind, attempt)
-            self.log.warning("a %s job named %s exists already; using %s", self.job.stop_kind, proposed, name)  # type: ignore[attr-defined]
-        return name
 
     def send_to_sagemaker(self, context: Context, request: dict[str, Any]) -> Mapping[str, Any]:
-        request[self.job.name_key] = self._free_name(run_identity(context), request[self.job.name_key])
+        """Re-attach to this run's job still running, take its completed one, or start one (:mod:`include.reattach`)."""
+        run = run_identity(context)
+        found = find_job(self._describe, request[self.job.name_key], self.job.status_key, run.try_number)
+        self.log.info("%s", found.message(f"{self.job.stop_kind} job"))  # type: ignore[attr-defined]
+        request[self.job.name_key] = found.name
         self.config = request
         self.max_ingestion_time = max(self.max_ingestion_time or 0, max_duration_seconds(request) + self.wait_margin)
+        if found.action == "take":
+            return serialize(found.description)
         try:
+            if found.action == "attach":
+                return self._wait_for(found.name)
             result = self.provider_execute(context)
+        except TaskDeferred:
+            raise
         except Exception:  # a failed wait (timeout, API error) must not leave the job running
             self._stop_after_failure()
             raise
         return result[self.job.result_key]
+
+    def _wait_for(self, name: str) -> Mapping[str, Any]:
+        """Wait for a job an earlier try started: deferred on it as on a new one, or polled here."""
+        if self.deferrable:  # type: ignore[attr-defined]
+            self.defer(  # the mixin sizes the trigger from max_ingestion_time and makes it stoppable
+                trigger=SageMakerTrigger(job_name=name, job_type=self.job.trigger_type,
+                                         aws_conn_id=self.aws_conn_id),  # type: ignore[attr-defined]
+                method_name="execute_complete",
+            )  # fmt: skip
+        describe = getattr(self.hook, self.job.describe_method)  # type: ignore[attr-defined]
+        self.hook.check_status(name, self.job.status_key, describe, self.check_interval, self.max_ingestion_time)  # type: ignore[attr-defined]
+        return serialize(describe(name))
 
     def _stop_after_failure(self) -> None:
         try:
@@ -124,7 +167,10 @@ class _JobOperatorMixin(DetectionOperatorMixin):
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
         result = super().execute_complete(context, event)  # type: ignore[misc]
-        return self.job.result_of(result[self.job.result_key], backend="sagemaker")
+        answer = self.job.result_of(result[self.job.result_key], backend="sagemaker")
+        if (cache := self.job_cache(context)) is not None:  # the request again: its key ignores the job's name
+            cache.record(self.job.operation, self.build_request(context), answer)
+        return answer
 
     def on_kill(self) -> None:
         """Stop the SageMaker job this task started (the provider's operators leave it running)."""

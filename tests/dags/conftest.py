@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,3 +19,15 @@ def pipeline() -> Any:
     objects (``process_params`` updates them in place), so later runs would inherit it.
     """
     return parsed_dag(PIPELINE_DAG_ID)
+
+
+@pytest.fixture
+def quick_runs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> tuple[Path, Path]:
+    """The environment of quick local runs (:func:`devtools.local_stack.quick_run_env`); ``(runs, endpoints)``."""
+    from devtools import local_stack
+
+    runs, endpoints = tmp_path / "runs", tmp_path / "endpoints"
+    monkeypatch.delenv("DETECTION_CONFIG_FILE", raising=False)
+    for key, value in local_stack.quick_run_env(runs, endpoints).items():
+        monkeypatch.setenv(key, value)
+    return runs, endpoints

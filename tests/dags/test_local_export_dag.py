@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 
-from devtools import local_stack
 from include import storage
 from tests.support.dag_runs import endpoint_servers, finished_run
 
@@ -20,12 +19,9 @@ pytestmark = pytest.mark.slow
 
 
 def test_export_checks_parity_and_the_endpoint_serves_the_onnx_model(
-    pipeline: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    pipeline: Any, quick_runs: tuple[Path, Path]
 ) -> None:
-    runs, endpoints = tmp_path / "runs", tmp_path / "endpoints"
-    monkeypatch.delenv("DETECTION_CONFIG_FILE", raising=False)
-    for key, value in local_stack.quick_run_env(runs, endpoints).items():
-        monkeypatch.setenv(key, value)
+    runs, endpoints = quick_runs
     conf = {"backend": "local", "dataset_source": "sample", "epochs": 1, "tune": False, "deploy": True,
             "export": True, "deploy_runtime": "onnxruntime", "quality_policy": "drop"}  # fmt: skip
     dr = pipeline.test(run_conf=conf)

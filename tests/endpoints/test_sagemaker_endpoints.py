@@ -46,7 +46,8 @@ def test_smoke_test_then_teardown_leaves_nothing_even_after_a_failed_smoke_test(
     aws, invoke_calls, task_context
 ) -> None:
     endpoint = deploy(task_context())["endpoint_name"]
-    deploy(task_context(2))  # a second try's stack: teardown removes every try's
+    assert deploy(task_context(2))["endpoint_name"] == endpoint  # a retry adopts the run's stack
+    deploy(task_context(2), try_names=True)  # another stack of the run: teardown removes every one
     invoke = sagemaker_invoker(endpoint, boto3.client("sagemaker-runtime"))
     queue_endpoint_answers([GOOD, {"prediction": []}])
     summary = smoke_test(invoke, [str(p) for p in IMAGES[:2]], num_classes=3)
@@ -100,7 +101,7 @@ def test_teardown_stops_only_this_runs_running_jobs(
 
 def test_kept_endpoints_stay_until_the_sweeper_finds_them_expired(aws, task_context) -> None:
     kept = deploy(task_context(1), keep_minutes=60)
-    dropped = deploy(task_context(2), keep_minutes=0)
+    dropped = deploy(task_context(2), keep_minutes=0, try_names=True)
     client = boto3.client("sagemaker")
     # endpoints that are not this pipeline's (no keep-until tag) or carry an unreadable one
     client.create_model(ModelName="someone-elses", PrimaryContainer={"Image": "img"}, ExecutionRoleArn=ROLE_ARN)

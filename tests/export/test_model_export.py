@@ -97,7 +97,7 @@ def test_neo_compiles_the_builtin_models_deployable_graph_on_sagemaker(
     job = boto3.client("sagemaker", region_name=REGION).describe_compilation_job(CompilationJobName=neo["job_name"])
     # the compiled model's URI is the one SageMaker answered, recorded with the model and handed on
     assert summary["neo_artifact_uri"] == neo["compiled_artifact_uri"] == job["ModelArtifacts"]["S3ModelArtifacts"]
-    assert neo["job_name"] == RUN.name("neo") and neo["status"] == "COMPLETED" and neo["target"] == "ml_c5"
+    assert neo["job_name"] == RUN.try_name("neo") and neo["status"] == "COMPLETED" and neo["target"] == "ml_c5"
     assert job["InputConfig"]["S3Uri"] == neo["input_uri"] == f"{out}/neo/neo-input.tar.gz"
     assert storage.exists(neo["input_uri"]) and neo["input_graph"] == "builtin-training"
     assert json.loads(job["InputConfig"]["DataInputConfig"]) == {"data": [1, 3, 64, 64]}
@@ -132,7 +132,7 @@ def test_an_interrupted_wait_stops_the_compilation_job(
     monkeypatch.setattr(include.execution.time, "sleep", interrupted)
     with pytest.raises(KeyboardInterrupt):
         export_model(cfg, model_uri, out, run=RUN, formats=["neo"])
-    assert neo_jobs.stopped == [RUN.name("neo")]
+    assert neo_jobs.stopped == [RUN.try_name("neo")]
 
 
 def test_teardown_stops_the_runs_compilation_jobs_still_running(
@@ -151,9 +151,9 @@ def test_teardown_stops_the_runs_compilation_jobs_still_running(
         "StoppingCondition": {"MaxRuntimeInSeconds": 900},
     }  # fmt: skip
     neo_jobs.status = "INPROGRESS"
-    sm.create_compilation_job(CompilationJobName=RUN.name("neo"), **request)
+    sm.create_compilation_job(CompilationJobName=RUN.try_name("neo"), **request)
     sm.create_compilation_job(CompilationJobName="neo-another-run-t1", **request)
     neo_jobs.status = None
-    sm.create_compilation_job(CompilationJobName=RUN.name("neo", attempt=1), **request)  # done already
-    assert stop_run_jobs(sm, RUN.token) == [RUN.name("neo")] == neo_jobs.stopped
-    assert sm.describe_compilation_job(CompilationJobName=RUN.name("neo"))["CompilationJobStatus"] == "STOPPING"
+    sm.create_compilation_job(CompilationJobName=RUN.try_name("neo", attempt=1), **request)  # done already
+    assert stop_run_jobs(sm, RUN.token) == [RUN.try_name("neo")] == neo_jobs.stopped
+    assert sm.describe_compilation_job(CompilationJobName=RUN.try_name("neo"))["CompilationJobStatus"] == "STOPPING"

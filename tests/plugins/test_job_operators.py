@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import textwrap
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
@@ -17,7 +18,8 @@ from detection_airflow.triggers import waiter_attempts
 from include.sagemaker.naming import RunIdentity
 from include.sagemaker.requests import training_job_request
 from include.sagemaker.validation import RequestValidationError
-from tests.support.aws_stand_ins import BUCKET, REGION
+from tests.support.aws_stand_ins import BUCKET, REGION, set_training_status
+from tests.support.sagemaker_stand_ins import registered
 
 AWS = {"aws_conn_id": None, "region_name": REGION}
 
@@ -53,18 +55,64 @@ def test_training_request_reaches_sagemaker(aws, task_context, training_builder,
     assert op.max_ingestion_time == 4 * 3600 + 3600  # the job's own limit plus the margin
 
 
-def test_a_retry_never_reuses_a_taken_name(aws, task_context, training_builder) -> None:
-    def run(try_number: int) -> str:
-        # deferrable: moto's job is complete at once, so the provider returns without deferring or sleeping
-        op = DetectionTrainingOperator(task_id="train", request_builder=training_builder, deferrable=True, **AWS)
-        return op.execute(task_context(try_number))["job_name"]
+@pytest.fixture
+def creates() -> Iterator[list[str]]:
+    """The names of every CreateTrainingJob sent (moto accepts a taken name, where SageMaker answers ResourceInUse)."""
+    sent: list[str] = []
 
-    first, again, retry = run(1), run(1), run(2)
-    token = first.rsplit("-", 2)[1]
-    assert first.endswith(f"-{token}-t1") and again.endswith(f"-{token}-t1-1") and retry.endswith(f"-{token}-t2")
-    assert len(again) <= 63
-    names = {j["TrainingJobName"] for j in boto3.client("sagemaker").list_training_jobs()["TrainingJobSummaries"]}
-    assert names == {first, again, retry}
+    def count(params: dict[str, Any], **_: Any) -> None:
+        sent.append(params["TrainingJobName"])
+
+    with registered([("before-parameter-build.sagemaker.CreateTrainingJob", count)]):
+        yield sent
+
+
+def test_a_task_killed_after_create_training_job_reattaches_when_retried(
+    aws, jobs_start_in_progress, creates, task_context, training_builder
+) -> None:
+    def run(try_number: int) -> Any:
+        op = DetectionTrainingOperator(task_id="train", request_builder=training_builder, deferrable=True, **AWS)
+        return op.execute(task_context(try_number))
+
+    with pytest.raises(TaskDeferred) as first:  # try 1 created the job and deferred; then its worker died
+        run(1)
+    name = first.value.trigger.job_name
+    assert name == _run(task_context()).name("train") and creates == [name]
+
+    with pytest.raises(TaskDeferred) as again:  # try 2 finds it still running: waits on it again
+        run(2)
+    assert isinstance(again.value.trigger, StoppableSageMakerTrigger) and again.value.trigger.job_name == name
+    assert again.value.trigger.attempts * again.value.trigger.waiter_delay >= 5 * 3600
+    assert creates == [name]
+
+    set_training_status(name, "Completed")  # try 3 (the job finished meanwhile) takes the result
+    assert run(3)["job_name"] == name and creates == [name]
+
+    set_training_status(name, "Failed")  # after a failure, a new job named for the try
+    with pytest.raises(TaskDeferred) as fresh:
+        run(4)
+    assert fresh.value.trigger.job_name == f"{name}-t4" and creates == [name, f"{name}-t4"]
+    set_training_status(f"{name}-t4", "Completed")
+    assert run(5)["job_name"] == f"{name}-t4" and len(creates) == 2  # the newest job of the run decides
+
+
+def test_a_retry_without_deferral_waits_for_the_running_job(
+    aws, jobs_start_in_progress, creates, task_context, training_builder
+) -> None:
+    name = _run(task_context()).name("train")
+    client = boto3.client("sagemaker")
+    client.create_training_job(**training_builder(task_context(), _run(task_context())))
+    creates.clear()
+
+    def finish(**_: Any) -> None:  # the job ends while the retried task polls it
+        set_training_status(name, "Completed")
+
+    with registered([("after-call.sagemaker.DescribeTrainingJob", finish)]):
+        op = DetectionTrainingOperator(
+            task_id="train", request_builder=training_builder, deferrable=False, check_interval=1, **AWS
+        )
+        result = op.execute(task_context(2))
+    assert result["job_name"] == name and result["status"] == "Completed" and creates == []
 
 
 def test_deferred_training_waits_as_long_as_the_job_may_run_and_on_kill_stops_it(
@@ -115,7 +163,7 @@ def test_a_killed_deferred_task_stops_its_job_from_the_trigger(
     assert status["HyperParameterTuningJobStatus"] == "Stopped"
 
 
-def test_tuning_result_and_name_clash(aws, task_context, tuning_builder) -> None:
+def test_tuning_takes_the_runs_completed_job(aws, task_context, tuning_builder) -> None:
     context = task_context()
     taken = tuning_builder(context, _run(context))
     boto3.client("sagemaker").create_hyper_parameter_tuning_job(**taken)
@@ -126,7 +174,8 @@ def test_tuning_result_and_name_clash(aws, task_context, tuning_builder) -> None
     result = op.execute(context)
 
     name = result["tuning_job_name"]
-    assert name == _run(context).name("tune", attempt=1) and name.endswith("-t1-1") and len(name) <= 32
+    assert name == _run(context).name("tune") and len(name) <= 32  # the run's job, complete: taken, not started again
+    assert len(boto3.client("sagemaker").list_hyper_parameter_tuning_jobs()["HyperParameterTuningJobSummaries"]) == 1
     # moto's tuning jobs report a canned best job ("FakeTrainingJobName", metric "Accuracy" = 1)
     assert result["job_name"] == "FakeTrainingJobName"
     assert result["artifact_uri"] == f"s3://{BUCKET}/output/FakeTrainingJobName/output/model.tar.gz"

@@ -124,8 +124,8 @@ def test_each_format_shows_the_flags_where_its_tool_does(gated, tmp_path):
     assert notes == [
         "quarantined: box_ordered: xmax 504 in the file (503 in the 0-based table) is not greater than xmin 504 "
         "in the file (503 in the 0-based table); ymax 337 in the file (336 in the 0-based table) is not greater "
-        "than ymin 337 in the file (336 in the 0-based table); box_min_side: box width 0 px is below the minimum side 1 px; box height 0 px is "
-        "below the minimum side 1 px"
+        "than ymin 337 in the file (336 in the 0-based table); box_min_side: box width 0 px is below the minimum "
+        "side 1 px; box height 0 px is below the minimum side 1 px"
     ]
     assert task["data"]["quality_flags"] == 1 and task["data"]["image"].startswith("/data/local-files/?d=images/")
     suggested = next(t for t in tasks if t["predictions"])

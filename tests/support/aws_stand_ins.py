@@ -26,6 +26,11 @@ def _backend() -> Any:
     return sagemaker_backends[ACCOUNT][REGION]
 
 
+def set_training_status(name: str, status: str) -> None:
+    """Put moto's training job ``name`` in ``status`` (moto completes every job at once)."""
+    _backend().training_jobs[name].training_job_status = status
+
+
 def _answer(status: int, parsed: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     from botocore.awsrequest import AWSResponse
 

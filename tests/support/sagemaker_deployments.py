@@ -10,7 +10,7 @@ import boto3
 import requests
 from detection_airflow import DetectionEndpointOperator
 
-from include.sagemaker.naming import RunIdentity, keep_until
+from include.sagemaker.naming import ENDPOINT, ENDPOINT_CONFIG, MODEL, RunIdentity, keep_until
 from include.sagemaker.requests import deployment_request
 from tests.support.aws_stand_ins import REGION, ROLE_ARN
 from tests.support.shared_data import BCCD_IMAGES
@@ -22,9 +22,11 @@ IMAGES = sorted(BCCD_IMAGES.glob("BloodImage_0000*.jpg"))[:3]
 GOOD = {"prediction": [[0.0, 0.91, 0.1, 0.2, 0.4, 0.5], [2.0, 0.35, 0.5, 0.5, 0.9, 0.95]]}
 
 
-def deploy_builder(keep_minutes: int = 0):
+def deploy_builder(keep_minutes: int = 0, try_names: bool = False):
+    """The deployment request of the run; ``try_names``: named for the try (``...-t<try>``), a second stack."""
+
     def build(context: Any, run: RunIdentity) -> dict[str, Any]:
-        return deployment_request(
+        request = deployment_request(
             run,
             model_data_url=MODEL_DATA,
             role_arn=ROLE_ARN,
@@ -32,6 +34,12 @@ def deploy_builder(keep_minutes: int = 0):
             instance_type="ml.m5.xlarge",
             keep_until=keep_until(NOW, keep_minutes),
         )
+        if not try_names:
+            return request
+        text = json.dumps(request)
+        for kind in (MODEL, ENDPOINT_CONFIG, ENDPOINT):
+            text = text.replace(f'"{run.name(kind)}"', f'"{run.try_name(kind)}"')
+        return json.loads(text)
 
     return build
 
@@ -64,8 +72,9 @@ def inventory() -> dict[str, list[str]]:
     }
 
 
-def deploy(context: dict[str, Any], keep_minutes: int = 0) -> dict[str, Any]:
+def deploy(context: dict[str, Any], keep_minutes: int = 0, try_names: bool = False) -> dict[str, Any]:
     op = DetectionEndpointOperator(
-        task_id="deploy", request_builder=deploy_builder(keep_minutes), check_interval=1, deferrable=False, **AWS
-    )
+        task_id="deploy", request_builder=deploy_builder(keep_minutes, try_names), check_interval=1,
+        deferrable=False, **AWS,
+    )  # fmt: skip
     return op.execute(context)

@@ -87,3 +87,17 @@ def test_killing_the_caller_kills_training_and_publishes_no_model(
     assert not (output / "model.tar.gz").exists()
     record = json.loads((output / "training.json").read_text())
     assert record["TrainingJobStatus"] == ("Stopped" if sig == signal.SIGTERM else "InProgress")
+    if sig == signal.SIGKILL:  # the retry finds the job lost with its worker: recorded failed, a new job runs
+        assert record["TrainerPid"] == children[0].pid
+        retried = run_training_job(make_request(tiny_data, tmp_path / "out", "killed", epochs="1"))
+        assert retried["TrainingJobName"] == "killed-t2" and retried["TrainingJobStatus"] == "Completed"
+        lost = json.loads((output / "training.json").read_text())
+        assert lost["TrainingJobStatus"] == "Failed" and "process was lost" in lost["FailureReason"]
+
+
+def test_a_completed_job_is_taken_again_without_training(trained: dict, tiny_data: Path) -> None:
+    output = trained["OutputDataConfig"]["S3OutputPath"]
+    request = make_request(tiny_data, Path(output.removeprefix("file://")), trained["TrainingJobName"])
+    started = time.monotonic()
+    again = run_training_job(request)
+    assert again == trained and time.monotonic() - started < 2

@@ -160,7 +160,7 @@ def copy_images(pairs: dict[str, str], mode: str = "copy", workers: int = 8) -> 
             path.unlink(missing_ok=True)
             os.symlink(storage.local_path(source), path)
         else:
-            storage.copy(source, target)
+            storage.copy(source, target, link=False)  # a labelling tool may edit its images in place
 
     with ThreadPoolExecutor(workers) as pool:
         list(pool.map(one, pairs.items()))

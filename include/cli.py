@@ -11,6 +11,7 @@ import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from include.configs import PARAM_KEYS, ConfigError, load_config
@@ -153,7 +154,99 @@ def cmd_run(args: argparse.Namespace) -> Any:
     from include.pipeline_run import run_pipeline
 
     params = {k: v for k, v in vars(args).items() if k in PARAM_KEYS and v is not None}  # the DAG's params
+    cfg = load_config(params=params)
+    if not cfg.tracking.uri:  # the local tracking server: started when it is not running, and left running
+        from include.tracking import server
+
+        details = server.start(server.local_dir(cfg), server.artifact_root(cfg))
+        print(f"MLflow UI: {details['url']}  (stop it with: detection-pipeline tracking down)", file=sys.stderr)
     return run_pipeline(params, run_id=args.run_id)
+
+
+# --- tracking and the model registry --------------------------------------------------------
+
+
+def cmd_tracking(args: argparse.Namespace) -> Any:
+    """The local tracking server: ``up`` (start unless running), ``down``, ``status``."""
+    from include.tracking import server
+
+    cfg = _config(args)
+    folder = server.local_dir(cfg)
+    if args.action == "up":
+        details = server.start(folder, server.artifact_root(cfg))
+        print(f"MLflow UI: {details['url']}  (log: {details['log']})", file=sys.stderr)
+        return details
+    if args.action == "down":
+        return {"stopped": server.stop(folder), "folder": str(folder)}
+    return server.status(folder)
+
+
+def _registry(args: argparse.Namespace) -> tuple[Any, str, Any]:
+    """``(config, tracking URI, registry)`` of the pipeline's registered model; the server must answer."""
+    from include.project import PIPELINE_DAG_ID
+    from include.tracking.registry import Registry
+    from include.tracking.uri import check_reachable, resolve_uri
+
+    cfg = _config(args)
+    uri = resolve_uri(cfg)
+    check_reachable(uri, cfg.tracking.timeout_seconds)
+    return cfg, uri, Registry(uri, cfg.tracking.registered_model or PIPELINE_DAG_ID)
+
+
+def _who() -> str:
+    import getpass
+
+    return f"cli:{getpass.getuser()}"
+
+
+def cmd_models(args: argparse.Namespace) -> Any:
+    """The registered model's versions with their aliases and metrics (a table, or JSON with ``--json``)."""
+    from include.tracking.registry import CHAMPION, PREVIOUS
+
+    _, uri, registry = _registry(args)
+    versions = registry.versions()
+    notes = [n for alias in (CHAMPION, PREVIOUS) if (n := registry.lookup(alias).note)]
+    rows = [
+        {
+            "version": v.version,
+            "aliases": list(v.aliases),
+            "validation_map": v.validation_map,
+            "coco_map": float(v.tags["coco_map"]) if v.tags.get("coco_map") else None,
+            "approval": v.tags.get("detection.approval", ""),
+            "airflow_run_id": v.tags.get("detection.airflow_run_id", ""),
+            "created": datetime.fromtimestamp(v.created_ms / 1000, UTC).isoformat(timespec="seconds"),
+            "run_id": v.run_id,
+            "model": v.model_data_url,
+        }
+        for v in versions
+    ]
+    if args.json:
+        return {"registered_model": registry.name, "tracking_uri": uri, "versions": rows, "notes": notes}
+    print(f"{registry.name}  ({uri})")
+    if not rows:
+        print("no versions yet: a pipeline run registers one per trained model")
+    else:
+        print(f"{'version':>7}  {'aliases':<18} {'mAP':>7} {'COCO':>7}  {'approval':<13} {'created':<25} airflow run")
+        for r in rows:
+            figure = {k: "-" if r[k] is None else f"{r[k]:.4f}" for k in ("validation_map", "coco_map")}
+            print(f"{r['version']:>7}  {','.join(r['aliases']):<18} {figure['validation_map']:>7} "
+                  f"{figure['coco_map']:>7}  {r['approval']:<13} {r['created']:<25} {r['airflow_run_id']}")
+    for note in notes:
+        print(f"note: {note}")
+    return None
+
+
+def cmd_promote(args: argparse.Namespace) -> Any:
+    from include.tracking.promotion import promote_version
+
+    cfg, uri, registry = _registry(args)
+    return promote_version(cfg, uri, registry.name, args.version, by=_who(),
+                           reason=args.reason or "promoted with detection-pipeline promote")
+
+
+def cmd_rollback(args: argparse.Namespace) -> Any:
+    _, _, registry = _registry(args)
+    return registry.rollback(args.version, by=_who(), reason=args.reason or "rolled back with detection-pipeline")
 
 
 def cmd_config_show(args: argparse.Namespace) -> Any:
@@ -263,6 +356,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-endpoint-minutes", type=int, help="leave the endpoint up this long (0: tear it down)")
     p.add_argument("--delete-intermediate-files", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--quality-policy", choices=["fail", "drop"], help="drop: quarantine bad boxes and go on")
+    p.add_argument("--approval", choices=["auto", "manual"],
+                   help="manual: register a winning model but leave it for detection-pipeline promote")
+
+    p = add("tracking", cmd_tracking, "the local MLflow tracking server: up | down | status")
+    p.add_argument("action", choices=["up", "down", "status"])
+
+    p = add("models", cmd_models, "the registered model's versions, aliases (champion, previous) and metrics")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    p = add("promote", cmd_promote, "make a version the champion (approving it; the old champion becomes previous)")
+    p.add_argument("--version", type=int, required=True, help="the model version (detection-pipeline models)")
+    p.add_argument("--reason", help="why (recorded on the version and in the alias history)")
+
+    p = add("rollback", cmd_rollback, "make the previous champion (or --version N) the champion again")
+    p.add_argument("--version", type=int, help="a version that was champion before (default: previous)")
+    p.add_argument("--reason", help="why (recorded in the alias history)")
 
     p = sub.add_parser("config", help="configuration")
     p.add_argument("action", choices=["show"])
@@ -292,6 +401,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per tracking call
     try:
         result = args.func(args)
     except ConfigError as exc:
@@ -316,7 +426,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"detection-pipeline {args.command}: AWS: {exc} ({type(exc).__name__})", file=sys.stderr)
         return 1
-    _print(result)
+    if result is not None:
+        _print(result)
     return 0
 
 

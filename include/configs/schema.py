@@ -5,7 +5,16 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt, PositiveInt, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveInt,
+    field_validator,
+    model_validator,
+)
 
 ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
 BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -96,6 +105,33 @@ class Deploy(Section):
     delete_intermediate_files: bool = False
 
 
+class Tracking(Section):
+    """Where every run is tracked (MLflow) and its models registered."""
+
+    uri: str | None = None
+    ui_url: str | None = None
+    experiment: str | None = None
+    registered_model: str | None = None
+    timeout_seconds: float = Field(5.0, gt=0, le=120)
+    local_dir: str = "data/mlflow"
+
+    @field_validator("uri")
+    @classmethod
+    def _uri_form(cls, value: str | None) -> str | None:
+        from include.tracking.uri import form_problem
+
+        if value is not None and (problem := form_problem(value)):
+            raise ValueError(problem)
+        return value
+
+
+class Promotion(Section):
+    """Who moves the registry's ``champion`` alias when a challenger wins the gate."""
+
+    approval: Literal["auto", "manual"] = "auto"
+    approval_timeout_minutes: PositiveInt = 1440
+
+
 class Local(Section):
     host: str = "127.0.0.1"
     workers: PositiveInt = 2
@@ -128,5 +164,7 @@ class PipelineConfig(Section):
     training: Training = Field(default_factory=Training)
     evaluation: Evaluation = Field(default_factory=Evaluation)
     deploy: Deploy = Field(default_factory=Deploy)
+    tracking: Tracking = Field(default_factory=Tracking)
+    promotion: Promotion = Field(default_factory=Promotion)
     local: Local = Field(default_factory=Local)
     sagemaker: SageMaker = Field(default_factory=SageMaker)

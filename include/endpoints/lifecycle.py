@@ -37,8 +37,11 @@ def model_artifact_uri(training: dict[str, Any] | str) -> str:
     return uri if uri.endswith(".tar.gz") else storage.join(uri, MODEL_ARCHIVE)
 
 
-def deployment_request(cfg: PipelineConfig, run: RunIdentity, model_uri: str, keep_minutes: int) -> dict[str, Any]:
-    """The combined ``{"Model", "EndpointConfig", "Endpoint"}`` request for this run and configuration."""
+def deployment_request(
+    cfg: PipelineConfig, run: RunIdentity, model_uri: str, keep_minutes: int, model_package_arn: str | None = None
+) -> dict[str, Any]:
+    """The combined ``{"Model", "EndpointConfig", "Endpoint"}`` request for this run and configuration
+    (its model from the approved model package ``model_package_arn`` when given)."""
     from include.sagemaker.naming import keep_until
     from include.sagemaker.requests import LOCAL_ROLE_ARN
     from include.sagemaker.requests import deployment_request as build
@@ -52,6 +55,7 @@ def deployment_request(cfg: PipelineConfig, run: RunIdentity, model_uri: str, ke
         instance_type=sm.endpoint_instance_type,
         instance_count=sm.endpoint_instance_count,
         keep_until=keep_until(datetime.now(UTC), keep_minutes),
+        model_package_arn=model_package_arn,
     )
 
 

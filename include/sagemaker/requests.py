@@ -239,11 +239,17 @@ def tuning_job_request(
     }
 
 
-def model_request(*, name: str, model_data_url: str, role_arn: str, image: str, tags: Tags) -> dict[str, Any]:
-    """A ``CreateModel`` request serving ``model.tar.gz`` at ``model_data_url`` with ``image``."""
+def model_request(
+    *, name: str, model_data_url: str, role_arn: str, image: str, tags: Tags, model_package_arn: str | None = None
+) -> dict[str, Any]:
+    """A ``CreateModel`` request serving ``model.tar.gz`` at ``model_data_url`` with ``image``, or the
+    approved model package ``model_package_arn`` (which names both)."""
+    container: dict[str, str] = {"Image": image, "ModelDataUrl": model_data_url}
+    if model_package_arn:
+        container = {"ModelPackageName": model_package_arn}
     return {
         "ModelName": name,
-        "PrimaryContainer": {"Image": image, "ModelDataUrl": model_data_url},
+        "PrimaryContainer": container,
         "ExecutionRoleArn": role_arn,
         "Tags": tags,
     }
@@ -291,10 +297,12 @@ def deployment_request(
     instance_count: int = 1,
     keep_until: str,
     image: str | None = None,
+    model_package_arn: str | None = None,
 ) -> dict[str, dict[str, Any]]:
     """``{"Model", "EndpointConfig", "Endpoint"}`` for ``SageMakerEndpointOperator``'s combined config.
 
-    The endpoint carries the ``keep-until`` tag (:func:`naming.keep_until`) the sweeper reads.
+    The endpoint carries the ``keep-until`` tag (:func:`naming.keep_until`) the sweeper reads. With
+    ``model_package_arn`` the model is created from that (approved) package instead.
     """
     names = DeploymentNames.of(run)
     tags = run.tags()
@@ -305,6 +313,7 @@ def deployment_request(
             role_arn=role_arn,
             image=image or builtin_image(region),
             tags=tags,
+            model_package_arn=model_package_arn,
         ),
         "EndpointConfig": endpoint_config_request(
             name=names.endpoint_config,

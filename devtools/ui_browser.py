@@ -267,3 +267,37 @@ def shrink_png(png: bytes, max_bytes: int) -> bytes:
         if len(small) <= max_bytes:
             return small
         image = image.resize((int(image.width * 0.9), int(image.height * 0.9)), Image.Resampling.LANCZOS)
+
+
+def open_task_details(
+    driver: WebDriver, url: str, dag_id: str, run_id: str, task_id: str, timeout_s: float = 120
+) -> None:
+    """A task instance's Details tab in the Airflow UI, once its extra links (buttons at the top) are shown."""
+    driver.get(f"{url}/dags/{quote(dag_id)}/runs/{quote(run_id, safe='')}/tasks/{quote(task_id)}/details")
+    visible(driver, f"//h2[normalize-space()='{task_id}']", timeout_s)
+    visible(driver, "//*[normalize-space()='Extra Links']", timeout_s)
+
+
+def follow_extra_link(driver: WebDriver, name: str, timeout_s: float = 120) -> None:
+    """Click the task instance's extra link ``name`` (a link on Airflow's own address opens in the same tab)."""
+    click(driver, f"//a[normalize-space()='{name}']", timeout_s)
+
+
+def open_mlflow_run(driver: WebDriver, run_url: str, run_name: str, metric: str, timeout_s: float = 120) -> None:
+    """The MLflow UI's page of a run, in its model-training view with the assistant panel closed, on the run's
+    metric charts once ``metric``'s is drawn.
+
+    The view (GenAI or model training) is a setting the UI keeps in the browser: chosen on the first page,
+    then the run's page is opened again.
+    """
+    driver.get(run_url)
+    click(driver, "//*[normalize-space()='Model training']", timeout_s)
+    driver.get(run_url)
+    visible(driver, f"//h2[normalize-space()='{run_name}']", timeout_s)
+    for close in driver.find_elements(By.XPATH, "//button[@aria-label='Close']"):
+        if close.is_displayed():
+            close.click()
+    click(driver, "//button[@role='tab'][normalize-space()='Model metrics']", timeout_s)
+    visible(driver, f"//*[normalize-space()='{metric}']", timeout_s)
+    wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "svg .scatterlayer path"), timeout_s, "no chart drawn")
+    time.sleep(2)  # the charts' drawing transition

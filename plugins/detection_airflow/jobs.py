@@ -124,7 +124,7 @@ class _JobOperatorMixin(DetectionOperatorMixin):
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
         result = super().execute_complete(context, event)  # type: ignore[misc]
-        return self.job.result_of(result[self.job.result_key], backend="sagemaker")
+        return self.handle_result(context, self.job.result_of(result[self.job.result_key], backend="sagemaker"))
 
     def on_kill(self) -> None:
         """Stop the SageMaker job this task started (the provider's operators leave it running)."""

@@ -11,7 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 DAG_FILES = sorted((ROOT / "dags").glob("*.py"))
-HEAVY = ("mxnet", "gluoncv", "great_expectations", "cv2", "pandas", "sagemaker")
+HEAVY = ("mxnet", "gluoncv", "great_expectations", "cv2", "pandas", "sagemaker", "mlflow")
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +40,9 @@ def test_dags_have_required_metadata(dagbag) -> None:
                 assert task.retries >= 1 or task.task_id in _NO_RETRY, f"{dag_id}.{task.task_id} retries < 1"
 
 
-# A config error or a failed run is not transient: these tasks fail at once on purpose.
-_NO_RETRY = {"resolve_config", "watcher"}
+# A config error or a failed run is not transient: these tasks fail at once on purpose; a second try of
+# the approval would ask the person again after they answered.
+_NO_RETRY = {"resolve_config", "watcher", "approve"}
 
 
 def test_no_cycles(dagbag) -> None:
@@ -54,9 +55,19 @@ def test_no_cycles(dagbag) -> None:
 def test_pipeline_params_form(dagbag) -> None:
     params = dagbag.dags["object_detection_pipeline"].params
     expected = {"backend", "dataset_source", "dataset_format", "classes", "epochs", "tune", "deploy",
-                "keep_endpoint_minutes", "delete_intermediate_files"}
+                "keep_endpoint_minutes", "delete_intermediate_files", "approval"}
     assert expected <= set(params.keys())
     assert params.get_param("backend").schema["enum"] == ["local", "sagemaker"]
+    assert params.get_param("approval").schema["enum"] == ["auto", "manual"]
+
+
+def test_approval_waits_between_the_gate_and_the_deploy_and_tracking_closes_last(dagbag) -> None:
+    dag = dagbag.dags["object_detection_pipeline"]
+    assert dag.get_task("promotion_gate").downstream_task_ids == {"approve", "watcher", "close_tracking"}
+    assert "deploy" in dag.get_task("approve").downstream_task_ids
+    close = dag.get_task("close_tracking")
+    assert close.trigger_rule == "all_done"
+    assert {"teardown", "smoke_test", "approve", "train", "tune", "validate"} <= close.upstream_task_ids
 
 
 _PARSE = """

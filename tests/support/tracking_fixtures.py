@@ -32,10 +32,20 @@ def mlflow_server() -> Iterator[str]:
 
 
 @pytest.fixture
-def tracking_uri(mlflow_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    """:func:`mlflow_server` as this test's ``tracking.uri`` (``DETECTION__TRACKING__URI``)."""
+def tracking_uri(mlflow_server: str, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> str:
+    """:func:`mlflow_server` as this test's ``tracking.uri`` (``DETECTION__TRACKING__URI``), with an experiment and
+    a registered model named after the test (:func:`per_test_name`), so no other test's champion stands in its way."""
     monkeypatch.setenv("DETECTION__TRACKING__URI", mlflow_server)
+    monkeypatch.setenv("DETECTION__TRACKING__EXPERIMENT", per_test_name(request))
+    monkeypatch.setenv("DETECTION__TRACKING__REGISTERED_MODEL", per_test_name(request))
     return mlflow_server
+
+
+def per_test_name(request: pytest.FixtureRequest) -> str:
+    """The test's name as an experiment / registered model name (``t_<name>``)."""
+    import re
+
+    return "t_" + re.sub(r"[^a-z0-9]+", "_", request.node.name.lower())[:60].strip("_")
 
 
 @pytest.fixture
@@ -53,11 +63,9 @@ def mlflow_client(mlflow_server: str):
 @pytest.fixture
 def tracking_ref(mlflow_server: str, request: pytest.FixtureRequest):
     """A pipeline run of its own (experiment and registered model named after the test) on the test server."""
-    import re
-
     from include.configs import load_config
     from include.tracking.runs import open_pipeline_run
 
-    dag_id = "t_" + re.sub(r"[^a-z0-9]+", "_", request.node.name.lower())[:60].strip("_")
+    dag_id = per_test_name(request)
     cfg = load_config(overrides={"tracking": {"uri": mlflow_server}}, environ={})
     return open_pipeline_run(cfg, mlflow_server, dag_id, "manual__2026-01-02T03:04:05+00:00")

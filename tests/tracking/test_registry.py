@@ -103,7 +103,8 @@ def test_the_gate_registers_every_model_and_holds_a_weaker_one(tracking_ref, tmp
     training = {"job_name": "job-2", "artifact_uri": "file:///m2.tar.gz",
                 "tracking": {"run_id": run_id, "model_source": source}}
     decision = gate(cfg, tracking_ref, evaluation, training, "file:///quality")
-    assert decision["promote"] is False and decision["reason"] == "mAP 0.65 does not beat the champion (version 1) at 0.70"
+    assert decision["promote"] is False
+    assert decision["reason"] == "mAP 0.65 does not beat the champion (version 1) at 0.70"
     held = registry.version(2)
     assert held.tags["detection.gate"] == "hold" and held.tags["detection.approval"] == "not requested"
     assert held.model_data_url == "file:///m2.tar.gz" and held.validation_map == 0.65

@@ -236,9 +236,9 @@ def approval_request(
             f"within {timeout_minutes} minutes counts as a rejection.",
         ]
     )
+    against = "no champion yet" if champion is None else f"the champion's {figure(champion.get('map'))}"
     subject = (
-        f"Promote version {decision['version']} of {ref.registered_model}? "
-        f"mAP {figure(evaluation['map'])} against {figure(champion and champion.get('map'))}"
+        f"Promote version {decision['version']} of {ref.registered_model}? mAP {figure(evaluation['map'])}, {against}"
     )
     return {"subject": subject, "body": body}
 

@@ -299,5 +299,30 @@ def open_mlflow_run(driver: WebDriver, run_url: str, run_name: str, metric: str,
             close.click()
     click(driver, "//button[@role='tab'][normalize-space()='Model metrics']", timeout_s)
     visible(driver, f"//*[normalize-space()='{metric}']", timeout_s)
-    wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "svg .scatterlayer path"), timeout_s, "no chart drawn")
+    # a metric with several steps is drawn as a line, one with a single value as a bar
+    charts = ".scatterlayer path, .barlayer path"
+    wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR, charts), timeout_s, "no chart drawn")
     time.sleep(2)  # the charts' drawing transition
+
+
+def open_required_action(
+    driver: WebDriver, url: str, dag_id: str, run_id: str, task_id: str, timeout_s: float = 120
+) -> None:
+    """The "Required Action" tab of a task waiting for a person (human-in-the-loop), once its form is shown."""
+    driver.get(f"{url}/dags/{quote(dag_id)}/runs/{quote(run_id, safe='')}/tasks/{quote(task_id)}/required_actions")
+    visible(driver, "//button[normalize-space()='Approve']", timeout_s)
+
+
+def answer_required_action(
+    driver: WebDriver, option: str, reason: str, screenshot: Path | None = None, max_bytes: int | None = None,
+    timeout_s: float = 120,
+) -> None:
+    """Fill the form's Reason, (capture it,) press ``option`` (``Approve`` / ``Reject``), and wait until it is taken."""
+    field = field_input(driver, "//body", "Reason", timeout_s)
+    field.send_keys(reason)
+    driver.execute_script("document.activeElement.blur()")
+    if screenshot is not None:
+        save_screenshot(driver, screenshot, max_bytes=max_bytes)
+    click(driver, f"//button[normalize-space()='{option}']", timeout_s)
+    wait_for(driver, lambda d: not _displayed(d, f"//button[normalize-space()='{option}'][not(@disabled)]"),
+             timeout_s, "the answer was not taken")

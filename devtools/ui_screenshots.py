@@ -1,11 +1,15 @@
-"""Regenerate the docs' screenshots of the Airflow UI from a real run.
+"""Regenerate the docs' screenshots of the Airflow and MLflow UIs from real runs.
 
-Starts its own ``airflow standalone`` (a home under /tmp, a free port, the quick sample run),
-then in headless Chromium signs in, opens ``object_detection_pipeline``, fills its trigger form
-(epochs 1) and captures it, triggers, waits for the run to succeed, and captures the DAG's graph
-(top to bottom, every task). Stops the stack and removes its home at the end.
+Starts its own ``airflow standalone`` and tracking server (a home under /tmp, free ports, the quick
+sample run), then in headless Chromium signs in, opens ``object_detection_pipeline``, fills its
+trigger form (epochs 1) and captures it, triggers, waits for the run to succeed, and captures the
+DAG's graph (top to bottom, every task), the evaluate task's links, the report one of them opens and
+the run's training run in the MLflow UI. A second run asks for approval (``approval=manual``): its
+form is captured, then answered in the UI (Approve, with a reason) and the run followed to its end.
+Stops the stack and removes its home at the end.
 
-Writes ``docs/images/airflow-trigger-form.png`` and ``docs/images/pipeline-graph.png``.
+Writes ``docs/images/``: ``airflow-trigger-form.png``, ``pipeline-graph.png``, ``airflow-task-links.png``,
+``report-from-airflow.png``, ``mlflow-training-run.png``, ``airflow-approval.png``.
 
 Usage: ``.venv/bin/python -m devtools.ui_screenshots [--out docs/images] [--keep]``
 """
@@ -32,13 +36,15 @@ def capture(out: Path, home: Path) -> dict[str, Path]:
     stack = home / "airflow"
     details = local_stack.start(
         home=stack, port=local_stack.free_port(0), timeout_s=600,
-        extra_env=local_stack.quick_run_env(home / "runs", home / "endpoints"),
+        extra_env=local_stack.quick_run_env(home / "runs", home / "endpoints", home / "mlflow"),
     )
     try:
         client = local_stack.AirflowClient(details["url"], details["username"], details["password"])
         client.wait_for_dag(PIPELINE_DAG_ID)
         task_ids = [t["task_id"] for t in client.request("GET", f"/dags/{PIPELINE_DAG_ID}/tasks")["tasks"]]
-        shots = {"form": out / "airflow-trigger-form.png", "graph": out / "pipeline-graph.png"}
+        shots = {name: out / f"{name}.png" for name in (
+            "airflow-trigger-form", "pipeline-graph", "airflow-task-links", "report-from-airflow",
+            "mlflow-training-run", "airflow-approval")}
         # tall enough for the whole trigger dialog, then for the graph laid out top to bottom
         with ui.chromium(1300, 2400) as driver:
             ui.log_in(driver, details["url"], details["username"], details["password"])
@@ -46,7 +52,7 @@ def capture(out: Path, home: Path) -> dict[str, Path]:
             form = ui.open_trigger_form(driver)
             ui.set_param(driver, "Epochs", "1")
             driver.execute_script("window.scrollTo(0, 0)")
-            ui.save_screenshot(driver, shots["form"], element=form, max_bytes=MAX_BYTES)
+            ui.save_screenshot(driver, shots["airflow-trigger-form"], element=form, max_bytes=MAX_BYTES)
             run_id = ui.submit_trigger(driver, PIPELINE_DAG_ID)
             print(f"triggered {run_id}; waiting for it to finish...", file=sys.stderr)
             run = client.wait_for_run(PIPELINE_DAG_ID, run_id, timeout_s=RUN_TIMEOUT_S)
@@ -56,7 +62,27 @@ def capture(out: Path, home: Path) -> dict[str, Path]:
                 raise RuntimeError(f"the run page shows {state} for run {run_id}")
             driver.set_window_size(1200, 1800)
             ui.show_graph(driver, task_ids, direction="Top to Bottom")
-            ui.save_screenshot(driver, shots["graph"], graph=True, max_bytes=MAX_BYTES)
+            ui.save_screenshot(driver, shots["pipeline-graph"], graph=True, max_bytes=MAX_BYTES)
+
+            driver.set_window_size(1400, 1000)
+            ui.open_task_details(driver, details["url"], PIPELINE_DAG_ID, run_id, "evaluate")
+            ui.save_screenshot(driver, shots["airflow-task-links"], max_bytes=MAX_BYTES)
+            ui.follow_extra_link(driver, "report.html")
+            ui.visible(driver, "//h1[starts-with(normalize-space(), 'Evaluation of')]")
+            ui.save_screenshot(driver, shots["report-from-airflow"], max_bytes=MAX_BYTES)
+            training = client.xcom(PIPELINE_DAG_ID, run_id, "train")
+            ui.open_mlflow_run(driver, training["tracking"]["url"], "train", "validation:mAP")
+            ui.save_screenshot(driver, shots["mlflow-training-run"], max_bytes=MAX_BYTES)
+
+            approval_run = client.trigger(PIPELINE_DAG_ID, {"epochs": 1, "approval": "manual"})
+            print(f"triggered {approval_run} (approval=manual); waiting for its approval...", file=sys.stderr)
+            client.wait_for_task(PIPELINE_DAG_ID, approval_run, "approve", ("awaiting_input",), RUN_TIMEOUT_S)
+            ui.open_required_action(driver, details["url"], PIPELINE_DAG_ID, approval_run, "approve")
+            ui.answer_required_action(driver, "Approve", reason="better than the champion on every class",
+                                      screenshot=shots["airflow-approval"], max_bytes=MAX_BYTES)
+            run = client.wait_for_run(PIPELINE_DAG_ID, approval_run, timeout_s=RUN_TIMEOUT_S)
+            if run["state"] != "success" or client.task_state(PIPELINE_DAG_ID, approval_run, "deploy") != "success":
+                raise RuntimeError(f"approved run {approval_run}: {client.task_states(PIPELINE_DAG_ID, approval_run)}")
         return shots
     finally:
         local_stack.stop(stack)

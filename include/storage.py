@@ -238,6 +238,8 @@ def copy_file(source: str, target: str) -> str:
         src, dst = local_path(source), local_path(target)
         dst.parent.mkdir(parents=True, exist_ok=True)
         if src.stat().st_dev == dst.parent.stat().st_dev:
+            if dst.exists() and os.path.samefile(src, dst):  # linked already (rename would leave tmp behind)
+                return normalize(target)
             tmp = dst.with_name(f".{dst.name}.{os.getpid()}.link.tmp")
             tmp.unlink(missing_ok=True)
             os.link(src, tmp)

@@ -18,7 +18,7 @@ STAGES = ("ingest", "validate", "build-recordio", "train", "tune", "evaluate", "
 
 def test_every_stage_has_a_subcommand() -> None:
     commands = build_parser()._subparsers._group_actions[0].choices  # noqa: SLF001
-    assert set(STAGES) | {"config", "stack"} <= set(commands)
+    assert set(STAGES) | {"config", "stack", "tracking", "models", "promote", "rollback"} <= set(commands)
 
 
 def test_run_takes_every_dag_param() -> None:
@@ -84,3 +84,22 @@ def test_aws_errors_are_one_line(
 def test_run_rejects_unknown_format() -> None:
     with pytest.raises(SystemExit):
         build_parser().parse_args(["ingest", "--format", "coco", "--source", "x", "--output", "y"])
+
+
+def test_registry_commands_name_the_missing_tracking_server(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.delenv("DETECTION__TRACKING__URI", raising=False)
+    monkeypatch.setenv("DETECTION__TRACKING__LOCAL_DIR", str(tmp_path / "mlflow"))
+    for argv in (["models"], ["promote", "--version", "3"], ["rollback"]):
+        assert main(argv) == 2
+        assert "key 'tracking.uri' = None: no tracking server is configured" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["promote"])  # --version is required
+    assert "the following arguments are required: --version" in capsys.readouterr().err
+
+
+def test_tracking_status_of_a_folder_without_a_server(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("DETECTION__TRACKING__LOCAL_DIR", str(tmp_path / "mlflow"))
+    assert main(["tracking", "status"]) == 0
+    assert json.loads(capsys.readouterr().out)["running"] is False
+    assert main(["tracking", "down"]) == 0
+    assert json.loads(capsys.readouterr().out)["stopped"] is False

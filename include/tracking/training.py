@@ -5,7 +5,8 @@ A training run holds every hyperparameter of the request (params), the per-epoch
 step = epoch) parsed from the algorithm's metric lines with the one parser both backends share
 (the job's ``training.log`` locally, its CloudWatch streams on SageMaker), the job's name and
 ARN, its billable seconds, and the model a registry version will point at. A tuning job is a run
-with one nested run per trial; the best trial is recorded as a training run.
+with one nested run per trial (its tuned values, ``objective.<metric>``, status); the best trial's
+run is also given the whole training record.
 
 The history is logged once, after the job ended (MLflow keeps every point it is sent, so a
 retried task must not send it again): the tag ``detection.history_job`` names the job it came
@@ -125,7 +126,7 @@ def record_tuning(
         ref,
         tuning.run_id,
         params=static,
-        metrics=[Metric(f"best_{objective}", v) for v in (result.get("final_metrics") or {}).values()],
+        metrics=[Metric(f"best.{objective}", v) for v in (result.get("final_metrics") or {}).values()],
         tags={"detection.best_trial": result["job_name"], "detection.trials": str(len(summaries))},
     )
     best: Run | None = None
@@ -137,7 +138,7 @@ def record_tuning(
             ref,
             trial.run_id,
             params={**static, **{k: str(v) for k, v in summary["TunedHyperParameters"].items()}},
-            metrics=[Metric(objective, float(value))] if value is not None else [],
+            metrics=[Metric(f"objective.{objective}", float(value))] if value is not None else [],
             tags={
                 JOB_TAG: job,
                 "detection.job_status": summary.get("TrainingJobStatus", ""),

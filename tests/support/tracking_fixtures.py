@@ -16,8 +16,8 @@ import pytest
 
 
 @pytest.fixture(scope="session")
-def mlflow_server() -> Iterator[str]:
-    """The URL of a local MLflow tracking server (SQLite store, artifacts in a temporary folder)."""
+def local_tracking_server() -> Iterator[dict]:
+    """A local MLflow tracking server (SQLite store, artifacts in a temporary folder): its :func:`server.status`."""
     from include import storage
     from include.tracking import server
 
@@ -25,10 +25,16 @@ def mlflow_server() -> Iterator[str]:
     root = Path(tempfile.mkdtemp(prefix="detection-mlflow-"))
     details = server.start(root / "server", storage.normalize(root / "artifacts"))
     try:
-        yield details["url"]
+        yield details
     finally:
         server.stop(root / "server")
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(local_tracking_server: dict) -> str:
+    """The URL of :func:`local_tracking_server`."""
+    return local_tracking_server["url"]
 
 
 @pytest.fixture
@@ -69,3 +75,13 @@ def tracking_ref(mlflow_server: str, request: pytest.FixtureRequest):
     dag_id = per_test_name(request)
     cfg = load_config(overrides={"tracking": {"uri": mlflow_server}}, environ={})
     return open_pipeline_run(cfg, mlflow_server, dag_id, "manual__2026-01-02T03:04:05+00:00")
+
+
+def model_run(ref, folder: Path, name: str) -> tuple[str, str]:
+    """A run of ``ref``'s pipeline run holding a (stand-in) model among its artifacts: ``(run id, model source)``."""
+    from include.tracking import artifacts, runs
+
+    model = folder / f"{name}.tar.gz"
+    model.write_bytes(name.encode())
+    run = runs.step_run(ref, "trial", trial=name)
+    return run.run_id, artifacts.log_file(ref, run, str(model), "model")

@@ -8,31 +8,23 @@ from pathlib import Path
 import pytest
 
 from include.configs import load_config
-from include.tracking import artifacts, runs
 from include.tracking.promotion import gate
 from include.tracking.registry import CHAMPION, PREVIOUS, Registry, RegistryError
 from include.tracking.rest import TrackingError
-
-
-def _model_run(ref, tmp_path: Path, name: str) -> tuple[str, str]:
-    """A run holding a model file among its artifacts: ``(run id, model source)``."""
-    model = tmp_path / f"{name}.tar.gz"
-    model.write_bytes(name.encode())
-    run = runs.step_run(ref, "trial", trial=name)
-    return run.run_id, artifacts.log_file(ref, run, str(model), "model")
+from tests.support.tracking_fixtures import model_run
 
 
 def _versions(ref, tmp_path: Path, maps: list[float]) -> Registry:
     registry = Registry(ref.uri, ref.registered_model)
     for i, value in enumerate(maps):
-        run_id, source = _model_run(ref, tmp_path, f"m{i}")
+        run_id, source = model_run(ref, tmp_path, f"m{i}")
         registry.register(source, run_id, {"validation_map": value, "coco_map": value / 2})
     return registry
 
 
 def test_the_server_takes_a_local_model_only_from_inside_its_runs_artifacts(tracking_ref, tmp_path) -> None:
     registry = Registry(tracking_ref.uri, tracking_ref.registered_model)
-    run_id, source = _model_run(tracking_ref, tmp_path, "model")
+    run_id, source = model_run(tracking_ref, tmp_path, "model")
     outside = (tmp_path / "model.tar.gz").as_uri()
     with pytest.raises(TrackingError, match="INVALID_PARAMETER_VALUE: Invalid model version source"):
         registry.register(outside, run_id, {})
@@ -81,7 +73,7 @@ def test_a_champion_whose_version_was_deleted_is_reported_not_crashed_on(
         registry.version(1)
 
     # the gate of the next run: no champion to beat, and the note in its reason
-    run_id, source = _model_run(tracking_ref, tmp_path, "next")
+    run_id, source = model_run(tracking_ref, tmp_path, "next")
     cfg = load_config(overrides={"tracking": {"uri": mlflow_server}, "evaluation": {"promotion_threshold": 0.3}},
                       environ={})
     evaluation = {"map": 0.4, "coco_map": 0.2, "evaluation_uri": "file:///e.json", "report_uri": "file:///r.html",
@@ -97,7 +89,7 @@ def test_the_gate_registers_every_model_and_holds_a_weaker_one(tracking_ref, tmp
     registry = _versions(tracking_ref, tmp_path, [0.7])
     registry.set_champion(1, action="approve", by="auto", reason="first")
     cfg = load_config(overrides={"tracking": {"uri": mlflow_server}}, environ={})
-    run_id, source = _model_run(tracking_ref, tmp_path, "challenger")
+    run_id, source = model_run(tracking_ref, tmp_path, "challenger")
     evaluation = {"map": 0.65, "coco_map": 0.3, "evaluation_uri": "file:///e.json", "report_uri": "file:///r.html",
                   "model_uri": "file:///m.tar.gz"}
     training = {"job_name": "job-2", "artifact_uri": "file:///m2.tar.gz",
@@ -110,7 +102,7 @@ def test_the_gate_registers_every_model_and_holds_a_weaker_one(tracking_ref, tmp
     assert held.model_data_url == "file:///m2.tar.gz" and held.validation_map == 0.65
     assert registry.aliases() == {CHAMPION: 1}
     # a champion registered by hand, without the figure the gate compares
-    hand_run, hand_source = _model_run(tracking_ref, tmp_path, "by-hand")
+    hand_run, hand_source = model_run(tracking_ref, tmp_path, "by-hand")
     registry.set_champion(registry.register(hand_source, hand_run, {}).version, action="promote", by="x", reason="x")
     decision = gate(cfg, tracking_ref, {**evaluation, "map": 0.99}, training, "file:///quality")
     assert decision["promote"] is False and "records no validation_map to compare with" in decision["reason"]

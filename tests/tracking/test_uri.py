@@ -168,3 +168,19 @@ def test_the_managed_ui_url_is_presigned_when_asked(monkeypatch: pytest.MonkeyPa
         )
         url = tracking_uri.managed_ui_url(ARN, "#/experiments/1/runs/abc")
     assert url == "https://t-1.eu-west-1.experiments.sagemaker.aws/auth?authToken=x#/experiments/1/runs/abc"
+
+
+def test_a_run_stops_at_resolve_when_its_tracking_server_does_not_answer(monkeypatch, tmp_path) -> None:
+    """Before any work is paid for: nothing is written, and the message names the URI."""
+    import socket
+
+    from include import stages
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    monkeypatch.setenv("DETECTION__TRACKING__URI", closed)
+    monkeypatch.setenv("DETECTION__STORAGE__BASE_URI", str(tmp_path / "runs"))
+    with pytest.raises(ConfigError, match=f"key 'tracking.uri' = '{closed}': no MLflow tracking server answers"):
+        stages.resolve({}, "object_detection_pipeline", "manual__1")
+    assert not (tmp_path / "runs").exists()

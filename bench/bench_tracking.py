@@ -58,8 +58,9 @@ def import_cost(modules: str, repeats: int = 3) -> list[float]:
     env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
     out = []
     for _ in range(repeats):
-        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env,
-                              cwd=PROJECT_ROOT)
+        done = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env, cwd=PROJECT_ROOT
+        )
         out.append(float(done.stdout.strip().splitlines()[-1]))
     return out
 
@@ -71,8 +72,9 @@ def reference_run(epochs: int) -> dict[str, Any]:
     started = time.perf_counter()
     out = run_pipeline({"epochs": epochs, "dataset_source": "sample", "tune": False}, run_id="bench-reference")
     out["seconds"] = time.perf_counter() - started
-    record = json.loads(storage.read_text(storage.join(out["training"]["artifact_uri"].rsplit("/", 1)[0],
-                                                       "training.json")))
+    record = json.loads(
+        storage.read_text(storage.join(out["training"]["artifact_uri"].rsplit("/", 1)[0], "training.json"))
+    )
     out["epoch_seconds"] = [e["train_seconds"] + e["validation_seconds"] for e in record["Epochs"]]
     return out
 
@@ -99,13 +101,19 @@ def replay(cfg: Any, uri: str, out: dict[str, Any], run_id: str) -> dict[str, fl
         return ref
 
     ref = timed("resolve_config", resolve)
-    timed("validate", lambda: (records.record_quality(ref, layout["quality"], failed=False),
-                               records.record_dataset(ref, out["validate"]["uris"]["annotations"], "cub:sample")))
+    timed(
+        "validate",
+        lambda: (
+            records.record_quality(ref, layout["quality"], failed=False),
+            records.record_dataset(ref, out["validate"]["uris"]["annotations"], "cub:sample"),
+        ),
+    )
     result = {k: v for k, v in out["training"].items() if k != "tracking"}
     tracked = timed("train", lambda: training.record_training(ref, result, "local", layout["training"], None))
     timed("evaluate", lambda: records.record_evaluation(ref, out["evaluation"], layout["evaluation"]))
-    decision = timed("promotion_gate", lambda: gate(cfg, ref, out["evaluation"], {**result, "tracking": tracked},
-                                                    layout["quality"]))
+    decision = timed(
+        "promotion_gate", lambda: gate(cfg, ref, out["evaluation"], {**result, "tracking": tracked}, layout["quality"])
+    )
     timed("approve", lambda: record_approval(cfg, ref, decision, approved=True, by="bench", reason="bench"))
     for task in ("deploy", "smoke_test", "teardown"):
         timed(task, lambda task=task: records.record_event(ref, task, {"endpoint_name": "bench", "passed": True}))
@@ -128,9 +136,12 @@ def history_seconds(ref: Any, epochs: int) -> float:
 
     lines = []
     for epoch in range(epochs):
-        lines += [metric_log.train_loss_line(epoch, 10, "cross_entropy", 1 / (epoch + 1)),
-                  metric_log.train_loss_line(epoch, 10, "smooth_l1", 0.5 / (epoch + 1)),
-                  metric_log.throughput_line(12.5), metric_log.validation_line(epoch, epoch / epochs)]
+        lines += [
+            metric_log.train_loss_line(epoch, 10, "cross_entropy", 1 / (epoch + 1)),
+            metric_log.train_loss_line(epoch, 10, "smooth_l1", 0.5 / (epoch + 1)),
+            metric_log.throughput_line(12.5),
+            metric_log.validation_line(epoch, epoch / epochs),
+        ]
     run = step_run(ref, "trial", trial=f"history-{time.monotonic_ns()}")
     started = time.perf_counter()
     log(ref, run.run_id, metrics=history(parse_lines(lines)))
@@ -145,8 +156,10 @@ def ui_open_seconds(uri: str, run_id: str) -> float:
     with httpx.Client(base_url=uri, timeout=30) as http:
         http.get("/ajax-api/2.0/mlflow/runs/get", params={"run_id": run_id}).raise_for_status()
         for metric in UI_METRICS:
-            http.get("/ajax-api/2.0/mlflow/metrics/get-history-bulk-interval",
-                     params={"run_ids": run_id, "metric_key": metric, "max_results": 320}).raise_for_status()
+            http.get(
+                "/ajax-api/2.0/mlflow/metrics/get-history-bulk-interval",
+                params={"run_ids": run_id, "metric_key": metric, "max_results": 320},
+            ).raise_for_status()
     return time.perf_counter() - started
 
 
@@ -161,11 +174,16 @@ def main(argv: list[str] | None = None) -> int:
     from include.tracking.runs import Metric, log, open_pipeline_run, step_run
 
     root = Path(tempfile.mkdtemp(prefix="bench-tracking-"))
-    os.environ.update({
-        "DETECTION__STORAGE__BASE_URI": str(root / "runs"), "DETECTION__LOCAL__ENDPOINT_STATE_DIR": str(root / "ep"),
-        "DETECTION__DATASET__SAMPLE_IMAGES": "40", "DETECTION__EVALUATION__PROMOTION_THRESHOLD": "0",
-        "DETECTION__TRACKING__REGISTERED_MODEL": "bench_tracking", "DETECTION__EVALUATION__SAMPLES": "2",
-    })
+    os.environ.update(
+        {
+            "DETECTION__STORAGE__BASE_URI": str(root / "runs"),
+            "DETECTION__LOCAL__ENDPOINT_STATE_DIR": str(root / "ep"),
+            "DETECTION__DATASET__SAMPLE_IMAGES": "40",
+            "DETECTION__EVALUATION__PROMOTION_THRESHOLD": "0",
+            "DETECTION__TRACKING__REGISTERED_MODEL": "bench_tracking",
+            "DETECTION__EVALUATION__SAMPLES": "2",
+        }
+    )
     started = time.perf_counter()
     details = server.start(root / "mlflow", storage.normalize(root / "artifacts"))
     print(f"local tracking server up in {time.perf_counter() - started:.1f} s ({details['url']})")
@@ -192,8 +210,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {task:<16} calls  {spread(values, 'ms', 1000)}")
         print(f"  all calls of a run      {spread(totals)}")
         print(f"  import per task process {spread(imports)} CPU  x {TRACKED_TASKS} tracked tasks")
-        print(f"  per run                 {per_run:.3f} s  = {per_run / out['seconds']:.2%} of the reference run "
-              f"({out['seconds']:.1f} s)")
+        print(
+            f"  per run                 {per_run:.3f} s  = {per_run / out['seconds']:.2%} of the reference run "
+            f"({out['seconds']:.1f} s)"
+        )
         print(f"  (import mlflow per task process instead: {spread(mlflow_import)} CPU)")
 
         ref = open_pipeline_run(cfg, uri, PIPELINE_DAG_ID, f"bench-history-{time.time_ns()}")
@@ -206,8 +226,12 @@ def main(argv: list[str] | None = None) -> int:
         long_run, short_run = step_run(ref, "trial", trial="ui-50"), step_run(ref, "trial", trial="ui-1")
         params = {f"p{i}": str(i) for i in range(17)}
         for run, epochs in ((long_run, 50), (short_run, 1)):
-            log(ref, run.run_id, params=params, metrics=[
-                Metric(m, 1.0 / (e + 1), step=e) for m in UI_METRICS for e in range(epochs)])
+            log(
+                ref,
+                run.run_id,
+                params=params,
+                metrics=[Metric(m, 1.0 / (e + 1), step=e) for m in UI_METRICS for e in range(epochs)],
+            )
         long_open = [ui_open_seconds(uri, long_run.run_id) for _ in range(args.rounds)]
         short_open = [ui_open_seconds(uri, short_run.run_id) for _ in range(args.rounds)]
         print("\nopening a run in the MLflow UI's API (runs/get + the history of its 4 metrics)")

@@ -28,20 +28,35 @@ def _task(tracking_ref, tmp_path, approval: str) -> tuple[PromotionApprovalOpera
     ref = tracking_ref
     run_id, source = model_run(ref, tmp_path, "challenger")
     version = Registry(ref.uri, ref.registered_model).register(source, run_id, {"validation_map": 0.6})
-    cfg = load_config(overrides={"tracking": {"uri": ref.uri}, "promotion": {"approval": approval,
-                                                                              "approval_timeout_minutes": 30}},
-                      environ={})
-    run = RunContext(cfg, RunLayout.create(str(tmp_path), ref.dag_id, ref.airflow_run_id), ref.dag_id,
-                     ref.airflow_run_id, tracking=ref).as_dict()
-    decision = {"version": version.version, "registered_model": ref.registered_model, "reason": "mAP 0.60 wins",
-                "deploy": True, "model_package_arn": None}
+    cfg = load_config(
+        overrides={"tracking": {"uri": ref.uri}, "promotion": {"approval": approval, "approval_timeout_minutes": 30}},
+        environ={},
+    )
+    run = RunContext(
+        cfg,
+        RunLayout.create(str(tmp_path), ref.dag_id, ref.airflow_run_id),
+        ref.dag_id,
+        ref.airflow_run_id,
+        tracking=ref,
+    ).as_dict()
+    decision = {
+        "version": version.version,
+        "registered_model": ref.registered_model,
+        "reason": "mAP 0.60 wins",
+        "deploy": True,
+        "model_package_arn": None,
+    }
     with DAG("approval_test", schedule=None, start_date=datetime(2026, 1, 1)):
         approve = PromotionApprovalOperator(task_id="approve")
         approve >> EmptyOperator(task_id="deploy")
     xcom = {("resolve_config", "return_value"): run, ("promotion_gate", DECISION_KEY): decision}
     pushed: dict[str, Any] = {}
     ti = SimpleNamespace(
-        dag_id=ref.dag_id, run_id=ref.airflow_run_id, task_id="approve", try_number=1, map_index=-1,
+        dag_id=ref.dag_id,
+        run_id=ref.airflow_run_id,
+        task_id="approve",
+        try_number=1,
+        map_index=-1,
         xcom_pull=lambda task_ids, key="return_value": xcom[(task_ids, key)],
         xcom_push=lambda key, value: pushed.__setitem__(key, value),
     )
@@ -62,14 +77,24 @@ def test_an_unanswered_request_is_rejected_at_its_timeout_and_the_deploy_skipped
     tracking_ref, tmp_path, mlflow_client
 ) -> None:
     approve, context, pushed = _task(tracking_ref, tmp_path, "manual")
-    timed_out = {"chosen_options": ["Reject"], "params_input": {}, "responded_at": datetime.now(UTC),
-                 "responded_by_user": None, "timedout": True}
+    timed_out = {
+        "chosen_options": ["Reject"],
+        "params_input": {},
+        "responded_at": datetime.now(UTC),
+        "responded_by_user": None,
+        "timedout": True,
+    }
     with pytest.raises(DownstreamTasksSkipped) as skipped:
         approve.execute_complete(context, timed_out)
     assert skipped.value.tasks == ["deploy"]
-    assert pushed[APPROVAL_KEY] == {"approved": False, "version": 1, "by": "timeout",
-                                    "reason": "no answer within 30 minutes", "model_package_arn": None,
-                                    "replaced": None}
+    assert pushed[APPROVAL_KEY] == {
+        "approved": False,
+        "version": 1,
+        "by": "timeout",
+        "reason": "no answer within 30 minutes",
+        "model_package_arn": None,
+        "replaced": None,
+    }
     version = mlflow_client.get_model_version(tracking_ref.registered_model, "1")
     assert (version.tags["detection.approval"], version.tags["detection.approved_by"]) == ("rejected", "timeout")
     assert Registry(tracking_ref.uri, tracking_ref.registered_model).aliases() == {}

@@ -36,4 +36,5 @@ def test_each_task_links_to_its_pages(task_id: str, shown: set[str]) -> None:
 
 def test_run_ids_are_quoted_in_routes() -> None:
     assert route("dag", RUN_ID, "evaluate", "report") == (
-        "/detection/runs/dag/manual__2026-01-02T03%3A04%3A05%2B00%3A00/evaluate/report")
+        "/detection/runs/dag/manual__2026-01-02T03%3A04%3A05%2B00%3A00/evaluate/report"
+    )

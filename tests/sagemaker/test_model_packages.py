@@ -24,8 +24,11 @@ def _request(version: int = 3, **changes) -> dict:
         "instance_type": "ml.m5.xlarge",
         "evaluation_uri": f"s3://{BUCKET}/evaluation/evaluation.json",
         "evaluation_bytes": EVALUATION,
-        "metadata": {mp.VERSION_KEY: version, "airflow_run_id": "manual__2026-01-02T03:04:05+00:00",
-                     "validation_map": "0.6100"},
+        "metadata": {
+            mp.VERSION_KEY: version,
+            "airflow_run_id": "manual__2026-01-02T03:04:05+00:00",
+            "validation_map": "0.6100",
+        },
         "description": f"object_detection_pipeline version {version}",
         "project": "object_detection_pipeline",
         "generated_by": "airflow:object_detection_pipeline/manual__2026-01-02T03:04:05+00:00",
@@ -46,8 +49,9 @@ def test_group_names_have_no_underscores() -> None:
 def test_the_package_request_is_what_sagemaker_takes() -> None:
     request = _request()
     spec = request["InferenceSpecification"]
-    assert spec["Containers"] == [{"Image": builtin_image(REGION),
-                                   "ModelDataUrl": f"s3://{BUCKET}/training/job/output/model.tar.gz"}]
+    assert spec["Containers"] == [
+        {"Image": builtin_image(REGION), "ModelDataUrl": f"s3://{BUCKET}/training/job/output/model.tar.gz"}
+    ]
     assert {"image/jpeg", "image/png"} <= set(spec["SupportedContentTypes"])
     statistics = request["ModelMetrics"]["ModelQuality"]["Statistics"]
     assert statistics["ContentDigest"] == "sha256:" + hashlib.sha256(EVALUATION).hexdigest()
@@ -82,9 +86,15 @@ def test_a_package_is_made_once_per_version_then_approved_and_deployable(aws) ->
 
     # deployment from the approved package: the model names the package, not an image and a model file
     run = RunIdentity("object_detection_pipeline", "manual__2026-01-02T03:04:05+00:00", 1)
-    request = deployment_request(run, model_data_url="unused", role_arn=ROLE_ARN, region=REGION,
-                                 instance_type="ml.m5.xlarge", keep_until="2026-01-02T04:00:00+00:00",
-                                 model_package_arn=arn)
+    request = deployment_request(
+        run,
+        model_data_url="unused",
+        role_arn=ROLE_ARN,
+        region=REGION,
+        instance_type="ml.m5.xlarge",
+        keep_until="2026-01-02T04:00:00+00:00",
+        model_package_arn=arn,
+    )
     assert request["Model"]["PrimaryContainer"] == {"ModelPackageName": arn}
     validate_request("CreateModel", request["Model"])
     sm.create_model(**request["Model"])

@@ -67,8 +67,10 @@ def test_runs_are_tracked_and_a_weaker_run_registers_without_taking_the_champion
     weak = _run(capsys, monkeypatch, runs_env, bccd_slice, "bccd-1-epoch", 1)
 
     experiment = mlflow_client.get_experiment_by_name("bccd_tracking_test")
-    pipeline = mlflow_client.search_runs([experiment.experiment_id], "tags.`detection.airflow_run_id` = 'bccd-3-epochs'"
-                                         " and tags.`detection.step` = 'pipeline'")
+    pipeline = mlflow_client.search_runs(
+        [experiment.experiment_id],
+        "tags.`detection.airflow_run_id` = 'bccd-3-epochs' and tags.`detection.step` = 'pipeline'",
+    )
     (parent,) = pipeline
     assert parent.info.status == "FINISHED" and parent.info.run_name == "bccd-3-epochs"
     assert parent.data.tags["detection.dag_id"] == "object_detection_pipeline"
@@ -85,8 +87,12 @@ def test_runs_are_tracked_and_a_weaker_run_registers_without_taking_the_champion
     assert profile["boxes"] == strong["validate"]["boxes"] and set(profile["per_split"]) == {"train", "validation"}
     assert {"RBC", "WBC", "Platelets"} <= set(profile["boxes_per_class"]["train"])
 
-    children = {r.info.run_name: r for r in mlflow_client.search_runs(
-        [experiment.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")}
+    children = {
+        r.info.run_name: r
+        for r in mlflow_client.search_runs(
+            [experiment.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'"
+        )
+    }
     assert set(children) == {"validate", "train", "evaluate"}
     assert all(r.info.status == "FINISHED" for r in children.values())
 
@@ -96,7 +102,9 @@ def test_runs_are_tracked_and_a_weaker_run_registers_without_taking_the_champion
     assert validate.data.metrics["table.boxes"] == strong["validate"]["boxes"]
     assert validate.data.params["policy"] == "drop"
     assert {a.path for a in mlflow_client.list_artifacts(validate.info.run_id, "quality")} >= {
-        "quality/quality.json", "quality/quality.html"}
+        "quality/quality.json",
+        "quality/quality.html",
+    }
 
     # the training job: the request's hyperparameters, one history point per epoch equal to training.json's
     train = children["train"]
@@ -131,8 +139,10 @@ def test_runs_are_tracked_and_a_weaker_run_registers_without_taking_the_champion
     assert first.run_id == train.info.run_id and first.source.endswith("/artifacts/model/model.tar.gz")
     assert float(first.tags["validation_map"]) == strong["evaluation"]["map"]
     assert first.tags["detection.data_digest"] == strong["validate"]["data_digest"]
-    assert second.tags["detection.gate"] == "hold" and "does not beat the champion (version 1)" in (
-        second.tags["detection.gate_reason"])
+    assert (
+        second.tags["detection.gate"] == "hold"
+        and "does not beat the champion (version 1)" in (second.tags["detection.gate_reason"])
+    )
     assert weak["promotion"]["promote"] is False and "approval" not in weak
 
     # the CLI on the same registry

@@ -15,27 +15,44 @@ from tests.support.recordio_data import synthetic_images, write_dataset
 
 def test_every_number_of_a_document_is_a_figure_named_by_its_path() -> None:
     document = {
-        "success": True, "policy": "drop", "table": {"images": 28, "boxes": 114},
-        "checks": [{"name": "box_inside_image", "evaluated": 114, "failed": 2, "success": False,
-                    "rows": [{"file": "a.xml", "line": 3}]},
-                   {"name": "class/names ok?", "evaluated": 114, "failed": 0}],
+        "success": True,
+        "policy": "drop",
+        "table": {"images": 28, "boxes": 114},
+        "checks": [
+            {
+                "name": "box_inside_image",
+                "evaluated": 114,
+                "failed": 2,
+                "success": False,
+                "rows": [{"file": "a.xml", "line": 3}],
+            },
+            {"name": "class/names ok?", "evaluated": 114, "failed": 0},
+        ],
         "classes": [{"name": "RBC", "ap": 0.8, "coco_ap": float("nan")}],
-        "splits": {"test": {"map": 0.5}}, "notes": ["text"], "parameters": {"min_box_side": 1.0},
+        "splits": {"test": {"map": 0.5}},
+        "notes": ["text"],
+        "parameters": {"min_box_side": 1.0},
     }
     assert figures(document, frozenset({"rows", "parameters"})) == {
-        "success": 1.0, "table.images": 28.0, "table.boxes": 114.0,
-        "checks.box_inside_image.evaluated": 114.0, "checks.box_inside_image.failed": 2.0,
+        "success": 1.0,
+        "table.images": 28.0,
+        "table.boxes": 114.0,
+        "checks.box_inside_image.evaluated": 114.0,
+        "checks.box_inside_image.failed": 2.0,
         "checks.box_inside_image.success": 0.0,
-        "checks.class/names ok_.evaluated": 114.0, "checks.class/names ok_.failed": 0.0,
-        "classes.RBC.ap": 0.8, "splits.test.map": 0.5,
+        "checks.class/names ok_.evaluated": 114.0,
+        "checks.class/names ok_.failed": 0.0,
+        "classes.RBC.ap": 0.8,
+        "splits.test.map": 0.5,
     }
 
 
 @pytest.fixture
 def table(tmp_path: Path) -> Path:
     root = tmp_path / "data"
-    return storage.local_path(write_dataset(root, tmp_path / "table", synthetic_images(root), {0: "bird", 1: "cat"})
-                              .table_uri)
+    return storage.local_path(
+        write_dataset(root, tmp_path / "table", synthetic_images(root), {0: "bird", 1: "cat"}).table_uri
+    )
 
 
 def test_a_passed_gate_records_its_checks_reports_and_the_gated_data_set(
@@ -52,8 +69,10 @@ def test_a_passed_gate_records_its_checks_reports_and_the_gated_data_set(
     for check in report["checks"]:
         assert recorded.data.metrics[f"checks.{check['name']}.failed"] == check["failed"]
     assert recorded.data.params["policy"] == "fail" and recorded.data.params["min_box_side"] == "1.0"
-    assert {a.path for a in mlflow_client.list_artifacts(run.run_id, "quality")} >= {"quality/quality.json",
-                                                                                     "quality/quality.html"}
+    assert {a.path for a in mlflow_client.list_artifacts(run.run_id, "quality")} >= {
+        "quality/quality.json",
+        "quality/quality.html",
+    }
     (dataset_input,) = mlflow_client.get_run(tracking_ref.run_id).inputs.dataset_inputs
     assert dataset_input.dataset.digest == digest and dataset_input.dataset.name == "voc:test"
     assert [t.value for t in dataset_input.tags] == ["training"]

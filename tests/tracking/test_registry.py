@@ -39,13 +39,18 @@ def test_champion_moves_keep_previous_and_a_history(tracking_ref, tmp_path, mlfl
     assert registry.aliases() == {CHAMPION: 1}
     move = registry.set_champion(3, action="approve", by="alice", reason="better")
     assert move["replaced"] == 1 and registry.aliases() == {CHAMPION: 3, PREVIOUS: 1}
-    assert mlflow_client.get_registered_model(tracking_ref.registered_model).aliases == {"champion": "3",
-                                                                                         "previous": "1"}
+    assert mlflow_client.get_registered_model(tracking_ref.registered_model).aliases == {
+        "champion": "3",
+        "previous": "1",
+    }
     registry.rollback(None, by="bob", reason="regression")
     assert registry.aliases() == {CHAMPION: 1, PREVIOUS: 3}
     history = registry.history()
     assert [(h["action"], h["champion"], h["replaced"], h["by"]) for h in history] == [
-        ("approve", 1, None, "auto"), ("approve", 3, 1, "alice"), ("rollback", 1, 3, "bob")]
+        ("approve", 1, None, "auto"),
+        ("approve", 3, 1, "alice"),
+        ("rollback", 1, 3, "bob"),
+    ]
     with pytest.raises(RegistryError, match=r"version 2 .* has never been champion \(champions so far: \[1, 3\]\)"):
         registry.rollback(2, by="bob", reason="x")
     with pytest.raises(RegistryError, match="has no version 9 \\(versions: 3, 2, 1\\)"):
@@ -67,19 +72,30 @@ def test_a_champion_whose_version_was_deleted_is_reported_not_crashed_on(
     mlflow_client.delete_model_version(tracking_ref.registered_model, "1")  # MLflow drops its aliases with it
     lookup = registry.lookup(CHAMPION)
     assert lookup.version is None
-    assert lookup.note == (f"alias 'champion' of '{tracking_ref.registered_model}' is gone: version 1, which held it, "
-                           "was deleted (or the alias removed by hand)")
+    assert lookup.note == (
+        f"alias 'champion' of '{tracking_ref.registered_model}' is gone: version 1, which held it, "
+        "was deleted (or the alias removed by hand)"
+    )
     with pytest.raises(RegistryError, match="has no version 1"):
         registry.version(1)
 
     # the gate of the next run: no champion to beat, and the note in its reason
     run_id, source = model_run(tracking_ref, tmp_path, "next")
-    cfg = load_config(overrides={"tracking": {"uri": mlflow_server}, "evaluation": {"promotion_threshold": 0.3}},
-                      environ={})
-    evaluation = {"map": 0.4, "coco_map": 0.2, "evaluation_uri": "file:///e.json", "report_uri": "file:///r.html",
-                  "model_uri": "file:///m.tar.gz"}
-    training = {"job_name": "job", "artifact_uri": "file:///m.tar.gz",
-                "tracking": {"run_id": run_id, "model_source": source}}
+    cfg = load_config(
+        overrides={"tracking": {"uri": mlflow_server}, "evaluation": {"promotion_threshold": 0.3}}, environ={}
+    )
+    evaluation = {
+        "map": 0.4,
+        "coco_map": 0.2,
+        "evaluation_uri": "file:///e.json",
+        "report_uri": "file:///r.html",
+        "model_uri": "file:///m.tar.gz",
+    }
+    training = {
+        "job_name": "job",
+        "artifact_uri": "file:///m.tar.gz",
+        "tracking": {"run_id": run_id, "model_source": source},
+    }
     decision = gate(cfg, tracking_ref, evaluation, training, "file:///quality")
     assert decision["promote"] is True and decision["version"] == 2 and decision["champion"] is None
     assert decision["reason"].startswith("mAP 0.40 meets the threshold 0.30 and there is no champion yet; note: alias")
@@ -90,10 +106,18 @@ def test_the_gate_registers_every_model_and_holds_a_weaker_one(tracking_ref, tmp
     registry.set_champion(1, action="approve", by="auto", reason="first")
     cfg = load_config(overrides={"tracking": {"uri": mlflow_server}}, environ={})
     run_id, source = model_run(tracking_ref, tmp_path, "challenger")
-    evaluation = {"map": 0.65, "coco_map": 0.3, "evaluation_uri": "file:///e.json", "report_uri": "file:///r.html",
-                  "model_uri": "file:///m.tar.gz"}
-    training = {"job_name": "job-2", "artifact_uri": "file:///m2.tar.gz",
-                "tracking": {"run_id": run_id, "model_source": source}}
+    evaluation = {
+        "map": 0.65,
+        "coco_map": 0.3,
+        "evaluation_uri": "file:///e.json",
+        "report_uri": "file:///r.html",
+        "model_uri": "file:///m.tar.gz",
+    }
+    training = {
+        "job_name": "job-2",
+        "artifact_uri": "file:///m2.tar.gz",
+        "tracking": {"run_id": run_id, "model_source": source},
+    }
     decision = gate(cfg, tracking_ref, evaluation, training, "file:///quality")
     assert decision["promote"] is False
     assert decision["reason"] == "mAP 0.65 does not beat the champion (version 1) at 0.70"

@@ -12,8 +12,13 @@ from include.tracking import server
 
 
 def test_a_folder_without_a_server_has_none_running(tmp_path) -> None:
-    assert server.status(tmp_path) == {"running": False, "url": None, "pid": None, "folder": str(tmp_path),
-                                       "log": str(tmp_path / server.LOG_FILE)}
+    assert server.status(tmp_path) == {
+        "running": False,
+        "url": None,
+        "pid": None,
+        "folder": str(tmp_path),
+        "log": str(tmp_path / server.LOG_FILE),
+    }
     assert server.running_url(tmp_path) is None and server.stop(tmp_path) is False
 
 

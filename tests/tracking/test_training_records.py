@@ -25,15 +25,21 @@ def test_a_training_job_is_one_run_with_its_history_logged_once(tracking_ref, tm
     record = json.loads((output / "training.json").read_text())
     weights = {"file": "mobilenet1.0.params", "sha256": "ab" * 32, "source": "shared/models"}  # started from these
     (output / "training.json").write_text(json.dumps({**record, "PretrainedWeights": weights}))
-    result = {"job_name": "job-1", "artifact_uri": storage.normalize(output / "model.tar.gz"),
-              "hyperparameters": record["HyperParameters"], "final_metrics": {}}
+    result = {
+        "job_name": "job-1",
+        "artifact_uri": storage.normalize(output / "model.tar.gz"),
+        "hyperparameters": record["HyperParameters"],
+        "final_metrics": {},
+    }
     first = record_training(tracking_ref, result, "local", storage.normalize(tmp_path / "training"), None)
     again = record_training(tracking_ref, result, "local", storage.normalize(tmp_path / "training"), None)  # a retry
     assert again["run_id"] == first["run_id"]
 
     run = mlflow_client.get_run(first["run_id"])
-    assert run.data.params == {**record["HyperParameters"],
-                               **{f"pretrained_weights.{k}": v for k, v in weights.items()}}
+    assert run.data.params == {
+        **record["HyperParameters"],
+        **{f"pretrained_weights.{k}": v for k, v in weights.items()},
+    }
     assert run.data.tags["detection.job_name"] == "job-1" and run.data.metrics["training_seconds"] == 14
     for metric, column in (("validation:mAP", 3), ("train:cross_entropy", 1), ("train:smooth_l1", 2)):
         points = mlflow_client.get_metric_history(first["run_id"], metric)
@@ -41,8 +47,7 @@ def test_a_training_job_is_one_run_with_its_history_logged_once(tracking_ref, tm
     # the model is among the run's artifacts (the registry's source), the same bytes as the job's
     assert first["model_source"] == f"{run.info.artifact_uri}/model/model.tar.gz"
     assert storage.read_bytes(first["model_source"]) == (output / "model.tar.gz").read_bytes()
-    assert {a.path for a in mlflow_client.list_artifacts(first["run_id"])} == {"model", "training.json",
-                                                                               "training.log"}
+    assert {a.path for a in mlflow_client.list_artifacts(first["run_id"])} == {"model", "training.json", "training.log"}
 
 
 def test_a_tuning_job_nests_its_trials_and_records_the_best_as_a_training_run(
@@ -58,9 +63,15 @@ def test_a_tuning_job_nests_its_trials_and_records_the_best_as_a_training_run(
     (training / "tune").mkdir()
     (training / "tune" / "tuning.json").write_text(json.dumps(tuning))
     result = {
-        "job_name": "tune-002-b", "artifact_uri": storage.normalize(best / "model.tar.gz"), "tuning_job_name": "tune",
-        "hyperparameters": {"base_network": "mobilenet-1.0", "epochs": "4", "learning_rate": "0.002",
-                            "mini_batch_size": "8"},
+        "job_name": "tune-002-b",
+        "artifact_uri": storage.normalize(best / "model.tar.gz"),
+        "tuning_job_name": "tune",
+        "hyperparameters": {
+            "base_network": "mobilenet-1.0",
+            "epochs": "4",
+            "learning_rate": "0.002",
+            "mini_batch_size": "8",
+        },
         "tuned_hyperparameters": {"learning_rate": "0.002", "mini_batch_size": "8"},
         "final_metrics": {"validation:mAP": 0.34},
     }
@@ -70,8 +81,10 @@ def test_a_tuning_job_nests_its_trials_and_records_the_best_as_a_training_run(
     (tune,) = mlflow_client.search_runs(experiment, "tags.`detection.step` = 'tune'")
     assert tune.data.params == {"base_network": "mobilenet-1.0", "epochs": "4"}
     assert tune.data.metrics["best.validation:mAP"] == 0.34 and tune.data.tags["detection.trials"] == "3"
-    trials = {r.info.run_name: r for r in mlflow_client.search_runs(
-        experiment, f"tags.`mlflow.parentRunId` = '{tune.info.run_id}'")}
+    trials = {
+        r.info.run_name: r
+        for r in mlflow_client.search_runs(experiment, f"tags.`mlflow.parentRunId` = '{tune.info.run_id}'")
+    }
     assert set(trials) == {"tune-001-a", "tune-002-b", "tune-003-c"}
     assert trials["tune-001-a"].data.params["learning_rate"] == "0.01"
     assert trials["tune-001-a"].data.metrics["objective.validation:mAP"] == 0.21

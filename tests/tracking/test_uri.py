@@ -141,10 +141,16 @@ def test_requests_are_signed_as_the_sagemaker_mlflow_plugin_signs_them(monkeypat
     monkeypatch.setattr("botocore.auth.datetime.datetime", Clock)
     body = b'{"experiment_ids": ["1"]}'
     url = "https://mlflow.test/api/2.0/mlflow/runs/search"
-    prepared = requests.Request("POST", url, data=body, headers={
-        "Content-Type": "application/json", "Connection": "keep-alive",
-        "x-mlflow-sm-tracking-server-arn": ARN,
-    }).prepare()
+    prepared = requests.Request(
+        "POST",
+        url,
+        data=body,
+        headers={
+            "Content-Type": "application/json",
+            "Connection": "keep-alive",
+            "x-mlflow-sm-tracking-server-arn": ARN,
+        },
+    ).prepare()
     theirs = AuthBoto("eu-west-1", "sagemaker-mlflow")(prepared)
     with TrackingClient(ARN) as api:
         request = api._http.build_request("POST", url, content=body, headers={"Content-Type": "application/json"})

@@ -259,7 +259,9 @@ def object_detection_pipeline():
     # The deploy setup itself is watched through smoke_test (upstream_failed counts as failed).
     tasks = [run, ingested, validated, specs, shards, data, choice, train, tune, evaluation, gate, approve, smoke, down]
     tasks >> watcher()
-    tasks >> close_tracking(run)
+    # Not directly downstream of the gate or the approval: a branch (and a rejection) skips its direct downstream
+    # tasks whatever their trigger rule. It still waits for both, through smoke_test and teardown.
+    [t for t in tasks if t not in (gate, approve)] >> close_tracking(run)
 
 
 def _trained(context) -> dict:

@@ -63,11 +63,15 @@ def test_pipeline_params_form(dagbag) -> None:
 
 def test_approval_waits_between_the_gate_and_the_deploy_and_tracking_closes_last(dagbag) -> None:
     dag = dagbag.dags["object_detection_pipeline"]
-    assert dag.get_task("promotion_gate").downstream_task_ids == {"approve", "watcher", "close_tracking"}
-    assert "deploy" in dag.get_task("approve").downstream_task_ids
+    assert dag.get_task("promotion_gate").downstream_task_ids == {"approve", "watcher"}
+    assert dag.get_task("approve").downstream_task_ids == {"deploy", "watcher"}
     close = dag.get_task("close_tracking")
     assert close.trigger_rule == "all_done"
-    assert {"teardown", "smoke_test", "approve", "train", "tune", "validate"} <= close.upstream_task_ids
+    # a branch skips its direct downstream whatever their trigger rule: closing must not be one of them,
+    # and still comes after the gate and the approval (through smoke_test and teardown)
+    assert {"teardown", "smoke_test", "train", "tune", "validate"} <= close.upstream_task_ids
+    assert not {"promotion_gate", "approve"} & close.upstream_task_ids
+    assert {"promotion_gate", "approve"} <= {t.task_id for t in close.get_flat_relatives(upstream=True)}
 
 
 _PARSE = """

@@ -116,11 +116,12 @@ def _assert_links_lead_to_the_pages(client: AirflowClient, stack: dict, run_id: 
     assert set(filter(None, links["ingest"].values())) == set()  # nothing to show for ingest
     report_link = links["evaluate"]["report.html"]
     assert report_link.startswith("/detection/runs/") and links["validate"]["quality.html"].endswith("/quality")
-    assert links["approve"]["report.html"] == report_link
+    assert links["approve"]["report.html"] == report_link.replace("/evaluate/", "/approve/")  # the same report
 
     status, _, page = _get(stack["url"] + report_link, client.token)
     assert status == 200 and "<img" in page and page == open(urlparse(evaluation["report_uri"]).path).read()
     assert _get(stack["url"] + report_link)[0] == 401  # behind Airflow's login
+    assert _get(stack["url"] + links["approve"]["report.html"], client.token)[2] == page
     status, _, page = _get(stack["url"] + links["validate"]["quality.html"], client.token)
     assert status == 200 and "box_inside_image" in page
     status, location, _ = _get(stack["url"] + links["train"]["MLflow run"], client.token)
@@ -153,7 +154,7 @@ def test_a_rejection_ends_the_run_with_nothing_deployed(
     assert "deploy.endpoint_name" not in tags
 
 
-def test_deliberately_bad_data_source_fails_the_run(airflow_client: AirflowClient, tmp_path) -> None:
+def test_deliberately_bad_data_source_fails_the_run(airflow_client: AirflowClient, tmp_path, mlflow: Any) -> None:
     run_id = airflow_client.trigger(
         PIPELINE_DAG_ID, {"dataset_source": str(tmp_path / "missing"), "dataset_format": "voc"}
     )
@@ -164,3 +165,7 @@ def test_deliberately_bad_data_source_fails_the_run(airflow_client: AirflowClien
     assert states["ingest"] == "failed" and states["watcher"] == "failed"
     assert states["validate"] == "upstream_failed" and states["teardown"] != "success"
     assert "missing" in airflow_client.task_log(PIPELINE_DAG_ID, run_id, "ingest", try_number=2)
+    # its MLflow run is closed as failed
+    assert states["close_tracking"] == "success"
+    tracking = airflow_client.xcom(PIPELINE_DAG_ID, run_id, "resolve_config")["tracking"]
+    assert mlflow.get_run(tracking["run_id"]).info.status == "FAILED"

@@ -79,8 +79,26 @@ def reference_run(epochs: int) -> dict[str, Any]:
     return out
 
 
-def replay(cfg: Any, uri: str, out: dict[str, Any], run_id: str) -> dict[str, float]:
-    """Every tracking call of one pipeline run's tasks, on ``out``'s files, as run ``run_id``; seconds per task."""
+#: Requests sent to the tracking server so far (counted by :func:`count_requests`).
+REQUESTS = [0]
+
+
+def count_requests() -> None:
+    """Count every request the tracking client sends (this benchmark's process only)."""
+    from include.tracking.rest import TrackingClient
+
+    send = TrackingClient._send
+
+    def counted(self: TrackingClient, *args: Any, **kwargs: Any) -> Any:
+        REQUESTS[0] += 1
+        return send(self, *args, **kwargs)
+
+    TrackingClient._send = counted  # type: ignore[method-assign]
+
+
+def replay(cfg: Any, uri: str, out: dict[str, Any], run_id: str) -> dict[str, tuple[float, float, int]]:
+    """Every tracking call of one pipeline run's tasks, on ``out``'s files, as run ``run_id``: per task
+    ``(wall seconds, client CPU seconds, requests)``."""
     from include.tracking import records, training
     from include.tracking.promotion import gate, record_approval
     from include.tracking.runs import FINISHED, finish, open_children, open_pipeline_run
@@ -89,9 +107,9 @@ def replay(cfg: Any, uri: str, out: dict[str, Any], run_id: str) -> dict[str, fl
     layout, seconds = out["layout"], {}
 
     def timed(task: str, call: Callable[[], Any]) -> Any:
-        started = time.perf_counter()
+        started, cpu, requests = time.perf_counter(), time.process_time(), REQUESTS[0]
         value = call()
-        seconds[task] = time.perf_counter() - started
+        seconds[task] = (time.perf_counter() - started, time.process_time() - cpu, REQUESTS[0] - requests)
         return value
 
     def resolve() -> Any:
@@ -104,8 +122,10 @@ def replay(cfg: Any, uri: str, out: dict[str, Any], run_id: str) -> dict[str, fl
     timed(
         "validate",
         lambda: (
-            records.record_quality(ref, layout["quality"], failed=False),
-            records.record_dataset(ref, out["validate"]["uris"]["annotations"], "cub:sample"),
+            records.record_quality(ref, layout["quality"], failed=False, tag_pipeline_run=False),
+            records.record_dataset(
+                ref, out["validate"]["uris"]["annotations"], "cub:sample", {"detection.quality": "passed"}
+            ),
         ),
     )
     result = {k: v for k, v in out["training"].items() if k != "tracking"}
@@ -146,6 +166,37 @@ def history_seconds(ref: Any, epochs: int) -> float:
     started = time.perf_counter()
     log(ref, run.run_id, metrics=history(parse_lines(lines)))
     return time.perf_counter() - started
+
+
+def server_cpu_seconds(pid: int) -> float:
+    """CPU seconds the tracking server's processes (the CLI and its uvicorn worker) have used so far."""
+    import psutil
+
+    root = psutil.Process(pid)
+    total = 0.0
+    for proc in (root, *root.children(recursive=True)):
+        times = proc.cpu_times()
+        total += times.user + times.system
+    return total
+
+
+def round_trips(uri: str, write: bool, n: int = 20) -> list[float]:
+    """Seconds of one trivial request, ``n`` times: a read (experiments/search) or a write (a run's tag)."""
+    from include.tracking.rest import TrackingClient
+
+    out = []
+    with TrackingClient(uri) as api:
+        run_id = api.call("POST", "runs/search", {"experiment_ids": ["0", "1"], "max_results": 1})["runs"][0]["info"][
+            "run_id"
+        ]
+        for i in range(n):
+            started = time.perf_counter()
+            if write:
+                api.call("POST", "runs/set-tag", {"run_id": run_id, "key": f"bench.{i}", "value": "x"})
+            else:
+                api.call("GET", "experiments/search", params={"max_results": 1})
+            out.append(time.perf_counter() - started)
+    return out
 
 
 def ui_open_seconds(uri: str, run_id: str) -> float:
@@ -195,26 +246,41 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  pipeline run {out['seconds']:.1f} s; mean epoch {epoch:.1f} s (train + validation)")
 
         cfg = load_config()
+        count_requests()
         per_task: dict[str, list[float]] = {}
-        totals = []
+        requests: dict[str, int] = {}
+        totals, cpu, server_cpu = [], [], []
         for i in range(args.rounds):
+            before = server_cpu_seconds(details["pid"])
             seconds = replay(cfg, uri, out, f"bench-{i}-{time.time_ns()}")
-            totals.append(sum(seconds.values()))
-            for task, value in seconds.items():
-                per_task.setdefault(task, []).append(value)
+            server_cpu.append(server_cpu_seconds(details["pid"]) - before)
+            totals.append(sum(wall for wall, _, _ in seconds.values()))
+            cpu.append(sum(c for _, c, _ in seconds.values()))
+            for task, (wall, _, n) in seconds.items():
+                per_task.setdefault(task, []).append(wall)
+                requests[task] = n
         imports = import_cost(TRACKING_MODULES)
         mlflow_import = import_cost("mlflow")
         per_run = statistics.median(totals) + TRACKED_TASKS * statistics.median(imports)
+        per_run_cpu = (
+            statistics.median(cpu) + statistics.median(server_cpu) + TRACKED_TASKS * statistics.median(imports)
+        )
         print("\nwhat tracking adds to a pipeline run (target: under 1 s)")
         for task, values in per_task.items():
-            print(f"  {task:<16} calls  {spread(values, 'ms', 1000)}")
-        print(f"  all calls of a run      {spread(totals)}")
+            print(f"  {task:<16} {requests[task]:2d} requests  {spread(values, 'ms', 1000)}")
+        print(f"  all calls of a run      {spread(totals)}  ({sum(requests.values())} requests)")
+        print(f"  of which in this process {spread(cpu)} CPU (the rest: the server's answers)")
+        print(f"  the server's CPU        {spread(server_cpu)}")
+        print(f"  the server's answer     read {spread(round_trips(uri, write=False), 'ms', 1000)}")
+        print(f"                          write {spread(round_trips(uri, write=True), 'ms', 1000)}")
         print(f"  import per task process {spread(imports)} CPU  x {TRACKED_TASKS} tracked tasks")
         print(
             f"  per run                 {per_run:.3f} s  = {per_run / out['seconds']:.2%} of the reference run "
             f"({out['seconds']:.1f} s)"
         )
+        print(f"  per run, CPU            {per_run_cpu:.3f} s  (tasks and server, whatever the load)")
         print(f"  (import mlflow per task process instead: {spread(mlflow_import)} CPU)")
+        print(f"  load average now: {', '.join(f'{v:.1f}' for v in os.getloadavg())} on {os.cpu_count()} CPUs")
 
         ref = open_pipeline_run(cfg, uri, PIPELINE_DAG_ID, f"bench-history-{time.time_ns()}")
         history = [history_seconds(ref, 50) for _ in range(args.rounds)]

@@ -160,9 +160,11 @@ def validate(ctx: RunContext) -> dict[str, Any]:
             with _recorded("the failed quality gate"):
                 record_quality(ctx.tracking, ctx.layout.quality, failed=True)
     if ctx.tracking is not None:
-        run = record_quality(ctx.tracking, ctx.layout.quality, failed=False)
+        run = record_quality(ctx.tracking, ctx.layout.quality, failed=False, tag_pipeline_run=False)
         ds = ctx.config.dataset
-        result["data_digest"] = record_dataset(ctx.tracking, result["uris"]["annotations"], f"{ds.format}:{ds.source}")
+        result["data_digest"] = record_dataset(
+            ctx.tracking, result["uris"]["annotations"], f"{ds.format}:{ds.source}", {"detection.quality": "passed"}
+        )
         result["tracking"] = _tracked(ctx, run.run_id if run else None)
     return result
 

@@ -24,7 +24,7 @@ from include.tracking.registry import (
     ModelVersion,
     Registry,
 )
-from include.tracking.runs import TrackingRef, client, log
+from include.tracking.runs import TrackingRef, client
 
 if TYPE_CHECKING:
     from include.configs import PipelineConfig
@@ -63,8 +63,22 @@ def gate(
         )
     registry = Registry(ref.uri, ref.registered_model)
     champion, note = _champion(registry)
-    digest = _pipeline_tags(ref).get("detection.data_digest", "")
-    version = registry.register(
+    if champion is not None and champion.validation_map is None:
+        decision = {
+            "promote": False,
+            "reason": f"the champion (version {champion.version}) records no {MAP_TAG} to compare with; "
+            "promote this run's version by hand if wanted (detection-pipeline promote)",
+        }
+    else:
+        against = (
+            None
+            if champion is None
+            else {"version": champion.version, "map": champion.validation_map, "coco_map": champion.tags.get(COCO_TAG)}
+        )
+        decision = decide_promotion(evaluation, cfg.evaluation.promotion_threshold, against)
+    if note:
+        decision["reason"] += f"; note: {note}"
+    version = registry.register(  # with every tag at once: one request
         tracked["model_source"],
         tracked["run_id"],
         {
@@ -76,42 +90,21 @@ def gate(
             "detection.airflow_run_id": ref.airflow_run_id,
             "detection.dag_id": ref.dag_id,
             "detection.job_name": training["job_name"],
-            "detection.data_digest": digest,
+            "detection.data_digest": _pipeline_tags(ref).get("detection.data_digest", ""),
             "detection.evaluation_uri": evaluation["evaluation_uri"],
             "detection.report_uri": evaluation["report_uri"],
+            "detection.gate": "promote" if decision["promote"] else "hold",
+            "detection.gate_reason": decision["reason"],
+            APPROVAL_TAG: PENDING if decision["promote"] else NOT_REQUESTED,
         },
         description=f"{training['job_name']} (run {ref.airflow_run_id}): validation mAP {evaluation['map']:.4f}",
     )
-    if champion is not None and champion.validation_map is None:
-        decision = {
-            "promote": False,
-            "reason": f"the champion (version {champion.version}) records no {MAP_TAG} "
-            f"to compare with; promote by hand if wanted (detection-pipeline promote --version "
-            f"{version.version})",
-        }
-    else:
-        against = (
-            None
-            if champion is None
-            else {"version": champion.version, "map": champion.validation_map, "coco_map": champion.tags.get(COCO_TAG)}
-        )
-        decision = decide_promotion(evaluation, cfg.evaluation.promotion_threshold, against)
-    if note:
-        decision["reason"] += f"; note: {note}"
     package = None
     if decision["promote"] and cfg.backend == "sagemaker":
         package = _model_package(
             cfg, ref.registered_model, version, evaluation["evaluation_uri"], evaluation["map"], evaluation["model_uri"]
         )
-    registry.tag_version(
-        version.version,
-        {
-            "detection.gate": "promote" if decision["promote"] else "hold",
-            "detection.gate_reason": decision["reason"],
-            APPROVAL_TAG: PENDING if decision["promote"] else NOT_REQUESTED,
-            **({PACKAGE_TAG: package} if package else {}),
-        },
-    )
+        registry.tag_version(version.version, {PACKAGE_TAG: package})
     record_event(
         ref,
         "promotion",
@@ -269,7 +262,9 @@ def record_approval(
             "detection.approval_reason": reason,
         },
     )
-    package = decision.get("model_package_arn") or registry.version(number).tags.get(PACKAGE_TAG)
+    package = decision.get("model_package_arn")
+    if package is None and cfg.backend == "sagemaker":  # approved by hand: the package the gate may have made
+        package = registry.version(number).tags.get(PACKAGE_TAG)
     if package:
         from include.sagemaker.client import sagemaker_client
         from include.sagemaker.model_packages import APPROVED as PACKAGE_APPROVED
@@ -283,13 +278,8 @@ def record_approval(
             f"{by}: {reason}",
         )
     if ref is not None:
-        record_event(
-            ref,
-            "approval",
-            {"decision": APPROVED if approved else REJECTED, "by": by, "reason": reason, "version": number},
-        )
-        if approved:
-            log(ref, ref.run_id, tags={"detection.champion_version": number})
+        outcome = {"decision": APPROVED if approved else REJECTED, "by": by, "reason": reason, "version": number}
+        record_event(ref, "approval", outcome, {"detection.champion_version": number} if approved else None)
     return {
         "approved": approved,
         "version": number,

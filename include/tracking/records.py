@@ -102,7 +102,7 @@ def record_run_settings(ref: TrackingRef, cfg: PipelineConfig, tags: Mapping[str
 # --- the quality gate and the data set ------------------------------------------------------
 
 
-def record_quality(ref: TrackingRef, quality_uri: str, failed: bool) -> Run | None:
+def record_quality(ref: TrackingRef, quality_uri: str, failed: bool, tag_pipeline_run: bool = True) -> Run | None:
     """The ``validate`` run: every check's counts, the gate's settings, ``quality.json`` and ``quality.html``.
 
     Called whether the gate passed or not (a failed gate wrote its report and then raised); None
@@ -128,7 +128,8 @@ def record_quality(ref: TrackingRef, quality_uri: str, failed: bool) -> Run | No
     for uri in storage.listdir(quality_uri):
         if uri.endswith((".json", ".html")):
             artifacts.log_file(ref, run, uri, "quality")
-    log(ref, ref.run_id, tags={"detection.quality": "passed" if passed else "failed"})
+    if tag_pipeline_run:  # else the caller does, with the data set (one request fewer)
+        log(ref, ref.run_id, tags={"detection.quality": "passed" if passed else "failed"})
     finish(ref, run.run_id, FINISHED if passed else FAILED)
     return run
 
@@ -167,14 +168,17 @@ def _colspec(table: Any) -> str:
     return json.dumps({"mlflow_colspec": columns})
 
 
-def record_dataset(ref: TrackingRef, table_uri: str, name: str) -> str:
-    """The gated table as the pipeline run's dataset input (source URI, digest, counts); returns the digest."""
+def record_dataset(ref: TrackingRef, table_uri: str, name: str, tags: Mapping[str, Any] | None = None) -> str:
+    """The gated table as the pipeline run's dataset input (source URI, digest, counts), and ``tags`` on the pipeline
+    run; returns the digest."""
     import io
 
     import pandas as pd
+    import pyarrow.parquet as pq
 
     data = storage.read_bytes(table_uri)
     table = pd.read_parquet(io.BytesIO(data), columns=["image", "class_name", "split"])
+    columns = pq.read_schema(io.BytesIO(data)).empty_table().to_pandas()
     digest = hashlib.sha256(data).hexdigest()[:DIGEST_LENGTH]
     uri = storage.normalize(table_uri)
     dataset = {
@@ -182,12 +186,12 @@ def record_dataset(ref: TrackingRef, table_uri: str, name: str) -> str:
         "digest": digest,
         "source_type": "s3" if uri.startswith("s3://") else "local",
         "source": json.dumps({"uri": uri}),
-        "schema": _colspec(pd.read_parquet(io.BytesIO(data)).head(0)),
+        "schema": _colspec(columns),
         "profile": json.dumps(dataset_profile(table)),
     }
     inputs = [{"tags": [{"key": "mlflow.data.context", "value": DATASET_CONTEXT}], "dataset": dataset}]
     client(ref.uri).call("POST", "runs/log-inputs", {"run_id": ref.run_id, "datasets": inputs})
-    log(ref, ref.run_id, tags={"detection.data_digest": digest, "detection.dataset": uri})
+    log(ref, ref.run_id, tags={"detection.data_digest": digest, "detection.dataset": uri, **(tags or {})})
     return digest
 
 
@@ -222,7 +226,10 @@ def record_evaluation(ref: TrackingRef, result: Mapping[str, Any], evaluation_ur
 # --- events on the pipeline run -------------------------------------------------------------
 
 
-def record_event(ref: TrackingRef, event: str, values: Mapping[str, Any]) -> None:
-    """Tags ``<event>.<key>`` on the pipeline run (deploy, smoke_test, teardown, approval), with the time."""
+def record_event(
+    ref: TrackingRef, event: str, values: Mapping[str, Any], tags: Mapping[str, Any] | None = None
+) -> None:
+    """Tags ``<event>.<key>`` on the pipeline run (deploy, smoke_test, teardown, approval), with the time, and
+    ``tags`` as they are (in the same request)."""
     stamp = datetime.now(UTC).isoformat(timespec="seconds")
-    log(ref, ref.run_id, tags={f"{event}.at": stamp, **{f"{event}.{k}": v for k, v in values.items()}})
+    log(ref, ref.run_id, tags={f"{event}.at": stamp, **{f"{event}.{k}": v for k, v in values.items()}, **(tags or {})})

@@ -7,9 +7,11 @@ registered model's ``detection.alias_history`` tag (when, which versions, who, w
 standing endpoint and the CLI can tell what served when.
 
 MLflow deletes a version's aliases with the version. So that "the champion was deleted" is
-reported rather than mistaken for "there never was one", the registered model also carries
-``detection.champion_version`` / ``detection.previous_version``: an alias that is gone while that
-tag names a version is reported (:class:`AliasLookup.note`), never crashed on.
+reported rather than mistaken for "there never was one", an alias that is gone while the history
+says which version last held it is reported (:class:`AliasLookup.note`), never crashed on.
+
+Calls are few (a move: one read, two alias writes, one tag write): every one is a request to the
+tracking server from a task process (``bench/bench_tracking.py``).
 """
 
 from __future__ import annotations
@@ -26,8 +28,6 @@ from include.tracking.runs import client
 CHAMPION = "champion"
 PREVIOUS = "previous"
 HISTORY_TAG = "detection.alias_history"
-#: The registered model's record of the last version each alias pointed at.
-LAST_HOLDER_TAG = "detection.{alias}_version"
 #: Version tags the pipeline sets.
 MAP_TAG = "validation_map"
 COCO_TAG = "coco_map"
@@ -105,14 +105,19 @@ class Registry:
                 return None
             raise
 
+    def _state(self) -> tuple[dict[str, int], list[dict[str, Any]]]:
+        """``({alias: version}, history of champion moves)`` from one read of the registered model."""
+        model = self.model() or {}
+        tags = {t["key"]: t.get("value", "") for t in model.get("tags", [])}
+        try:
+            history = json.loads(tags.get(HISTORY_TAG) or "[]")
+        except ValueError:
+            history = []
+        return {a["alias"]: int(a["version"]) for a in model.get("aliases", [])}, history
+
     def aliases(self) -> dict[str, int]:
         """``{alias: version}`` as the registry holds them now."""
-        model = self.model() or {}
-        return {a["alias"]: int(a["version"]) for a in model.get("aliases", [])}
-
-    def _tags(self) -> dict[str, str]:
-        model = self.model() or {}
-        return {t["key"]: t.get("value", "") for t in model.get("tags", [])}
+        return self._state()[0]
 
     def version(self, number: int) -> ModelVersion:
         """Version ``number``; :class:`RegistryError` when there is no such version (or it was deleted)."""
@@ -148,7 +153,8 @@ class Registry:
 
     def lookup(self, alias: str) -> AliasLookup:
         """What ``alias`` points at; a note, not an error, when it points nowhere it used to."""
-        number = self.aliases().get(alias)
+        aliases, history = self._state()
+        number = aliases.get(alias)
         if number is not None:
             version = self.version(number)
             if version.status not in ("READY", ""):
@@ -156,8 +162,9 @@ class Registry:
                     alias, None, f"alias {alias!r} points at version {number}, which is {version.status}"
                 )
             return AliasLookup(alias, version)
-        last = self._tags().get(LAST_HOLDER_TAG.format(alias=alias))
-        if last:
+        holders = [move["champion"] if alias == CHAMPION else move.get("replaced") for move in history]
+        last = next((h for h in reversed(holders) if h is not None), None) if alias in (CHAMPION, PREVIOUS) else None
+        if last is not None:
             return AliasLookup(
                 alias,
                 None,
@@ -168,10 +175,7 @@ class Registry:
 
     def history(self) -> list[dict[str, Any]]:
         """Every recorded move of ``champion``, oldest first (the most recent ones when the record was trimmed)."""
-        try:
-            return json.loads(self._tags().get(HISTORY_TAG) or "[]")
-        except ValueError:
-            return []
+        return self._state()[1]
 
     # --- writing ----------------------------------------------------------------------------
 
@@ -204,8 +208,7 @@ class Registry:
             "description": description,
             "tags": [{"key": k, "value": str(v)} for k, v in tags.items()],
         }
-        created = self.api.call("POST", "model-versions/create", body)["model_version"]
-        return self.version(int(created["version"]))
+        return ModelVersion.from_answer(self.api.call("POST", "model-versions/create", body)["model_version"])
 
     def tag_version(self, number: int, tags: Mapping[str, Any]) -> None:
         for key, value in tags.items():
@@ -218,12 +221,15 @@ class Registry:
     def _set_model_tag(self, key: str, value: str) -> None:
         self.api.call("POST", "registered-models/set-tag", {"name": self.name, "key": key, "value": value})
 
-    def _point(self, alias: str, number: int | None) -> None:
-        if number is None:
-            self.api.call("DELETE", "registered-models/alias", params={"name": self.name, "alias": alias})
-            return
-        self.api.call("POST", "registered-models/alias", {"name": self.name, "alias": alias, "version": str(number)})
-        self._set_model_tag(LAST_HOLDER_TAG.format(alias=alias), str(number))
+    def _point(self, alias: str, number: int) -> None:
+        try:
+            self.api.call(
+                "POST", "registered-models/alias", {"name": self.name, "alias": alias, "version": str(number)}
+            )
+        except TrackingError as exc:
+            if exc.code == NOT_FOUND:
+                self.version(number)  # raises RegistryError listing the versions there are
+            raise
 
     def set_champion(self, number: int, *, action: str, by: str, reason: str) -> dict[str, Any]:
         """Make version ``number`` the champion; the champion it replaces becomes ``previous``.
@@ -231,21 +237,21 @@ class Registry:
         Returns the move as recorded in the history: ``{"at", "action", "champion", "replaced", "by", "reason"}``.
         Making the champion champion again changes nothing but the history.
         """
-        target = self.version(number)
-        current = self.lookup(CHAMPION).version
-        replaced = current.version if current is not None and current.version != target.version else None
+        aliases, history = self._state()
+        current = aliases.get(CHAMPION)
+        replaced = current if current is not None and current != number else None
+        self._point(CHAMPION, number)  # first: a version that is not there moves nothing
         if replaced is not None:
             self._point(PREVIOUS, replaced)
-        self._point(CHAMPION, target.version)
         move = {
             "at": datetime.now(UTC).isoformat(timespec="seconds"),
             "action": action,
-            "champion": target.version,
+            "champion": number,
             "replaced": replaced,
             "by": by,
             "reason": reason[:200],
         }
-        history = [*self.history(), move]
+        history = [*history, move]
         while len(json.dumps(history)) > HISTORY_MAX_CHARS and len(history) > 1:
             history.pop(0)
         self._set_model_tag(HISTORY_TAG, json.dumps(history))

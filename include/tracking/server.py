@@ -8,6 +8,10 @@ base URI (``<storage.base_uri>/mlflow``) and are written by the clients themselv
 written through :mod:`include.storage` like every other file of the run, and the registry accepts
 a model file inside it as a version's source (a proxied server refuses every local path).
 
+The database is switched to SQLite's write-ahead log before the server opens it (the mode stays
+with the file): every tracking call of a task is a commit, and WAL halves what one costs (a tag
+write: 22 ms median in rollback-journal mode, 8-11 ms in WAL, on this machine under load).
+
 The server runs detached in its own session (it outlives the command that started it) with
 MLflow's job runner off (``MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false``: it would add seven
 processes, ~1 GB). Measured here: 13-33 s until ``/health`` answers (it migrates a new database
@@ -16,6 +20,7 @@ first), ~560 MB for its two processes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -92,6 +97,14 @@ def _healthy(url: str) -> bool:
         return False
 
 
+def _write_ahead_log(database: Path) -> None:
+    """Put the SQLite database (created when missing) in WAL mode; no server has it open yet."""
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(database)) as db:
+        db.execute("PRAGMA journal_mode=WAL")
+
+
 def start(folder: Path, artifacts: str, port: int | None = None, timeout_s: float = START_TIMEOUT_S) -> dict[str, Any]:
     """Start the server of ``folder`` (artifacts under the URI ``artifacts``) unless it runs; its :func:`status`.
 
@@ -103,6 +116,7 @@ def start(folder: Path, artifacts: str, port: int | None = None, timeout_s: floa
     if current["running"]:
         return current
     folder.mkdir(parents=True, exist_ok=True)
+    _write_ahead_log(folder / DATABASE_FILE)
     port = port or _free_port()
     url = f"http://{HOST}:{port}"
     command = [

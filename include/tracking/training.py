@@ -71,29 +71,31 @@ def record_job(ref: TrackingRef, run: Run, record: Mapping[str, Any], output_uri
 
     job = record["TrainingJobName"]
     model_uri = (record.get("ModelArtifacts") or {}).get("S3ModelArtifacts") or storage.join(output_uri, MODEL_ARCHIVE)
-    seconds = [Metric(name, float(record[key])) for key, name in SECONDS.items() if record.get(key) is not None]
-    tags = {
-        JOB_TAG: job,
-        "detection.job_arn": record.get("TrainingJobArn", ""),
-        MODEL_DATA_TAG: model_uri,
-        "detection.job_status": record.get("TrainingJobStatus", ""),
-    }
-    log(ref, run.run_id, params={**_hyperparameters(record), **_pretrained(record)}, metrics=seconds, tags=tags)
-    if run.tags.get(HISTORY_TAG) != job:
-        if run.tags.get(HISTORY_TAG):
-            log_.warning(
-                "run %s holds the history of job %s already; adding job %s's", run.run_id, run.tags[HISTORY_TAG], job
-            )
-        log(ref, run.run_id, metrics=history(metric_records(output_uri, dict(record))), tags={HISTORY_TAG: job})
     for name in (TRAINING_JSON, TRAINING_LOG):
         if storage.exists(storage.join(output_uri, name)):
             artifacts.log_file(ref, run, storage.join(output_uri, name))
     source = model_uri
     if not model_uri.startswith("s3://"):  # the registry takes a local model only from the run's own artifacts
         source = artifacts.log_file(ref, run, model_uri, "model")
-    log(ref, run.run_id, tags={MODEL_SOURCE_TAG: source})
+    metrics = [Metric(name, float(record[key])) for key, name in SECONDS.items() if record.get(key) is not None]
+    tags = {
+        JOB_TAG: job,
+        "detection.job_arn": record.get("TrainingJobArn", ""),
+        MODEL_DATA_TAG: model_uri,
+        MODEL_SOURCE_TAG: source,
+        "detection.job_status": record.get("TrainingJobStatus", ""),
+    }
+    if run.tags.get(HISTORY_TAG) != job:
+        if run.tags.get(HISTORY_TAG):
+            log_.warning(
+                "run %s holds the history of job %s already; adding job %s's", run.run_id, run.tags[HISTORY_TAG], job
+            )
+        metrics += history(metric_records(output_uri, dict(record)))
+        tags[HISTORY_TAG] = job
+    # one request for all of it (split only past MLflow's limits)
+    log(ref, run.run_id, params={**_hyperparameters(record), **_pretrained(record)}, metrics=metrics, tags=tags)
     finish(ref, run.run_id, FINISHED)
-    return Run(run.run_id, run.artifact_uri, FINISHED, {**run.tags, **tags, MODEL_SOURCE_TAG: source})
+    return Run(run.run_id, run.artifact_uri, FINISHED, {**run.tags, **tags})
 
 
 def _trial_summaries(result: Mapping[str, Any], backend: str, training_uri: str, region: str | None) -> list[dict]:

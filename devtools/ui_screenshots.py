@@ -2,7 +2,7 @@
 
 Starts its own ``airflow standalone`` and tracking server (a home under /tmp, free ports, the quick
 sample run), then in headless Chromium signs in, opens ``object_detection_pipeline``, fills its
-trigger form (epochs 1) and captures it, triggers, waits for the run to succeed, and captures the
+trigger form (3 epochs) and captures it, triggers, waits for the run to succeed, and captures the
 DAG's graph (top to bottom, every task), the evaluate task's links, the report one of them opens and
 the run's training run in the MLflow UI. A second run asks for approval (``approval=manual``): its
 form is captured, then answered in the UI (Approve, with a reason) and the run followed to its end.
@@ -28,6 +28,8 @@ from devtools import ui_browser as ui
 from include.project import PIPELINE_DAG_ID, PROJECT_ROOT
 
 MAX_BYTES = 400_000
+#: Epochs of the runs: enough for the MLflow page to show curves (one epoch is drawn as bars).
+EPOCHS = 3
 RUN_TIMEOUT_S = 1800
 
 
@@ -50,7 +52,7 @@ def capture(out: Path, home: Path) -> dict[str, Path]:
             ui.log_in(driver, details["url"], details["username"], details["password"])
             ui.open_dag(driver, details["url"], PIPELINE_DAG_ID)
             form = ui.open_trigger_form(driver)
-            ui.set_param(driver, "Epochs", "1")
+            ui.set_param(driver, "Epochs", str(EPOCHS))
             driver.execute_script("window.scrollTo(0, 0)")
             ui.save_screenshot(driver, shots["airflow-trigger-form"], element=form, max_bytes=MAX_BYTES)
             run_id = ui.submit_trigger(driver, PIPELINE_DAG_ID)
@@ -74,10 +76,14 @@ def capture(out: Path, home: Path) -> dict[str, Path]:
             ui.open_mlflow_run(driver, training["tracking"]["url"], "train", "validation:mAP")
             ui.save_screenshot(driver, shots["mlflow-training-run"], max_bytes=MAX_BYTES)
 
-            approval_run = client.trigger(PIPELINE_DAG_ID, {"epochs": 1, "approval": "manual"})
+            # the same training again: it matches the champion, so the gate lets it ask for approval
+            approval_run = client.trigger(PIPELINE_DAG_ID, {"epochs": EPOCHS, "approval": "manual"})
             print(f"triggered {approval_run} (approval=manual); waiting for its approval...", file=sys.stderr)
             client.wait_for_task(PIPELINE_DAG_ID, approval_run, "approve", ("awaiting_input",), RUN_TIMEOUT_S)
+            driver.set_window_size(1400, 1150)
             ui.open_required_action(driver, details["url"], PIPELINE_DAG_ID, approval_run, "approve")
+            ui.click(driver, "//button[starts-with(@aria-label, 'Show Grid')]")  # the task's panel at full width
+            ui.visible(driver, "//button[normalize-space()='Approve']")
             ui.answer_required_action(driver, "Approve", reason="better than the champion on every class",
                                       screenshot=shots["airflow-approval"], max_bytes=MAX_BYTES)
             run = client.wait_for_run(PIPELINE_DAG_ID, approval_run, timeout_s=RUN_TIMEOUT_S)

@@ -131,9 +131,7 @@ def replay(cfg: Any, uri: str, out: dict[str, Any], run_id: str) -> dict[str, tu
     result = {k: v for k, v in out["training"].items() if k != "tracking"}
     tracked = timed("train", lambda: training.record_training(ref, result, "local", layout["training"], None))
     timed("evaluate", lambda: records.record_evaluation(ref, out["evaluation"], layout["evaluation"]))
-    decision = timed(
-        "promotion_gate", lambda: gate(cfg, ref, out["evaluation"], {**result, "tracking": tracked}, layout["quality"])
-    )
+    decision = timed("promotion_gate", lambda: gate(cfg, ref, out["evaluation"], {**result, "tracking": tracked}))
     timed("approve", lambda: record_approval(cfg, ref, decision, approved=True, by="bench", reason="bench"))
     for task in ("deploy", "smoke_test", "teardown"):
         timed(task, lambda task=task: records.record_event(ref, task, {"endpoint_name": "bench", "passed": True}))

@@ -34,6 +34,8 @@ def run_pipeline(params: dict[str, Any], run_id: str | None = None) -> dict[str,
         try:
             out["training"] = stages.track_training(ctx, _train(ctx, run))
             out["evaluation"] = stages.evaluate(ctx, out["training"])
+            if ctx.config.export.enabled:
+                out["export"] = stages.export(ctx, out["evaluation"])
             out["promotion"] = stages.promotion(ctx, out["evaluation"], out["training"])
             if out["promotion"]["promote"]:
                 out["approval"] = _approve(ctx, out["promotion"])
@@ -50,15 +52,12 @@ def run_pipeline(params: dict[str, Any], run_id: str | None = None) -> dict[str,
 
 
 def _approve(ctx: stages.RunContext, decision: dict[str, Any]) -> dict[str, Any] | None:
-    """``auto``: approve the gate's winner now. ``manual``: leave it pending for a person (nothing is deployed)."""
+    """``auto``: approve the gate's winner now. ``manual``: leave it pending for a person (nothing is deployed;
+    ``detection-pipeline promote --version N`` approves it, as the run's summary says)."""
     if ctx.config.promotion.approval == "auto":
         return stages.approve(ctx, decision, approved=True, by="auto", reason=f"promotion.approval is auto; "
                               f"{decision['reason']}")
-    print(
-        f"version {decision['version']} of {decision['registered_model']} waits for approval: "
-        f"detection-pipeline promote --version {decision['version']}",
-        file=sys.stderr,
-    )
+    log.warning("version %s of %s waits for approval", decision["version"], decision["registered_model"])
     return {"approved": False, "pending": True, "version": decision["version"]}
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from include import storage
 from include.configs import PipelineConfig, load_config
-from include.run_layout import QUALITY_JSON, TRAINING_JSON, RunLayout
+from include.run_layout import EXPORT_JSON, QUALITY_JSON, TRAINING_JSON, RunLayout
 from include.tracking.runs import TrackingRef
 from include.training.hyperparameters import label_width
 
@@ -108,6 +108,7 @@ def ingest(ctx: RunContext) -> dict[str, Any]:
         classes=ds.classes or None,
         label_attribute=ds.label_attribute,
         validation_fraction=ds.validation_fraction,
+        test_fraction=ds.test_fraction,
         seed=ds.seed,
         image_policy=ds.image_policy,
     )
@@ -298,6 +299,7 @@ def evaluate(ctx: RunContext, training: dict[str, Any]) -> dict[str, Any]:
         score_threshold=e.score_threshold,
         samples=e.samples,
         quality_uri=storage.join(ctx.layout.quality, QUALITY_JSON),
+        promotion_threshold=e.promotion_threshold,
     )
     log.info("evaluation report: %s", result["report_uri"])
     if ctx.tracking is not None:
@@ -314,18 +316,38 @@ def _tracking(ctx: RunContext) -> TrackingRef:
     return ctx.tracking
 
 
+def export(ctx: RunContext, evaluation: dict[str, Any]) -> dict[str, Any]:
+    """The evaluated model exported as ``export.formats`` asks: ONNX with parity proven on held-out images
+    (and reported in report.html), a Neo compilation on SageMaker; recorded in ``<run>/export/export.json``."""
+    from include.export.model_export import export_model
+    from include.export.parity import channel_images
+    from include.sagemaker.naming import RunIdentity
+
+    e = ctx.config.export
+    return export_model(
+        ctx.config,
+        evaluation["model_uri"],
+        ctx.layout.export,
+        run=RunIdentity(ctx.dag_id, ctx.run_id, ctx.try_number),
+        formats=e.formats,
+        images=channel_images(ctx.layout.recordio, e.parity_images),
+        report_uri=evaluation["report_uri"],
+    )
+
+
 def promotion(ctx: RunContext, evaluation: dict[str, Any], training: dict[str, Any]) -> dict[str, Any]:
     """The promotion gate: register the model as a version, then promote it only when it is at least as good as
     the threshold and the ``champion`` version.
 
-    Every trained model becomes a version (tagged with its metrics, run and data); a winner waits
+    Every trained model becomes a version (tagged with its metrics, run, data and export); a winner waits
     for approval (:func:`approve`) and on the sagemaker backend becomes a model package pending
     approval. Nothing moves the ``champion`` alias here.
     """
     from include.tracking.promotion import gate
 
-    decision = gate(ctx.config, _tracking(ctx), evaluation, training, ctx.layout.quality)
-    log.info("promotion gate: %s", decision["reason"])
+    exported = storage.join(ctx.layout.export, EXPORT_JSON)  # the run's ONNX file and Neo model, kept on the version
+    decision = gate(ctx.config, _tracking(ctx), evaluation, training, exported)
+    log.log(logging.INFO if decision["promote"] else logging.WARNING, "promotion gate: %s", decision["reason"])
     return {**decision, "deploy": decision["promote"] and ctx.config.deploy.enabled}
 
 
@@ -350,7 +372,8 @@ def deployment_request(
     """The combined CreateModel / CreateEndpointConfig / CreateEndpoint request of this run and try.
 
     On the sagemaker backend the model comes from the approved model package of the approval
-    (checked to be ``Approved`` first: SageMaker will not deploy any other).
+    (checked to be ``Approved`` first: SageMaker will not deploy any other). With ``deploy.runtime:
+    onnxruntime`` (local only) the model is the run's ONNX export (the export stage ran before).
     """
     from include.endpoints.lifecycle import deployment_request as build
 
@@ -360,7 +383,12 @@ def deployment_request(
         from include.sagemaker.model_packages import approved_model_data
 
         approved_model_data(sagemaker_client(ctx.config.sagemaker.region), package)
-    return build(ctx.config, run, evaluation["model_uri"], ctx.config.deploy.keep_endpoint_minutes, package)
+    model_uri = evaluation["model_uri"]
+    if ctx.config.deploy.runtime == "onnxruntime":
+        from include.export.model_export import onnx_model_uri
+
+        model_uri = onnx_model_uri(ctx.layout.export)
+    return build(ctx.config, run, model_uri, ctx.config.deploy.keep_endpoint_minutes, model_package_arn=package)
 
 
 def track_deployment(ctx: RunContext, deployed: dict[str, Any]) -> dict[str, Any]:
@@ -420,14 +448,23 @@ def teardown(ctx: RunContext, smoke_passed: bool) -> dict[str, Any]:
             storage.remove(uri, recursive=True)
         if ctx.config.dataset.source == "sample" and _sample_folder(ctx).is_dir():  # the local copy under S3 storage
             shutil.rmtree(_sample_folder(ctx))
-    log.info("teardown: %s", result)
+    stopped = [s["name"] for s in result.get("stopped", []) if s.get("name")]
+    deleted = [name for names in (result.get("deleted") or {}).values() for name in names]
+    kept = result.get("kept_endpoints", [])
+    log.info(
+        "teardown: %s endpoint(s) stopped%s, %s kept%s%s",
+        len(stopped) + len((result.get("deleted") or {}).get("endpoints", [])),
+        f" ({', '.join(stopped)})" if stopped else "",
+        len(kept),
+        f" ({', '.join(kept)})" if kept else "",
+        f"; deleted {', '.join(deleted)}" if deleted else "",
+    )
     if ctx.tracking is not None:
         from include.tracking.records import record_event
 
-        removed = [s["name"] for s in result.get("stopped", [])]
-        removed += (result.get("deleted") or {}).get("endpoints", [])
+        removed = stopped + (result.get("deleted") or {}).get("endpoints", [])
         record_event(ctx.tracking, "teardown", {"removed": ",".join(removed) or "nothing",
-                                                "kept": ",".join(result.get("kept_endpoints", []))})
+                                                "kept": ",".join(kept)})
     return result
 
 

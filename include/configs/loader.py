@@ -33,10 +33,13 @@ PARAM_KEYS: dict[str, str] = {
     "epochs": "training.hyperparameters.epochs",
     "tune": "training.tune",
     "deploy": "deploy.enabled",
+    "promotion_threshold": "evaluation.promotion_threshold",
     "keep_endpoint_minutes": "deploy.keep_endpoint_minutes",
     "delete_intermediate_files": "deploy.delete_intermediate_files",
     "quality_policy": "quality.policy",
     "approval": "promotion.approval",
+    "export": "export.enabled",
+    "deploy_runtime": "deploy.runtime",
 }
 
 
@@ -154,8 +157,31 @@ def _check_backend(cfg: PipelineConfig) -> None:
         )
     if sm.bucket and not BUCKET.match(sm.bucket):
         problems.append(f"key 'sagemaker.bucket' = {sm.bucket!r}: not a valid S3 bucket name")
+    problems += _export_problems(cfg)
     if problems:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
+
+
+def _export_problems(cfg: PipelineConfig) -> list[str]:
+    """What the export formats and the serving runtime need of the backend and of each other."""
+    problems = []
+    formats = cfg.export.formats
+    if cfg.backend == "local" and "neo" in formats:
+        problems.append(
+            f"key 'export.formats' = {formats!r}: Neo compiles on SageMaker only; the local backend exports onnx"
+        )
+    if cfg.deploy.runtime == "onnxruntime":
+        if cfg.backend != "local":
+            problems.append(
+                "key 'deploy.runtime' = 'onnxruntime': only local endpoints serve the ONNX export; SageMaker "
+                "endpoints run the built-in algorithm's container (compile with Neo for other targets)"
+            )
+        elif not cfg.export.enabled or "onnx" not in formats:
+            problems.append(
+                "key 'deploy.runtime' = 'onnxruntime' serves the ONNX export: also set export.enabled: true "
+                "(the 'export' param) with 'onnx' in export.formats"
+            )
+    return problems
 
 
 def _check_hyperparameters(cfg: PipelineConfig) -> None:
@@ -186,6 +212,18 @@ def resolve_storage(cfg: PipelineConfig) -> str:
     if "://" not in base and not Path(base).is_absolute():
         base = str(PROJECT_ROOT / base)
     return storage.normalize(base)
+
+
+def resolve_source(source: str) -> str:
+    """``dataset.source`` with a relative local path made absolute against the project root.
+
+    The DAG's workers and the Docker image run from other folders than a person's shell, so a
+    relative path in a DAG param or a configuration file means the project's (the CLI turns the
+    paths a person types absolute against the current folder before they get here).
+    """
+    if source == "sample" or "://" in source or Path(source).is_absolute():
+        return source
+    return str((PROJECT_ROOT / source).resolve())
 
 
 def load_config(
@@ -222,4 +260,5 @@ def load_config(
     _check_backend(cfg)
     _check_hyperparameters(cfg)
     cfg.storage.base_uri = resolve_storage(cfg)
+    cfg.dataset.source = resolve_source(cfg.dataset.source)
     return cfg

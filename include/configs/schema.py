@@ -11,6 +11,7 @@ from pydantic import (
     Field,
     NonNegativeFloat,
     NonNegativeInt,
+    PositiveFloat,
     PositiveInt,
     field_validator,
     model_validator,
@@ -39,6 +40,7 @@ class Dataset(Section):
     classes: list[str] = Field(default_factory=list)
     label_attribute: str | None = None
     validation_fraction: float = Field(0.2, gt=0, lt=1)
+    test_fraction: float = Field(0.15, ge=0, lt=1)
     seed: int = 42
     image_policy: Literal["convert", "reject"] = "convert"
     sample_images: PositiveInt = 300
@@ -103,6 +105,31 @@ class Deploy(Section):
     smoke_images: PositiveInt = 4
     max_body_mb: float = Field(6.0, gt=0)
     delete_intermediate_files: bool = False
+    runtime: Literal["mxnet", "onnxruntime"] = "mxnet"
+
+
+class Neo(Section):
+    """SageMaker Neo's target: a device (``ml_c5``, ``jetson_nano``, ...) or a platform, not both."""
+
+    target_device: str | None = Field("ml_c5", pattern=r"^[a-z0-9_]+$")
+    target_platform: dict[Literal["Os", "Arch", "Accelerator"], str] | None = None
+    compiler_options: str | None = None
+    max_runtime_seconds: PositiveInt = 900
+
+    @model_validator(mode="after")
+    def _one_target(self) -> Neo:
+        if (self.target_device is None) == (self.target_platform is None):
+            raise ValueError("set either target_device or target_platform (and the other to null)")
+        return self
+
+
+class Export(Section):
+    enabled: bool = False
+    formats: list[Literal["onnx", "neo"]] = Field(default_factory=lambda: ["onnx"], min_length=1)
+    parity_images: PositiveInt = 32
+    score_tolerance: PositiveFloat = 1e-3
+    box_tolerance: PositiveFloat = 1e-3
+    neo: Neo = Field(default_factory=Neo)
 
 
 class Tracking(Section):
@@ -164,6 +191,7 @@ class PipelineConfig(Section):
     training: Training = Field(default_factory=Training)
     evaluation: Evaluation = Field(default_factory=Evaluation)
     deploy: Deploy = Field(default_factory=Deploy)
+    export: Export = Field(default_factory=Export)
     tracking: Tracking = Field(default_factory=Tracking)
     promotion: Promotion = Field(default_factory=Promotion)
     local: Local = Field(default_factory=Local)

@@ -1,5 +1,5 @@
-"""The promotion gate's rule: a model is promoted when its validation mAP reaches the threshold and is
-at least the champion's.
+"""The promotion gate's rule: a model is promoted when its evaluation mAP (on the held-out test split, or on
+validation when the data set has none) reaches the threshold and is at least the champion's.
 
 The champion is the registry version holding the alias ``champion``
 (:mod:`include.tracking.registry`); this module only decides and says why, in a sentence for the
@@ -33,26 +33,28 @@ def _pair(a: float, b: float) -> tuple[str, str]:
 
 
 def decide_promotion(evaluation: dict[str, Any], threshold: float, champion: dict[str, Any] | None) -> dict[str, Any]:
-    """Whether a model with ``evaluation['map']`` should replace ``champion`` (``{"version", "map"}`` or None).
+    """Whether a model with ``evaluation['map']`` should replace ``champion`` (``{"version", "map", "split"}`` or
+    None).
 
     Returns ``{"promote": bool, "reason": str, "champion": champion}``. Writes nothing.
     """
     score = _score(evaluation, "evaluation")
+    split = evaluation.get("split", "")
+    what = f"{split} mAP".strip()  # "test mAP": the split the figure comes from
     if score < threshold:
         s, t = _pair(score, threshold)
-        return {"promote": False, "reason": f"mAP {s} is below the threshold {t}", "champion": champion}
+        return {"promote": False, "reason": f"{what} {s} is below the threshold {t}", "champion": champion}
     if champion is None:
         s, t = _pair(score, threshold)
-        return {
-            "promote": True,
-            "reason": f"mAP {s} meets the threshold {t} and there is no champion yet",
-            "champion": None,
-        }
+        reason = f"{what} {s} meets the threshold {t} and there is no champion yet"
+        return {"promote": True, "reason": reason, "champion": None}
     best = _score(champion, f"champion version {champion.get('version')}")
     s, c = _pair(score, best)
     who = f"the champion (version {champion.get('version')})"
+    if champion.get("split") and champion["split"] != split:  # e.g. a champion from before the test split
+        who += f", measured on {champion['split']},"
     if score < best:
-        return {"promote": False, "reason": f"mAP {s} does not beat {who} at {c}", "champion": champion}
+        return {"promote": False, "reason": f"{what} {s} does not beat {who} at {c}", "champion": champion}
     verb = "beats" if score > best else "matches"
-    reason = f"mAP {s} {verb} {who} at {c} and meets the threshold {_pair(score, threshold)[1]}"
+    reason = f"{what} {s} {verb} {who} at {c} and meets the threshold {_pair(score, threshold)[1]}"
     return {"promote": True, "reason": reason, "champion": champion}

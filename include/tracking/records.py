@@ -201,11 +201,12 @@ def record_dataset(ref: TrackingRef, table_uri: str, name: str, tags: Mapping[st
 def record_evaluation(ref: TrackingRef, result: Mapping[str, Any], evaluation_uri: str) -> Run:
     """The ``evaluate`` run: every figure of ``evaluation.json``, its settings, the report, charts and samples.
 
-    The headline figures (``map``, ``coco_map``) also go on the pipeline run, where runs are compared.
+    The headline figures (``map``, ``coco_map``, on the split evaluation scored: ``split``, the held-out
+    test split when there is one) also go on the pipeline run, where runs are compared.
     """
     document = json.loads(storage.read_text(result["evaluation_uri"]))
     run = step_run(ref, "evaluate")
-    params = {key: document[key] for key in ("iou", "interpolation", "score_threshold") if key in document}
+    params = {key: document[key] for key in ("iou", "interpolation", "score_threshold", "split") if key in document}
     log(
         ref,
         run.run_id,
@@ -218,7 +219,8 @@ def record_evaluation(ref: TrackingRef, result: Mapping[str, Any], evaluation_ur
     for folder in ("charts", "samples"):
         artifacts.log_folder(ref, run, storage.join(evaluation_uri, folder), folder)
     headline = {key: float(document[key]) for key in ("map", "coco_map") if isinstance(document.get(key), int | float)}
-    log(ref, ref.run_id, metrics=_metrics(headline), tags={"detection.evaluate_run_id": run.run_id})
+    tags = {"detection.evaluate_run_id": run.run_id, "detection.evaluation_split": document.get("split", "")}
+    log(ref, ref.run_id, metrics=_metrics(headline), tags=tags)
     finish(ref, run.run_id)
     return run
 

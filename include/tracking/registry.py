@@ -28,8 +28,10 @@ from include.tracking.runs import client
 CHAMPION = "champion"
 PREVIOUS = "previous"
 HISTORY_TAG = "detection.alias_history"
-#: Version tags the pipeline sets.
-MAP_TAG = "validation_map"
+#: Version tags the pipeline sets: the mAP the gate decides on (evaluation's, on the split named by ``SPLIT_TAG``:
+#: the held-out ``test`` split, or ``validation`` when the data set has none).
+MAP_TAG = "map"
+SPLIT_TAG = "map_split"
 COCO_TAG = "coco_map"
 APPROVAL_TAG = "detection.approval"
 MODEL_DATA_TAG = "detection.model_data_url"
@@ -73,9 +75,15 @@ class ModelVersion:
         return self.tags.get(MODEL_DATA_TAG) or self.source
 
     @property
-    def validation_map(self) -> float | None:
+    def score(self) -> float | None:
+        """The mAP the promotion gate compared (None for a version registered without one, e.g. by hand)."""
         value = self.tags.get(MAP_TAG)
         return float(value) if value not in (None, "") else None
+
+    @property
+    def score_split(self) -> str:
+        """The split :attr:`score` was measured on (``test``, or ``validation`` when there was no test split)."""
+        return self.tags.get(SPLIT_TAG, "")
 
 
 @dataclass(frozen=True)

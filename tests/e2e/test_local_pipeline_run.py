@@ -14,6 +14,7 @@ from urllib.parse import urlparse
 import pytest
 
 from devtools.local_stack import AirflowClient
+from include.evaluation.evaluate import evaluate
 from include.project import PIPELINE_DAG_ID
 from tests.support.dag_runs import endpoint_servers
 
@@ -58,9 +59,10 @@ def _get(url: str, token: str | None = None) -> tuple[int, str, str]:
 
 
 def test_a_manual_approval_waits_for_a_person_then_deploys(
-    airflow_client: AirflowClient, airflow_stack: dict, mlflow: Any
+    airflow_client: AirflowClient, airflow_stack: dict, mlflow: Any, tmp_path
 ) -> None:
-    run_id = airflow_client.trigger(PIPELINE_DAG_ID, {"epochs": 1, "dataset_source": "sample", "approval": "manual"})
+    conf = {"epochs": 1, "dataset_source": "sample", "tune": False, "approval": "manual"}
+    run_id = airflow_client.trigger(PIPELINE_DAG_ID, conf)
     assert airflow_client.wait_for_task(PIPELINE_DAG_ID, run_id, "approve", ("awaiting_input",)) == "awaiting_input"
     assert airflow_client.task_state(PIPELINE_DAG_ID, run_id, "deploy") in (None, "scheduled", "none")
     path = f"/dags/{PIPELINE_DAG_ID}/dagRuns/{run_id}/taskInstances/approve/-1/hitlDetails"
@@ -82,8 +84,12 @@ def test_a_manual_approval_waits_for_a_person_then_deploys(
     report = urlparse(evaluation["report_uri"]).path
     assert report.endswith("report.html") and "<img" in open(report).read()
     record = json.loads(open(urlparse(evaluation["evaluation_uri"]).path).read())
-    # the independent evaluation agrees with the trainer's own validation mAP on the same data
-    assert abs(record["map"] - training["final_metrics"]["validation:mAP"]) < 0.02
+    assert record["split"] == evaluation["split"] == "test"  # the held-out split, not the selection data
+    # evaluation's own reading of the validation split agrees with the trainer's validation mAP on it
+    recordio = urlparse(record["channel_uri"]).path.rsplit("/", 1)[0]
+    again = evaluate(urlparse(record["training_uri"]).path, recordio, str(tmp_path / "again"), samples=0,
+                     split="validation")
+    assert abs(again["map"] - training["final_metrics"]["validation:mAP"]) < 0.02
 
     deployed = airflow_client.xcom(PIPELINE_DAG_ID, run_id, "deploy")
     smoke = airflow_client.xcom(PIPELINE_DAG_ID, run_id, "smoke_test")
@@ -134,7 +140,8 @@ def _assert_links_lead_to_the_pages(client: AirflowClient, stack: dict, run_id: 
 def test_a_rejection_ends_the_run_with_nothing_deployed(
     airflow_client: AirflowClient, airflow_stack: dict, mlflow: Any
 ) -> None:
-    run_id = airflow_client.trigger(PIPELINE_DAG_ID, {"epochs": 1, "dataset_source": "sample", "approval": "manual"})
+    conf = {"epochs": 1, "dataset_source": "sample", "tune": False, "approval": "manual"}
+    run_id = airflow_client.trigger(PIPELINE_DAG_ID, conf)
     airflow_client.wait_for_task(PIPELINE_DAG_ID, run_id, "approve", ("awaiting_input",))
     airflow_client.respond(PIPELINE_DAG_ID, run_id, "approve", "Reject", reason="e2e: the WBC class regressed")
     run = airflow_client.wait_for_run(PIPELINE_DAG_ID, run_id, timeout_s=600, poll_s=3)

@@ -40,3 +40,13 @@ def test_bad_inputs_are_named() -> None:
         decide_promotion({}, 0.5, None)
     with pytest.raises(PromotionInputError, match="champion version 2: 'map' must be a number, got 'x'"):
         decide_promotion({"map": 0.6}, 0.5, {"version": 2, "map": "x"})
+
+
+def test_the_reason_names_the_split_the_figures_come_from() -> None:
+    test = {"map": 0.7, "split": "test"}
+    assert decide_promotion(test, 0.5, None)["reason"] == (
+        "test mAP 0.70 meets the threshold 0.50 and there is no champion yet")
+    assert decide_promotion(test, 0.5, {"version": 4, "map": 0.6, "split": "test"})["reason"] == (
+        "test mAP 0.70 beats the champion (version 4) at 0.60 and meets the threshold 0.50")
+    assert decide_promotion(test, 0.5, {"version": 4, "map": 0.8, "split": "validation"})["reason"] == (
+        "test mAP 0.70 does not beat the champion (version 4), measured on validation, at 0.80")

@@ -27,7 +27,7 @@ def _task(tracking_ref, tmp_path, approval: str) -> tuple[PromotionApprovalOpera
     """The operator in a two-task DAG (approve >> deploy), and a context whose XComs hold the run and the decision."""
     ref = tracking_ref
     run_id, source = model_run(ref, tmp_path, "challenger")
-    version = Registry(ref.uri, ref.registered_model).register(source, run_id, {"validation_map": 0.6})
+    version = Registry(ref.uri, ref.registered_model).register(source, run_id, {"map": 0.6, "map_split": "test"})
     cfg = load_config(
         overrides={"tracking": {"uri": ref.uri}, "promotion": {"approval": approval, "approval_timeout_minutes": 30}},
         environ={},

@@ -27,7 +27,7 @@ def _request(version: int = 3, **changes) -> dict:
         "metadata": {
             mp.VERSION_KEY: version,
             "airflow_run_id": "manual__2026-01-02T03:04:05+00:00",
-            "validation_map": "0.6100",
+            "map": "0.6100",
         },
         "description": f"object_detection_pipeline version {version}",
         "project": "object_detection_pipeline",

@@ -43,7 +43,7 @@ def bccd_slice(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> dict:
-    assert main(list(argv)) == 0, capsys.readouterr().err
+    assert main(["--json", *argv]) == 0, capsys.readouterr().err
     return json.loads(capsys.readouterr().out)
 
 
@@ -137,7 +137,7 @@ def test_runs_are_tracked_and_a_weaker_run_registers_without_taking_the_champion
     assert model.aliases == {"champion": "1"}
     first, second = (mlflow_client.get_model_version("bccd_tracking_test", v) for v in ("1", "2"))
     assert first.run_id == train.info.run_id and first.source.endswith("/artifacts/model/model.tar.gz")
-    assert float(first.tags["validation_map"]) == strong["evaluation"]["map"]
+    assert float(first.tags["map"]) == strong["evaluation"]["map"] and first.tags["map_split"] == "test"
     assert first.tags["detection.data_digest"] == strong["validate"]["data_digest"]
     assert (
         second.tags["detection.gate"] == "hold"
@@ -146,7 +146,7 @@ def test_runs_are_tracked_and_a_weaker_run_registers_without_taking_the_champion
     assert weak["promotion"]["promote"] is False and "approval" not in weak
 
     # the CLI on the same registry
-    listed = _cli(capsys, "models", "--json")
+    listed = _cli(capsys, "models")
     assert [(v["version"], v["aliases"]) for v in listed["versions"]] == [(2, []), (1, ["champion"])]
     assert main(["rollback"]) == 1
     assert "no 'previous' version to roll back to" in capsys.readouterr().err
@@ -156,5 +156,5 @@ def test_runs_are_tracked_and_a_weaker_run_registers_without_taking_the_champion
     _cli(capsys, "rollback")
     assert mlflow_client.get_registered_model("bccd_tracking_test").aliases == {"champion": "1", "previous": "2"}
     assert main(["models"]) == 0
-    table = capsys.readouterr().out
+    table = capsys.readouterr().err
     assert "champion" in table and "previous" in table and "bccd-1-epoch" in table

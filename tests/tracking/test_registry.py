@@ -18,7 +18,7 @@ def _versions(ref, tmp_path: Path, maps: list[float]) -> Registry:
     registry = Registry(ref.uri, ref.registered_model)
     for i, value in enumerate(maps):
         run_id, source = model_run(ref, tmp_path, f"m{i}")
-        registry.register(source, run_id, {"validation_map": value, "coco_map": value / 2})
+        registry.register(source, run_id, {"map": value, "coco_map": value / 2})
     return registry
 
 
@@ -28,9 +28,9 @@ def test_the_server_takes_a_local_model_only_from_inside_its_runs_artifacts(trac
     outside = (tmp_path / "model.tar.gz").as_uri()
     with pytest.raises(TrackingError, match="INVALID_PARAMETER_VALUE: Invalid model version source"):
         registry.register(outside, run_id, {})
-    version = registry.register(source, run_id, {"validation_map": 0.5})
+    version = registry.register(source, run_id, {"map": 0.5})
     assert (version.version, version.status, version.source) == (1, "READY", source)
-    assert registry.register(source, run_id, {"validation_map": 0.5}).version == 1  # a retried gate finds it
+    assert registry.register(source, run_id, {"map": 0.5}).version == 1  # a retried gate finds it
 
 
 def test_champion_moves_keep_previous_and_a_history(tracking_ref, tmp_path, mlflow_client) -> None:
@@ -96,7 +96,7 @@ def test_a_champion_whose_version_was_deleted_is_reported_not_crashed_on(
         "artifact_uri": "file:///m.tar.gz",
         "tracking": {"run_id": run_id, "model_source": source},
     }
-    decision = gate(cfg, tracking_ref, evaluation, training, "file:///quality")
+    decision = gate(cfg, tracking_ref, evaluation, training)
     assert decision["promote"] is True and decision["version"] == 2 and decision["champion"] is None
     assert decision["reason"].startswith("mAP 0.40 meets the threshold 0.30 and there is no champion yet; note: alias")
 
@@ -118,15 +118,15 @@ def test_the_gate_registers_every_model_and_holds_a_weaker_one(tracking_ref, tmp
         "artifact_uri": "file:///m2.tar.gz",
         "tracking": {"run_id": run_id, "model_source": source},
     }
-    decision = gate(cfg, tracking_ref, evaluation, training, "file:///quality")
+    decision = gate(cfg, tracking_ref, evaluation, training)
     assert decision["promote"] is False
     assert decision["reason"] == "mAP 0.65 does not beat the champion (version 1) at 0.70"
     held = registry.version(2)
     assert held.tags["detection.gate"] == "hold" and held.tags["detection.approval"] == "not requested"
-    assert held.model_data_url == "file:///m2.tar.gz" and held.validation_map == 0.65
+    assert held.model_data_url == "file:///m2.tar.gz" and held.score == 0.65
     assert registry.aliases() == {CHAMPION: 1}
     # a champion registered by hand, without the figure the gate compares
     hand_run, hand_source = model_run(tracking_ref, tmp_path, "by-hand")
     registry.set_champion(registry.register(hand_source, hand_run, {}).version, action="promote", by="x", reason="x")
-    decision = gate(cfg, tracking_ref, {**evaluation, "map": 0.99}, training, "file:///quality")
-    assert decision["promote"] is False and "records no validation_map to compare with" in decision["reason"]
+    decision = gate(cfg, tracking_ref, {**evaluation, "map": 0.99}, training)
+    assert decision["promote"] is False and "records no map to compare with" in decision["reason"]

@@ -130,3 +130,83 @@ def test_the_gate_registers_every_model_and_holds_a_weaker_one(tracking_ref, tmp
     registry.set_champion(registry.register(hand_source, hand_run, {}).version, action="promote", by="x", reason="x")
     decision = gate(cfg, tracking_ref, {**evaluation, "map": 0.99}, training)
     assert decision["promote"] is False and "records no map to compare with" in decision["reason"]
+
+
+def test_the_gate_keeps_the_runs_export_on_the_version_and_the_form_names_the_test_split(
+    tracking_ref, tmp_path, mlflow_server
+) -> None:
+    import json
+
+    from include.tracking.promotion import approval_request
+
+    registry = Registry(tracking_ref.uri, tracking_ref.registered_model)
+    first, source = model_run(tracking_ref, tmp_path, "validation-era")
+    registry.set_champion(
+        registry.register(source, first, {"map": 0.5, "map_split": "validation", "coco_map": 0.2}).version,
+        action="approve",
+        by="auto",
+        reason="first",
+    )
+    export = tmp_path / "export.json"
+    export.write_text(
+        json.dumps(
+            {
+                "formats": ["onnx", "neo"],
+                "onnx": {
+                    "uri": "file:///x/onnx/model.onnx",
+                    "sha256": "ab" * 32,
+                    "parity": {"passed": True, "images": 10, "max_score_diff": 5.2e-06, "max_box_diff": 1.1e-06},
+                },
+                "neo": {
+                    "job_name": "neo-job",
+                    "compiled_artifact_uri": "s3://b/neo/model-ml_c5.tar.gz",
+                    "target": "ml_c5",
+                },
+            }
+        )
+    )
+    run_id, source = model_run(tracking_ref, tmp_path, "exported")
+    evaluation = {
+        "map": 0.55,
+        "split": "test",
+        "coco_map": 0.25,
+        "evaluation_uri": "file:///e.json",
+        "report_uri": "file:///r.html",
+        "model_uri": "file:///m.tar.gz",
+    }
+    training = {
+        "job_name": "job",
+        "artifact_uri": "file:///m.tar.gz",
+        "tracking": {"run_id": run_id, "model_source": source},
+    }
+    cfg = load_config(overrides={"tracking": {"uri": mlflow_server}}, environ={})
+    decision = gate(cfg, tracking_ref, evaluation, training, str(export))
+    assert decision["reason"] == (
+        "test mAP 0.55 beats the champion (version 1), measured on validation, at 0.50 and meets the threshold 0.50"
+    )
+    tags = registry.version(decision["version"]).tags
+    assert (tags["map"], tags["map_split"]) == ("0.55", "test")
+    assert tags["detection.export.uri"] == export.as_uri() and tags["detection.export.formats"] == "onnx,neo"
+    assert (tags["detection.export.onnx_sha256"], tags["detection.export.parity"]) == ("ab" * 32, "passed")
+    assert (tags["detection.export.parity_images"], tags["detection.export.parity_max_score_diff"]) == ("10", "5.2e-06")
+    assert tags["detection.export.neo_model_uri"] == "s3://b/neo/model-ml_c5.tar.gz"
+
+    form = approval_request(tracking_ref, decision, evaluation, 60)
+    assert form["subject"] == (
+        f"Promote version 2 of {tracking_ref.registered_model}? test mAP 0.5500, the champion's 0.5000"
+    )
+    assert "| test mAP (VOC, IoU 0.5) | 0.5500 | 0.5000 (validation) |" in form["body"]
+    assert f"**Export:** ONNX `{'ab' * 8}…`, parity with MXNet passed on 10 images" in form["body"]
+    assert "Neo-compiled for ml_c5: `s3://b/neo/model-ml_c5.tar.gz`" in form["body"]
+    # a run that exported nothing leaves no export tags
+    plain, plain_source = model_run(tracking_ref, tmp_path, "plain")
+    held = gate(
+        cfg,
+        tracking_ref,
+        {**evaluation, "map": 0.1},
+        {**training, "tracking": {"run_id": plain, "model_source": plain_source}},
+        str(tmp_path / "none" / "export.json"),
+    )
+    assert held["export"] == {} and not any(
+        k.startswith("detection.export.") for k in registry.version(held["version"]).tags
+    )

@@ -275,6 +275,26 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
+def wait_until_parked(log_file: Path, dag_id: str, run_id: str, task_id: str, timeout_s: float = 180) -> None:
+    """Wait until the scheduler has taken note that ``task_id`` paused for a person (``awaiting_input``).
+
+    Why: Airflow 3.3.2's scheduler fails a human-in-the-loop task answered within the second or so
+    between the task pausing and the scheduler processing its worker's exit: the answer resumes the
+    task under the same try number, the old worker's "success" then finds it running and marks it
+    failed (``scheduler_job_runner._process_executor_events`` excuses only a resumed task that is still
+    scheduled). A person never answers that fast; a script (a test, the screenshots) waits for the
+    scheduler's "TaskInstance Finished ... state=awaiting_input" line in the stack's log.
+    """
+    needle = f"TaskInstance Finished: dag_id={dag_id}, task_id={task_id}, run_id={run_id}, "
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        text = log_file.read_text(errors="replace") if log_file.exists() else ""
+        if any(needle in line and "state=awaiting_input" in line for line in text.splitlines()):
+            return
+        time.sleep(1)
+    raise TimeoutError(f"the scheduler did not log {task_id} of run {run_id} as awaiting_input in {timeout_s:.0f} s")
+
+
 class AirflowClient:
     """A small client for Airflow's public REST API (v2), logged in like the UI."""
 

@@ -8,11 +8,13 @@ import json
 import logging
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 import pytest
 
+from devtools import local_stack
 from devtools.local_stack import AirflowClient
 from include.evaluation.evaluate import evaluate
 from include.project import PIPELINE_DAG_ID
@@ -43,6 +45,12 @@ def mlflow(airflow_stack: dict) -> Any:
     return client
 
 
+def _respond(client: AirflowClient, stack: dict, run_id: str, option: str, reason: str) -> None:
+    """Answer the approval once the scheduler has seen the task pause (see :func:`local_stack.wait_until_parked`)."""
+    local_stack.wait_until_parked(Path(stack["log"]), PIPELINE_DAG_ID, run_id, "approve")
+    client.respond(PIPELINE_DAG_ID, run_id, "approve", option, reason=reason)
+
+
 def _get(url: str, token: str | None = None) -> tuple[int, str, str]:
     """``(status, Location header, body)`` of a GET, redirects not followed."""
 
@@ -70,7 +78,8 @@ def test_a_manual_approval_waits_for_a_person_then_deploys(
     assert asked["subject"].startswith(f"Promote version 1 of {PIPELINE_DAG_ID}?") and asked["options"] == [
         "Approve", "Reject"]
     assert "no champion yet" in asked["body"] and "/detection/runs/" in asked["body"]
-    airflow_client.respond(PIPELINE_DAG_ID, run_id, "approve", "Approve", reason="e2e: looks right")
+    assert "| test mAP (VOC, IoU 0.5) |" in asked["body"]  # the figure the gate decided on
+    _respond(airflow_client, airflow_stack, run_id, "Approve", reason="e2e: looks right")
 
     run = airflow_client.wait_for_run(PIPELINE_DAG_ID, run_id, timeout_s=900, poll_s=5)
     states = airflow_client.task_states(PIPELINE_DAG_ID, run_id)
@@ -143,7 +152,7 @@ def test_a_rejection_ends_the_run_with_nothing_deployed(
     conf = {"epochs": 1, "dataset_source": "sample", "tune": False, "approval": "manual"}
     run_id = airflow_client.trigger(PIPELINE_DAG_ID, conf)
     airflow_client.wait_for_task(PIPELINE_DAG_ID, run_id, "approve", ("awaiting_input",))
-    airflow_client.respond(PIPELINE_DAG_ID, run_id, "approve", "Reject", reason="e2e: the WBC class regressed")
+    _respond(airflow_client, airflow_stack, run_id, "Reject", reason="e2e: the WBC class regressed")
     run = airflow_client.wait_for_run(PIPELINE_DAG_ID, run_id, timeout_s=600, poll_s=3)
     states = airflow_client.task_states(PIPELINE_DAG_ID, run_id)
     assert run["state"] == "success" and states["approve"] == "success", states

@@ -2,11 +2,11 @@
 
 Starts its own ``airflow standalone`` and tracking server (a home under /tmp, free ports, the quick
 sample run), then in headless Chromium signs in, opens ``object_detection_pipeline``, fills its
-trigger form (3 epochs) and captures it, triggers, waits for the run to succeed, and captures the
-DAG's graph (top to bottom, every task), the evaluate task's links, the report one of them opens and
-the run's training run in the MLflow UI. A second run asks for approval (``approval=manual``): its
-form is captured, then answered in the UI (Approve, with a reason) and the run followed to its end.
-Stops the stack and removes its home at the end.
+trigger form (3 epochs) and captures it. One run (3 epochs, the export on, ``approval=manual``) is
+triggered through the REST API; its approval form is captured and answered in the UI (Approve, with
+a reason), the run followed to its end, and then the DAG's graph (top to bottom, every task), the
+evaluate task's links, the report one of them opens and the run's training run in the MLflow UI are
+captured. Stops the stack and removes its home at the end.
 
 Writes ``docs/images/``: ``airflow-trigger-form.png``, ``pipeline-graph.png``, ``airflow-task-links.png``,
 ``report-from-airflow.png``, ``mlflow-training-run.png``, ``airflow-approval.png``.
@@ -34,7 +34,7 @@ RUN_TIMEOUT_S = 1800
 
 
 def capture(out: Path, home: Path) -> dict[str, Path]:
-    """Start a stack under ``home``, run the pipeline once from the UI, save the two PNGs in ``out``."""
+    """Start a stack under ``home``, run the pipeline once, save the PNGs in ``out``."""
     stack = home / "airflow"
     details = local_stack.start(
         home=stack, port=local_stack.free_port(0), timeout_s=600,
@@ -55,11 +55,22 @@ def capture(out: Path, home: Path) -> dict[str, Path]:
             ui.set_param(driver, "Epochs", str(EPOCHS))
             driver.execute_script("window.scrollTo(0, 0)")
             ui.save_screenshot(driver, shots["airflow-trigger-form"], element=form, max_bytes=MAX_BYTES)
-            run_id = ui.submit_trigger(driver, PIPELINE_DAG_ID)
-            print(f"triggered {run_id}; waiting for it to finish...", file=sys.stderr)
+
+            # One run does for every other picture: no champion yet, so its model asks for approval.
+            run_id = client.trigger(PIPELINE_DAG_ID, {"epochs": EPOCHS, "export": True, "approval": "manual"})
+            print(f"triggered {run_id}; waiting for its approval...", file=sys.stderr)
+            client.wait_for_task(PIPELINE_DAG_ID, run_id, "approve", ("awaiting_input",), RUN_TIMEOUT_S)
+            local_stack.wait_until_parked(Path(details["log"]), PIPELINE_DAG_ID, run_id, "approve")
+            driver.set_window_size(1400, 1150)
+            ui.open_required_action(driver, details["url"], PIPELINE_DAG_ID, run_id, "approve")
+            ui.click(driver, "//button[starts-with(@aria-label, 'Show Grid')]")  # the task's panel at full width
+            ui.visible(driver, "//button[normalize-space()='Approve']")
+            ui.answer_required_action(driver, "Approve", reason="first model of this data set; report checked",
+                                      screenshot=shots["airflow-approval"], max_bytes=MAX_BYTES)
             run = client.wait_for_run(PIPELINE_DAG_ID, run_id, timeout_s=RUN_TIMEOUT_S)
-            if run["state"] != "success":
-                raise RuntimeError(f"run {run_id} {run['state']}: {client.task_states(PIPELINE_DAG_ID, run_id)}")
+            if run["state"] != "success" or client.task_state(PIPELINE_DAG_ID, run_id, "deploy") != "success":
+                raise RuntimeError(f"approved run {run_id}: {client.task_states(PIPELINE_DAG_ID, run_id)}")
+            ui.open_run(driver, details["url"], PIPELINE_DAG_ID, run_id)
             if (state := ui.wait_for_run_end(driver, run_id, timeout_s=180)) != "Success":
                 raise RuntimeError(f"the run page shows {state} for run {run_id}")
             driver.set_window_size(1200, 1800)
@@ -75,20 +86,6 @@ def capture(out: Path, home: Path) -> dict[str, Path]:
             training = client.xcom(PIPELINE_DAG_ID, run_id, "train")
             ui.open_mlflow_run(driver, training["tracking"]["url"], "train", "validation:mAP")
             ui.save_screenshot(driver, shots["mlflow-training-run"], max_bytes=MAX_BYTES)
-
-            # the same training again: it matches the champion, so the gate lets it ask for approval
-            approval_run = client.trigger(PIPELINE_DAG_ID, {"epochs": EPOCHS, "approval": "manual"})
-            print(f"triggered {approval_run} (approval=manual); waiting for its approval...", file=sys.stderr)
-            client.wait_for_task(PIPELINE_DAG_ID, approval_run, "approve", ("awaiting_input",), RUN_TIMEOUT_S)
-            driver.set_window_size(1400, 1150)
-            ui.open_required_action(driver, details["url"], PIPELINE_DAG_ID, approval_run, "approve")
-            ui.click(driver, "//button[starts-with(@aria-label, 'Show Grid')]")  # the task's panel at full width
-            ui.visible(driver, "//button[normalize-space()='Approve']")
-            ui.answer_required_action(driver, "Approve", reason="better than the champion on every class",
-                                      screenshot=shots["airflow-approval"], max_bytes=MAX_BYTES)
-            run = client.wait_for_run(PIPELINE_DAG_ID, approval_run, timeout_s=RUN_TIMEOUT_S)
-            if run["state"] != "success" or client.task_state(PIPELINE_DAG_ID, approval_run, "deploy") != "success":
-                raise RuntimeError(f"approved run {approval_run}: {client.task_states(PIPELINE_DAG_ID, approval_run)}")
         return shots
     finally:
         local_stack.stop(stack)

@@ -84,7 +84,8 @@ def test_runs_are_tracked_and_a_weaker_run_registers_without_taking_the_champion
     assert json.loads(dataset.source)["uri"] == strong["validate"]["uris"]["annotations"]
     assert dataset.digest == strong["validate"]["data_digest"] and len(dataset.digest) == 32
     profile = json.loads(dataset.profile)
-    assert profile["boxes"] == strong["validate"]["boxes"] and set(profile["per_split"]) == {"train", "validation"}
+    assert profile["boxes"] == strong["validate"]["boxes"]
+    assert set(profile["per_split"]) == {"train", "validation", "test"}  # ingest drew validation and test
     assert {"RBC", "WBC", "Platelets"} <= set(profile["boxes_per_class"]["train"])
 
     children = {

@@ -46,10 +46,10 @@ browser: ## Install headless Chromium for the browser tests (Debian packages; ne
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
 	  else echo "chromium not installed and not root: browser tests will be skipped"; fi; }
 
-airflow-up: install ## Start airflow standalone in the background (prints URL and admin password)
+airflow-up: install ## Start airflow standalone and the MLflow tracking server in the background (prints URLs, password)
 	$(BIN)/detection-pipeline stack up
 
-airflow-down: ## Stop the local Airflow stack
+airflow-down: ## Stop the local Airflow stack and its tracking server
 	$(BIN)/detection-pipeline stack down
 
 lint: install ## ruff (including the Airflow 3 rules)
@@ -59,5 +59,5 @@ lint: install ## ruff (including the Airflow 3 rules)
 bench: install ## Run the benchmarks in bench/
 	@for f in bench/bench_*.py; do m=$${f%.py}; echo "== $$m"; $(BIN)/python -m $${m//\//.} || exit 1; done
 
-clean: ## Remove the virtual environment, Airflow home and run outputs
-	rm -rf $(VENV) $(TOOLS) .airflow data/runs
+clean: ## Remove the virtual environment, Airflow home, run outputs and the local tracking server's data
+	rm -rf $(VENV) $(TOOLS) .airflow data/runs data/mlflow

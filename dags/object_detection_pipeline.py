@@ -1,7 +1,12 @@
 """Object detection, data set to served model and back down.
 
 ingest -> bounding-box quality gate -> .lst + RecordIO (sharded, flip augmentation) ->
-train (or tune) -> evaluate -> export (when asked) -> promotion gate -> deploy -> smoke test -> teardown.
+train (or tune) -> evaluate -> export (when asked) -> promotion gate -> approve -> deploy -> smoke test -> teardown.
+
+Every run is tracked in MLflow (``tracking.uri``): the run's tasks link to their MLflow runs and
+reports. Each trained model becomes a version of the registered model; one that beats the
+``champion`` is approved automatically or, with ``approval=manual``, by a person here
+("Required actions") before it becomes champion and is deployed.
 
 The same graph runs on two backends, picked by the ``backend`` param (or the configuration):
 ``local`` executes every SageMaker request on this machine (MXNet/GluonCV SSD, a local HTTP
@@ -15,6 +20,8 @@ import os
 from datetime import datetime, timedelta
 
 from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable, Param, TriggerRule, dag, task
+from detection_airflow.approval import DECISION_KEY, PromotionApprovalOperator
+from detection_airflow.context import run_context
 from detection_airflow.deployment import DetectionEndpointOperator
 from detection_airflow.jobs import DetectionTrainingOperator, DetectionTuningOperator
 
@@ -78,6 +85,11 @@ PARAMS = {
         "fail", type="string", enum=["fail", "drop"], title="Quality policy",
         description="fail: stop on bad boxes. drop: quarantine them and go on.",
     ),
+    "approval": Param(
+        "auto", type="string", enum=["auto", "manual"], title="Approval",
+        description="auto: a model that beats the champion replaces it. manual: a person approves it here first "
+        "(the run waits; unanswered, it is rejected after promotion.approval_timeout_minutes).",
+    ),
     "export": Param(
         False, type="boolean", title="Export",
         description="After evaluation, export the model: ONNX checked against MXNet on held-out images (local), "
@@ -104,6 +116,16 @@ def _ctx(run: dict):
     return RunContext.from_dict(run, try_number=get_current_context()["ti"].try_number)
 
 
+def _airflow_url(context) -> str | None:
+    """This run's page in the Airflow UI (linked from its MLflow run)."""
+    from urllib.parse import quote
+
+    from airflow.providers.common.compat.sdk import conf
+
+    base = conf.get("api", "base_url", fallback=None)
+    return f"{base.rstrip('/')}/dags/{context['dag'].dag_id}/runs/{quote(context['run_id'], safe='')}" if base else None
+
+
 @dag(
     dag_id=DAG_ID,
     description="Labelled images to a served SSD detector and back down, on SageMaker or locally.",
@@ -126,7 +148,7 @@ def object_detection_pipeline():
         for event_list in (context.get("triggering_asset_events") or {}).values():
             for event in event_list:
                 params.update({k: v for k, v in (event.extra or {}).items() if k in PARAMS})
-        ctx = resolve(params, context["dag"].dag_id, context["run_id"])
+        ctx = resolve(params, context["dag"].dag_id, context["run_id"], airflow_url=_airflow_url(context))
         return ctx.as_dict()
 
     @task
@@ -137,6 +159,7 @@ def object_detection_pipeline():
 
     @task
     def validate(run: dict, ingested: dict) -> dict:
+        """The bounding-box quality gate; its checks and the data set are tracked (links: MLflow run, quality.html)."""
         from include.stages import validate as stage
 
         return stage(_ctx(run))
@@ -169,6 +192,7 @@ def object_detection_pipeline():
         backend=BACKEND,
         request_builder=_train_request,
         cache_builder=_train_cache,
+        result_handler=_track_training,
         deferrable=True,
         check_interval=60,
     )
@@ -177,6 +201,7 @@ def object_detection_pipeline():
         backend=BACKEND,
         request_builder=_tune_request,
         cache_builder=_tune_cache,
+        result_handler=_track_training,
         deferrable=True,
         check_interval=60,
     )
@@ -190,7 +215,7 @@ def object_detection_pipeline():
         print(f"report.html: {result['report_uri']}")
         return result
 
-    @task.run_if(lambda context: _run_context(context).config.export.enabled, skip_message="export is off")
+    @task.run_if(lambda context: run_context(context).config.export.enabled, skip_message="export is off")
     @task
     def export(run: dict, evaluation: dict) -> dict:
         """ONNX (parity with MXNet proven on held-out images) and/or Neo, as export.formats asks."""
@@ -200,20 +225,23 @@ def object_detection_pipeline():
 
     @task.branch(trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
     def promotion_gate(run: dict, evaluation: dict, **context) -> list[str]:
-        """Deploy only when mAP clears the threshold and the current champion; else skip, saying why."""
+        """Register the model; ask for its approval only when mAP clears the threshold and the champion's."""
         from include.stages import promotion
 
         decision = promotion(_ctx(run), evaluation, _trained(context))
-        if not decision["deploy"]:
-            why = decision["reason"] if not decision["promote"] else "deployment is switched off (deploy=false)"
-            print(f"deployment skipped: {why}")
+        context["ti"].xcom_push(key=DECISION_KEY, value=decision)
+        if not decision["promote"]:
+            print(f"version {decision['version']} registered; not promoted: {decision['reason']}")
             return []
-        return ["deploy"]
+        return ["approve"]
+
+    approve = PromotionApprovalOperator(task_id="approve")
 
     deploy = DetectionEndpointOperator(
         task_id="deploy",
         backend=BACKEND,
         request_builder=_deploy_request,
+        result_handler=_track_deployment,
         deferrable=True,
         check_interval=30,
     )
@@ -237,6 +265,15 @@ def object_detection_pipeline():
         """Fail the run whenever a task failed, even though the teardown succeeded."""
         raise RuntimeError("a task of this run failed; see the failed task's log (teardown ran regardless)")
 
+    @task(trigger_rule=TriggerRule.ALL_DONE)
+    def close_tracking(run: dict, **context) -> dict:
+        """End the run's MLflow run: FINISHED, or FAILED when a task failed (and the stage runs left open)."""
+        from include.stages import close_tracking as stage
+
+        ti = context["ti"]
+        failed = ti.get_ti_count(dag_id=ti.dag_id, run_ids=[ti.run_id], states=["failed", "upstream_failed"])
+        return stage(_ctx(run), failed=failed > 0)
+
     run = resolve_config()
     ingested = ingest(run)
     validated = validate(run, ingested)
@@ -249,14 +286,18 @@ def object_detection_pipeline():
     [train, tune] >> evaluation
     exported = export(run, evaluation)
     gate = promotion_gate(run, evaluation)
-    exported >> gate >> deploy
+    exported >> gate >> approve >> deploy
     smoke = smoke_test(run, deploy.output)
     down = teardown(run)
     smoke >> down
     down.as_teardown(setups=deploy)
     # The deploy setup itself is watched through smoke_test (upstream_failed counts as failed).
-    [run, ingested, validated, specs, shards, data, choice, train, tune, evaluation, exported, gate, smoke,
-     down] >> watcher()
+    tasks = [run, ingested, validated, specs, shards, data, choice, train, tune, evaluation, exported, gate, approve,
+             smoke, down]
+    tasks >> watcher()
+    # Not directly downstream of the gate or the approval: a branch (and a rejection) skips its direct downstream
+    # tasks whatever their trigger rule. It still waits for both, through smoke_test and teardown.
+    [t for t in tasks if t not in (gate, approve)] >> close_tracking(run)
 
 
 def _trained(context) -> dict:
@@ -265,40 +306,48 @@ def _trained(context) -> dict:
     return next(r for r in results if r)
 
 
-def _run_context(context):
-    from include.stages import RunContext
-
-    return RunContext.from_dict(context["ti"].xcom_pull(task_ids="resolve_config"), context["ti"].try_number)
-
-
 def _train_request(context, run_identity) -> dict:
     from include.stages import training_request
 
-    return training_request(_run_context(context), run_identity, tune=False)
+    return training_request(run_context(context), run_identity, tune=False)
 
 
 def _tune_request(context, run_identity) -> dict:
     from include.stages import training_request
 
-    return training_request(_run_context(context), run_identity, tune=True)
+    return training_request(run_context(context), run_identity, tune=True)
+
+
+def _track_training(context, result: dict) -> dict:
+    from include.stages import track_training
+
+    return track_training(run_context(context), result)
 
 
 def _train_cache(context):
     from include.stages import job_cache
 
-    return job_cache(_run_context(context), tune=False)
+    return job_cache(run_context(context), tune=False)
 
 
 def _tune_cache(context):
     from include.stages import job_cache
 
-    return job_cache(_run_context(context), tune=True)
+    return job_cache(run_context(context), tune=True)
 
 
 def _deploy_request(context, run_identity) -> dict:
     from include.stages import deployment_request
 
-    return deployment_request(_run_context(context), run_identity, context["ti"].xcom_pull(task_ids="evaluate"))
+    ti = context["ti"]
+    approval = ti.xcom_pull(task_ids="approve", key="approval")
+    return deployment_request(run_context(context), run_identity, ti.xcom_pull(task_ids="evaluate"), approval)
+
+
+def _track_deployment(context, result: dict) -> dict:
+    from include.stages import track_deployment
+
+    return track_deployment(run_context(context), result)
 
 
 object_detection_pipeline()

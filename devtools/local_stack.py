@@ -1,9 +1,13 @@
-"""The local Airflow stack without Docker: ``airflow standalone`` on this project's folders.
+"""The local Airflow stack without Docker: ``airflow standalone`` on this project's folders, and beside it
+the local MLflow tracking server.
 
 Airflow's home is ``.airflow/`` inside the project (SQLite metadata DB, logs, the generated
-admin password). :func:`start` launches standalone in its own process group and waits until the
-API answers; :func:`stop` ends the whole group; :class:`AirflowClient` talks to the REST API
-the way the UI does (token login, trigger with a conf, poll the run).
+admin password). :func:`start` launches standalone in its own process group, and the tracking
+server (:mod:`include.tracking.server`, ``tracking.local_dir``) unless ``DETECTION__TRACKING__URI``
+names another one or it runs already, and waits until both answer; every Airflow process gets the
+server's URL as ``DETECTION__TRACKING__URI``. :func:`stop` ends the whole group and the tracking
+server it started. :class:`AirflowClient` talks to the REST API the way the UI does (token login,
+trigger with a conf, poll the run).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from include.project import PROJECT_ROOT
 
@@ -54,6 +59,11 @@ class StackPaths:
     def password_file(self) -> Path:
         return self.home / "simple_auth_manager_passwords.json.generated"
 
+    @property
+    def tracking_file(self) -> Path:
+        """Which tracking server the stack uses, and whether it started it (then it stops it too)."""
+        return self.home / "tracking.json"
+
 
 def default_home() -> Path:
     return Path(os.environ.get("DETECTION_AIRFLOW_HOME", PROJECT_ROOT / ".airflow"))
@@ -86,11 +96,12 @@ def airflow_env(home: Path, port: int, extra: dict[str, str] | None = None) -> d
     return env
 
 
-def quick_run_env(runs: Path, endpoints: Path) -> dict[str, str]:
+def quick_run_env(runs: Path, endpoints: Path, tracking: Path | None = None) -> dict[str, str]:
     """Extra environment for a stack whose pipeline runs exercise every task in minutes.
 
     A 40-image generated sample in 2 RecordIO shards and a promotion gate every model passes;
-    run outputs under ``runs``, local endpoint state under ``endpoints``.
+    run outputs under ``runs``, local endpoint state under ``endpoints``, the local tracking
+    server's database and log under ``tracking`` (default: the project's ``data/mlflow``).
     """
     return {
         "DETECTION__STORAGE__BASE_URI": str(runs),
@@ -98,6 +109,7 @@ def quick_run_env(runs: Path, endpoints: Path) -> dict[str, str]:
         "DETECTION__DATASET__SAMPLE_IMAGES": "40",
         "DETECTION__EVALUATION__PROMOTION_THRESHOLD": "0",
         "DETECTION__RECORDIO__SHARDS": "2",
+        **({"DETECTION__TRACKING__LOCAL_DIR": str(tracking)} if tracking else {}),
     }
 
 
@@ -147,6 +159,9 @@ def start(
         return _details(paths, pid, port)
     port = port or free_port(int(os.environ.get("AIRFLOW_PORT", "8080")))
     env = airflow_env(paths.home, port, extra_env)
+    tracking = _tracking_plan(env)
+    env["DETECTION__TRACKING__URI"] = tracking["url"]
+    paths.tracking_file.write_text(json.dumps(tracking))
     airflow = str(Path(sys.executable).with_name("airflow"))
     log = paths.log_file.open("ab")
     proc = subprocess.Popen(
@@ -156,14 +171,40 @@ def start(
     paths.port_file.write_text(str(port))
     deadline = time.monotonic() + timeout_s
     url = f"http://127.0.0.1:{port}"
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"airflow standalone exited with {proc.returncode}; see {paths.log_file}")
-        if _healthy(url) and paths.password_file.exists():
-            return _details(paths, proc.pid, port)
-        time.sleep(2)
+    try:
+        if tracking["started"]:  # while Airflow starts (it takes longer)
+            from include.tracking import server
+
+            server.start(Path(tracking["folder"]), tracking["artifacts"], port=tracking["port"], timeout_s=timeout_s)
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"airflow standalone exited with {proc.returncode}; see {paths.log_file}")
+            if _healthy(url) and paths.password_file.exists():
+                return _details(paths, proc.pid, port)
+            time.sleep(2)
+    except BaseException:
+        stop(paths.home)
+        raise
     stop(paths.home)
     raise TimeoutError(f"airflow standalone did not become healthy in {timeout_s:.0f} s; see {paths.log_file}")
+
+
+def _tracking_plan(env: dict[str, str]) -> dict[str, Any]:
+    """The tracking server the stack's runs use: ``DETECTION__TRACKING__URI``, the running local one, or a local
+    one to start (``started``: then the stack stops it too)."""
+    if env.get("DETECTION__TRACKING__URI"):
+        return {"url": env["DETECTION__TRACKING__URI"], "started": False}
+    from include.configs import load_config
+    from include.tracking import server
+
+    cfg = load_config(environ=env)
+    folder = server.local_dir(cfg)
+    running = server.running_url(folder)
+    if running:
+        return {"url": running, "started": False, "folder": str(folder)}
+    port = free_port(0)
+    return {"url": f"http://127.0.0.1:{port}", "started": True, "folder": str(folder), "port": port,
+            "artifacts": server.artifact_root(cfg)}
 
 
 def _healthy(url: str) -> bool:
@@ -179,6 +220,7 @@ def _healthy(url: str) -> bool:
 
 def _details(paths: StackPaths, pid: int, port: int) -> dict[str, Any]:
     passwords = json.loads(paths.password_file.read_text()) if paths.password_file.exists() else {}
+    tracking = json.loads(paths.tracking_file.read_text()) if paths.tracking_file.exists() else {}
     return {
         "url": f"http://127.0.0.1:{port}",
         "username": "admin",
@@ -186,12 +228,15 @@ def _details(paths: StackPaths, pid: int, port: int) -> dict[str, Any]:
         "pid": pid,
         "home": str(paths.home),
         "log": str(paths.log_file),
+        "tracking_uri": tracking.get("url"),
     }
 
 
 def stop(home: Path | None = None, grace_s: float = 30) -> bool:
-    """Stop the standalone process group (SIGTERM, then SIGKILL after ``grace_s``). True if one ran."""
+    """Stop the standalone process group (SIGTERM, then SIGKILL after ``grace_s``) and the tracking server the
+    stack started. True if Airflow ran."""
     paths = StackPaths(home or default_home())
+    _stop_tracking(paths)
     pid = running_pid(paths)
     if pid is None:
         paths.pid_file.unlink(missing_ok=True)
@@ -210,12 +255,44 @@ def stop(home: Path | None = None, grace_s: float = 30) -> bool:
     return True
 
 
+def _stop_tracking(paths: StackPaths) -> None:
+    try:
+        tracking = json.loads(paths.tracking_file.read_text())
+    except (FileNotFoundError, ValueError):
+        return
+    if tracking.get("started"):
+        from include.tracking import server
+
+        server.stop(Path(tracking["folder"]))
+    paths.tracking_file.unlink(missing_ok=True)
+
+
 def _group_alive(pgid: int) -> bool:
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:
         return False
     return True
+
+
+def wait_until_parked(log_file: Path, dag_id: str, run_id: str, task_id: str, timeout_s: float = 180) -> None:
+    """Wait until the scheduler has taken note that ``task_id`` paused for a person (``awaiting_input``).
+
+    Why: Airflow 3.3.2's scheduler fails a human-in-the-loop task answered within the second or so
+    between the task pausing and the scheduler processing its worker's exit: the answer resumes the
+    task under the same try number, the old worker's "success" then finds it running and marks it
+    failed (``scheduler_job_runner._process_executor_events`` excuses only a resumed task that is still
+    scheduled). A person never answers that fast; a script (a test, the screenshots) waits for the
+    scheduler's "TaskInstance Finished ... state=awaiting_input" line in the stack's log.
+    """
+    needle = f"TaskInstance Finished: dag_id={dag_id}, task_id={task_id}, run_id={run_id}, "
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        text = log_file.read_text(errors="replace") if log_file.exists() else ""
+        if any(needle in line and "state=awaiting_input" in line for line in text.splitlines()):
+            return
+        time.sleep(1)
+    raise TimeoutError(f"the scheduler did not log {task_id} of run {run_id} as awaiting_input in {timeout_s:.0f} s")
 
 
 class AirflowClient:
@@ -307,6 +384,34 @@ class AirflowClient:
             # structured lines: the event plus its fields (an exception's detail among them)
             return "\n".join(json.dumps(c, default=str) if isinstance(c, dict) else str(c) for c in content)
         return str(content)
+
+    def task_state(self, dag_id: str, run_id: str, task_id: str) -> str | None:
+        """The state of one (unmapped) task instance; None before the scheduler created it."""
+        try:
+            return self.request("GET", f"/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances/{task_id}")[
+                "state"
+            ]
+        except RuntimeError as exc:
+            if "-> 404" in str(exc):
+                return None
+            raise
+
+    def wait_for_task(
+        self, dag_id: str, run_id: str, task_id: str, states: tuple[str, ...], timeout_s: float = 900, poll_s: float = 3
+    ) -> str:
+        """Poll until the task instance is in one of ``states`` (``awaiting_input``: a person's turn); its state."""
+        deadline = time.monotonic() + timeout_s
+        while (state := self.task_state(dag_id, run_id, task_id)) not in states:
+            run = self.request("GET", f"/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}")
+            if run["state"] in TERMINAL_STATES or time.monotonic() > deadline:
+                raise TimeoutError(f"{task_id} of run {run_id} is {state} (run {run['state']}), not one of {states}")
+            time.sleep(poll_s)
+        return state
+
+    def respond(self, dag_id: str, run_id: str, task_id: str, option: str, **params_input: Any) -> dict[str, Any]:
+        """Answer a human-in-the-loop task as a person does in the UI (``Approve`` / ``Reject``, the form's fields)."""
+        path = f"/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances/{task_id}/-1/hitlDetails"
+        return self.request("PATCH", path, {"chosen_options": [option], "params_input": params_input})
 
     def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value") -> Any:
         entry = self.request("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}")

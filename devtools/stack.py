@@ -28,6 +28,7 @@ def run_dag_on_local_stack(conf: dict[str, Any] | None = None, keep_running: boo
     """Start airflow standalone, trigger the pipeline DAG as the UI does, wait, report, stop."""
     details = local_stack.start()
     print(f"Airflow UI: {details['url']}  user admin  password {details['password']}", file=sys.stderr)
+    print(f"MLflow UI: {details['tracking_uri']}", file=sys.stderr)
     try:
         client = local_stack.AirflowClient(details["url"], details["username"], details["password"])
         client.wait_for_dag(PIPELINE_DAG_ID)
@@ -42,10 +43,13 @@ def run_dag_on_local_stack(conf: dict[str, Any] | None = None, keep_running: boo
                 seen[task] = state
             time.sleep(5)
         states = client.task_states(PIPELINE_DAG_ID, run_id)
-        result = {"run_id": run_id, "state": run["state"], "tasks": states, "ui": details["url"]}
+        result = {"run_id": run_id, "state": run["state"], "tasks": states, "ui": details["url"],
+                  "mlflow": details["tracking_uri"]}
         if states.get("evaluate") == "success":
-            result["report"] = client.xcom(PIPELINE_DAG_ID, run_id, "evaluate")["report_uri"]
-            print(f"report.html: {result['report']}", file=sys.stderr)
+            evaluation = client.xcom(PIPELINE_DAG_ID, run_id, "evaluate")
+            result["report"] = evaluation["report_uri"]
+            result["mlflow_run"] = (evaluation.get("tracking") or {}).get("url")
+            print(f"report.html: {result['report']}\nMLflow run: {result['mlflow_run']}", file=sys.stderr)
         if run["state"] != "success":
             raise RuntimeError(f"run {run_id} {run['state']}: {states}")
         return result
@@ -69,7 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             result: Any = local_stack.start()
             print(
                 f"Airflow is up at {result['url']}  user: {result['username']}  password: {result['password']}\n"
-                f"Stop it with: make airflow-down   (log: {result['log']})",
+                f"MLflow UI: {result['tracking_uri']}\n"
+                f"Stop both with: make airflow-down   (log: {result['log']})",
                 file=sys.stderr,
             )
         elif args.action == "down":

@@ -267,3 +267,62 @@ def shrink_png(png: bytes, max_bytes: int) -> bytes:
         if len(small) <= max_bytes:
             return small
         image = image.resize((int(image.width * 0.9), int(image.height * 0.9)), Image.Resampling.LANCZOS)
+
+
+def open_task_details(
+    driver: WebDriver, url: str, dag_id: str, run_id: str, task_id: str, timeout_s: float = 120
+) -> None:
+    """A task instance's Details tab in the Airflow UI, once its extra links (buttons at the top) are shown."""
+    driver.get(f"{url}/dags/{quote(dag_id)}/runs/{quote(run_id, safe='')}/tasks/{quote(task_id)}/details")
+    visible(driver, f"//h2[normalize-space()='{task_id}']", timeout_s)
+    visible(driver, "//*[normalize-space()='Extra Links']", timeout_s)
+
+
+def follow_extra_link(driver: WebDriver, name: str, timeout_s: float = 120) -> None:
+    """Click the task instance's extra link ``name`` (a link on Airflow's own address opens in the same tab)."""
+    click(driver, f"//a[normalize-space()='{name}']", timeout_s)
+
+
+def open_mlflow_run(driver: WebDriver, run_url: str, run_name: str, metric: str, timeout_s: float = 120) -> None:
+    """The MLflow UI's page of a run, in its model-training view with the assistant panel closed, on the run's
+    metric charts once ``metric``'s is drawn.
+
+    The view (GenAI or model training) is a setting the UI keeps in the browser: chosen on the first page,
+    then the run's page is opened again.
+    """
+    driver.get(run_url)
+    click(driver, "//*[normalize-space()='Model training']", timeout_s)
+    driver.get(run_url)
+    visible(driver, f"//h2[normalize-space()='{run_name}']", timeout_s)
+    for close in driver.find_elements(By.XPATH, "//button[@aria-label='Close']"):
+        if close.is_displayed():
+            close.click()
+    click(driver, "//button[@role='tab'][normalize-space()='Model metrics']", timeout_s)
+    visible(driver, f"//*[normalize-space()='{metric}']", timeout_s)
+    # a metric with several steps is drawn as a line, one with a single value as a bar
+    charts = ".scatterlayer path, .barlayer path"
+    wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR, charts), timeout_s, "no chart drawn")
+    time.sleep(2)  # the charts' drawing transition
+
+
+def open_required_action(
+    driver: WebDriver, url: str, dag_id: str, run_id: str, task_id: str, timeout_s: float = 120
+) -> None:
+    """The "Required Action" tab of a task waiting for a person (human-in-the-loop), once its form is shown."""
+    driver.get(f"{url}/dags/{quote(dag_id)}/runs/{quote(run_id, safe='')}/tasks/{quote(task_id)}/required_actions")
+    visible(driver, "//button[normalize-space()='Approve']", timeout_s)
+
+
+def answer_required_action(
+    driver: WebDriver, option: str, reason: str, screenshot: Path | None = None, max_bytes: int | None = None,
+    timeout_s: float = 120,
+) -> None:
+    """Fill the form's Reason, (capture it,) press ``option`` (``Approve`` / ``Reject``), and wait until it is taken."""
+    field = field_input(driver, "//body", "Reason", timeout_s)
+    field.send_keys(reason)
+    driver.execute_script("document.activeElement.blur()")
+    if screenshot is not None:
+        save_screenshot(driver, screenshot, max_bytes=max_bytes)
+    click(driver, f"//button[normalize-space()='{option}']", timeout_s)
+    wait_for(driver, lambda d: not _displayed(d, f"//button[normalize-space()='{option}'][not(@disabled)]"),
+             timeout_s, "the answer was not taken")

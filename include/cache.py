@@ -98,10 +98,11 @@ def remove_listener(listener: Listener) -> None:
         _listeners.remove(listener)
 
 
-def announce(outcome: Outcome) -> None:
-    """Log ``outcome`` (one line) and hand it to the listeners; a failing listener is logged, never raised."""
+def announce(outcome: Outcome, own: Listener | None = None) -> None:
+    """Log ``outcome`` (one line) and hand it to the listeners (``own``: the cache's, e.g. its run's tracking);
+    a failing listener is logged, never raised."""
     log.info("%s", outcome.message())
-    for listener in list(_listeners):
+    for listener in [*_listeners, *([own] if own else [])]:
         try:
             listener(outcome)
         except Exception:
@@ -148,6 +149,8 @@ class StepCache:
     dag_id: str
     run_id: str
     lookup: bool = True
+    #: told every outcome of this cache besides the global listeners (stages: the run's tracking)
+    listener: Listener | None = None
 
     def entry_uri(self, key: str) -> str:
         return storage.join(self.uri, self.step, key[:2], key)
@@ -194,7 +197,7 @@ class StepCache:
         if entry is None:
             outcome = Outcome(self.step, key, False, reason)
             self._mark(target_root, outcome)
-            announce(outcome)
+            announce(outcome, self.listener)
             return outcome, None
         started = time.monotonic()
         folder = storage.join(self.entry_uri(key), FILES_DIR)
@@ -212,7 +215,7 @@ class StepCache:
         )  # fmt: skip
         result = {**rebase(entry.result, entry.root, target_root), "cache": outcome.as_dict()}
         self._mark(target_root, outcome, result)
-        announce(outcome)
+        announce(outcome, self.listener)
         return outcome, result
 
     def store(

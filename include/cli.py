@@ -252,6 +252,12 @@ def cmd_run(args: argparse.Namespace) -> Any:
     source = params.get("dataset_source")
     if source and source != "sample" and "://" not in source:
         params["dataset_source"] = os.path.abspath(source)  # as typed: relative to the current folder
+    cfg = load_config(params=params)
+    if not cfg.tracking.uri:  # the local tracking server: started when it is not running, and left running
+        from include.tracking import server
+
+        details = server.start(server.local_dir(cfg), server.artifact_root(cfg))
+        print(f"MLflow UI: {details['url']}  (stop it with: detection-pipeline tracking down)", file=sys.stderr)
     return run_pipeline(params, run_id=args.run_id)
 
 
@@ -262,6 +268,79 @@ def cmd_cost(args: argparse.Namespace) -> Any:
 
     base, dag_id, run_id = storage.normalize(args.run).rsplit("/", 2)
     return run_cost(RunContext(_config(args), RunLayout.create(base, dag_id, run_id), dag_id, run_id))
+
+
+# --- tracking and the model registry --------------------------------------------------------
+
+
+def cmd_tracking(args: argparse.Namespace) -> Any:
+    """The local tracking server: ``up`` (start unless running), ``down``, ``status``."""
+    from include.tracking import server
+
+    cfg = _config(args)
+    folder = server.local_dir(cfg)
+    if args.action == "up":
+        return server.start(folder, server.artifact_root(cfg))
+    if args.action == "down":
+        return {"stopped": server.stop(folder), "folder": str(folder)}
+    return server.status(folder)
+
+
+def _registry(args: argparse.Namespace) -> tuple[Any, str, Any]:
+    """``(config, tracking URI, registry)`` of the pipeline's registered model; the server must answer."""
+    from include.project import PIPELINE_DAG_ID
+    from include.tracking.registry import Registry
+    from include.tracking.uri import check_reachable, resolve_uri
+
+    cfg = _config(args)
+    uri = resolve_uri(cfg)
+    check_reachable(uri, cfg.tracking.timeout_seconds)
+    return cfg, uri, Registry(uri, cfg.tracking.registered_model or PIPELINE_DAG_ID)
+
+
+def _who() -> str:
+    import getpass
+
+    return f"cli:{getpass.getuser()}"
+
+
+def cmd_models(args: argparse.Namespace) -> Any:
+    """The registered model's versions with their aliases and metrics (the summary prints them as a table)."""
+    from include.tracking.registry import CHAMPION, PREVIOUS
+
+    _, uri, registry = _registry(args)
+    versions = registry.versions()
+    notes = [n for alias in (CHAMPION, PREVIOUS) if (n := registry.lookup(alias).note)]
+    rows = [
+        {
+            "version": v.version,
+            "aliases": list(v.aliases),
+            "map": v.score,
+            "split": v.score_split,
+            "coco_map": float(v.tags["coco_map"]) if v.tags.get("coco_map") else None,
+            "approval": v.tags.get("detection.approval", ""),
+            "airflow_run_id": v.tags.get("detection.airflow_run_id", ""),
+            "created": datetime.fromtimestamp(v.created_ms / 1000, UTC).isoformat(timespec="seconds"),
+            "run_id": v.run_id,
+            "model": v.model_data_url,
+            "onnx_sha256": v.tags.get("detection.export.onnx_sha256"),
+        }
+        for v in versions
+    ]
+    return {"registered_model": registry.name, "tracking_uri": uri, "versions": rows, "notes": notes}
+
+
+def cmd_promote(args: argparse.Namespace) -> Any:
+    from include.tracking.promotion import promote_version
+
+    cfg, uri, registry = _registry(args)
+    return promote_version(cfg, uri, registry.name, args.version, by=_who(),
+                           reason=args.reason or "promoted with detection-pipeline promote")
+
+
+def cmd_rollback(args: argparse.Namespace) -> Any:
+    _, _, registry = _registry(args)
+    return registry.rollback(args.version, by=_who(), reason=args.reason or "rolled back with detection-pipeline")
 
 
 def cmd_config_show(args: argparse.Namespace) -> Any:
@@ -566,6 +645,28 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"reuse the outputs of steps whose inputs did not change; --no-use-cache runs every step fresh "
         f"{default('cache.enabled')}",
     )
+    p.add_argument(
+        "--approval",
+        choices=["auto", "manual"],
+        help="manual: register a winning model but leave it for detection-pipeline promote "
+        f"{default('promotion.approval')}",
+    )
+
+    p = add("tracking", cmd_tracking, "the local MLflow tracking server: up | down | status")
+    p.add_argument("action", choices=["up", "down", "status"])
+
+    add("models", cmd_models, "the registered model's versions, aliases (champion, previous) and metrics")
+
+    p = add("promote", cmd_promote, "make a version the champion (approving it; the old champion becomes previous)")
+    p.add_argument("--version", type=int, required=True, help="the model version (detection-pipeline models)")
+    p.add_argument(
+        "--reason",
+        help="why, kept on the version and in the alias history (default: promoted with detection-pipeline promote)",
+    )
+
+    p = add("rollback", cmd_rollback, "make the previous champion (or --version N) the champion again")
+    p.add_argument("--version", type=int, help="a version that was champion before (default: previous)")
+    p.add_argument("--reason", help="why, recorded in the alias history (default: rolled back with detection-pipeline)")
 
     p = sub.add_parser("config", help="configuration")
     p.add_argument("action", choices=["show"], help="show: the resolved configuration as JSON")
@@ -604,6 +705,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per tracking call
     try:
         result = args.func(args)
     except ConfigError as exc:

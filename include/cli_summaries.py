@@ -185,8 +185,17 @@ def run(args: argparse.Namespace, r: Mapping[str, Any]) -> list[str]:
     if promotion := r.get("promotion"):
         outcome = "promoted" if promotion["promote"] else "NOT PROMOTED"
         lines.append(f"PROMOTION GATE: {outcome}: {promotion['reason']}")
+        registered = f"version {promotion['version']} of {promotion['registered_model']}"
         if not promotion["promote"]:
-            lines.append("nothing was deployed (--promotion-threshold sets the threshold; more epochs help)")
+            lines.append(
+                f"{registered} registered; nothing was deployed (--promotion-threshold sets the threshold; "
+                "more epochs help)"
+            )
+        elif (r.get("approval") or {}).get("pending"):
+            lines.append(f"{registered} waits for approval; nothing was deployed")
+            lines.append(f"next: {CLI} promote --version {promotion['version']} --reason WHY")
+        elif (r.get("approval") or {}).get("approved"):
+            lines.append(f"{registered} is the champion now")
     if deployed := r.get("deploy"):
         lines.append(
             f"deployed {deployed['endpoint_name']}; smoke test: {r.get('smoke_test', {}).get('detections')} detections"
@@ -208,6 +217,48 @@ def cost(args: argparse.Namespace, r: Mapping[str, Any]) -> list[str]:
             f"{r['cpu_seconds']:.1f} CPU s here ({r['uri']})"]  # fmt: skip
 
 
+def tracking(args: argparse.Namespace, r: Mapping[str, Any]) -> list[str]:
+    if args.action == "down":
+        return [f"stopped the tracking server of {r['folder']}" if r["stopped"] else f"no server ran in {r['folder']}"]
+    if not r["running"]:
+        return [f"no tracking server runs in {r['folder']}", f"next: {CLI} tracking up"]
+    return [f"MLflow UI: {r['url']} (pid {r['pid']}, log {r['log']})", f"stop it with: {CLI} tracking down"]
+
+
+def _figure(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def models(args: argparse.Namespace, r: Mapping[str, Any]) -> list[str]:
+    lines = [f"{r['registered_model']}  ({r['tracking_uri']})"]
+    rows = r["versions"]
+    if not rows:
+        lines.append("no versions yet: a pipeline run registers one per trained model")
+    else:
+        lines.append(
+            f"{'version':>7}  {'aliases':<18} {'mAP':>7} {'split':<10} {'COCO':>7}  {'approval':<13} "
+            f"{'created':<25} airflow run"
+        )
+        lines += [
+            f"{v['version']:>7}  {','.join(v['aliases']):<18} {_figure(v['map']):>7} {v['split'] or '-':<10} "
+            f"{_figure(v['coco_map']):>7}  {v['approval'] or '-':<13} {v['created']:<25} {v['airflow_run_id'] or '-'}"
+            for v in rows
+        ]
+    lines += [f"note: {note}" for note in r["notes"]]
+    return lines
+
+
+def promote(args: argparse.Namespace, r: Mapping[str, Any]) -> list[str]:
+    replaced = f"; version {r['replaced']} is previous" if r.get("replaced") else ""
+    package = f"; model package {r['model_package_arn']} Approved" if r.get("model_package_arn") else ""
+    return [f"version {r['version']} is the champion{replaced}{package}"]
+
+
+def rollback(args: argparse.Namespace, r: Mapping[str, Any]) -> list[str]:
+    replaced = f"; version {r['replaced']} is previous" if r.get("replaced") else ""
+    return [f"version {r['champion']} is the champion again{replaced}"]
+
+
 #: command -> its summary (commands without one print their JSON result).
 SUMMARIES: dict[str, Summary] = {
     "ingest": ingest,
@@ -224,4 +275,8 @@ SUMMARIES: dict[str, Summary] = {
     "sweep": sweep,
     "run": run,
     "cost": cost,
+    "tracking": tracking,
+    "models": models,
+    "promote": promote,
+    "rollback": rollback,
 }

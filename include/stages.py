@@ -8,10 +8,11 @@ run's folder layout) and earlier stages' small summaries, and returns a small JS
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,10 +20,11 @@ from typing import TYPE_CHECKING, Any
 from include import storage
 from include.configs import PipelineConfig, load_config
 from include.run_layout import EXPORT_JSON, QUALITY_JSON, TRAINING_JSON, RunLayout
+from include.tracking.runs import TrackingRef
 from include.training.hyperparameters import label_width
 
 if TYPE_CHECKING:
-    from include.cache import JobCache, StepCache
+    from include.cache import JobCache, Outcome, StepCache
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,8 @@ class RunContext:
     dag_id: str
     run_id: str
     try_number: int = 1
+    #: Where the run is tracked (None: a context built by hand, whose stages track nothing).
+    tracking: TrackingRef | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -59,6 +63,7 @@ class RunContext:
             "layout": self.layout.as_dict(),
             "dag_id": self.dag_id,
             "run_id": self.run_id,
+            "tracking": self.tracking.as_dict() if self.tracking else None,
         }
 
     @classmethod
@@ -70,18 +75,44 @@ class RunContext:
             dag_id=data["dag_id"],
             run_id=data["run_id"],
             try_number=try_number,
+            tracking=TrackingRef.from_dict(data["tracking"]) if data.get("tracking") else None,
         )
 
 
-def resolve(params: dict[str, Any], dag_id: str, run_id: str, try_number: int = 1) -> RunContext:
-    """Validate the configuration with ``params`` applied and lay out the run's folders."""
+def resolve(
+    params: dict[str, Any], dag_id: str, run_id: str, try_number: int = 1, airflow_url: str | None = None
+) -> RunContext:
+    """Validate the configuration with ``params`` applied, lay out the run's folders and open its tracking run.
+
+    The tracking server must answer here, before any work is paid for (a wrong or unreachable
+    ``tracking.uri`` is a configuration error naming it). ``airflow_url``: the run's page in
+    Airflow, linked from the MLflow run.
+    """
     from include.cost import check_budget
+    from include.tracking.records import record_run_settings
+    from include.tracking.runs import open_pipeline_run
+    from include.tracking.uri import check_reachable, resolve_uri
 
     cfg = load_config(params=params)
     check_budget(cfg)  # before anything is launched
     layout = RunLayout.create(cfg.storage.base_uri or "", dag_id, run_id)
-    log.info("backend=%s storage=%s", cfg.backend, layout.root)
-    return RunContext(cfg, layout, dag_id, run_id, try_number)
+    uri = resolve_uri(cfg)
+    check_reachable(uri, cfg.tracking.timeout_seconds)
+    cfg.tracking.uri = uri
+    ref = open_pipeline_run(cfg, uri, dag_id, run_id)
+    record_run_settings(ref, cfg, {"detection.storage": layout.root,
+                                   **({"detection.airflow_url": airflow_url} if airflow_url else {})})
+    log.info("backend=%s storage=%s tracking=%s run %s", cfg.backend, layout.root, uri, ref.run_id)
+    return RunContext(cfg, layout, dag_id, run_id, try_number, ref)
+
+
+@contextlib.contextmanager
+def _recorded(what: str) -> Iterator[None]:
+    """Tracking inside a ``finally``: its own failure is logged, not raised over the stage's exception."""
+    try:
+        yield
+    except Exception:
+        log.exception("could not record %s in the tracking server", what)
 
 
 @metered("ingest")
@@ -137,10 +168,35 @@ def _sample_layout(fmt: str) -> str:
 
 @metered("validate")
 def validate(ctx: RunContext) -> dict[str, Any]:
-    """The bounding-box quality gate on the ingested table."""
+    """The bounding-box quality gate on the ingested table; its checks (passed or not) and the gated data set
+    are tracked."""
     from include.preprocess.quality.gate import validate as run_validate
+    from include.tracking.records import record_dataset, record_quality
 
-    return run_validate(ctx.layout.ingest, ctx.layout.quality, **gate_options(ctx.config))
+    passed = False
+    try:
+        result = run_validate(ctx.layout.ingest, ctx.layout.quality, **gate_options(ctx.config))
+        passed = True
+    finally:
+        if ctx.tracking is not None and not passed:
+            with _recorded("the failed quality gate"):
+                record_quality(ctx.tracking, ctx.layout.quality, failed=True)
+    if ctx.tracking is not None:
+        run = record_quality(ctx.tracking, ctx.layout.quality, failed=False, tag_pipeline_run=False)
+        ds = ctx.config.dataset
+        result["data_digest"] = record_dataset(
+            ctx.tracking, result["uris"]["annotations"], f"{ds.format}:{ds.source}", {"detection.quality": "passed"}
+        )
+        result["tracking"] = _tracked(ctx, run.run_id if run else None)
+    return result
+
+
+def _tracked(ctx: RunContext, run_id: str | None) -> dict[str, Any]:
+    """``{"run_id", "url"}`` of a stage's tracking run, for its XCom."""
+    from include.tracking.runs import run_url
+
+    assert ctx.tracking is not None
+    return {"run_id": run_id, "url": run_url(ctx.tracking, run_id) if run_id else None}
 
 
 def gate_options(config: PipelineConfig) -> dict[str, Any]:
@@ -168,7 +224,17 @@ def step_cache(ctx: RunContext, step: str) -> StepCache | None:
     if not getattr(cfg, "training" if step == "tuning" else step).cache:
         return None
     uri = cfg.cache.uri or storage.join(cfg.storage.base_uri or "", "_cache")
-    return StepCache(storage.normalize(uri), step, ctx.dag_id, ctx.run_id, lookup=cfg.cache.enabled)
+    listener = functools.partial(_track_cache_outcome, ctx.tracking) if ctx.tracking is not None else None
+    return StepCache(storage.normalize(uri), step, ctx.dag_id, ctx.run_id, lookup=cfg.cache.enabled, listener=listener)
+
+
+def _track_cache_outcome(ref: TrackingRef, outcome: Outcome) -> None:
+    """A step's cache hit or miss as tags of the pipeline's tracking run (``detection.cache.<step>``)."""
+    from include.tracking.runs import tag_run
+
+    source = {f"detection.cache.{outcome.step}.source_run": outcome.source_run_id} if outcome.hit else {}
+    tag_run(ref, {f"detection.cache.{outcome.step}": "hit" if outcome.hit else "miss",
+                  f"detection.cache.{outcome.step}.reason": outcome.reason[:500], **source})  # fmt: skip
 
 
 @metered("plan_recordio")
@@ -311,9 +377,21 @@ def training_output(ctx: RunContext, training: dict[str, Any]) -> str:
     return folder
 
 
+def track_training(ctx: RunContext, training: dict[str, Any]) -> dict[str, Any]:
+    """Record a finished training or tuning job (the operators' result) as the run's ``train`` / ``tune`` runs;
+    the result with ``tracking`` (its run, and the model source the registry takes) added."""
+    if ctx.tracking is None:
+        return training
+    from include.tracking.training import record_training
+
+    tracked = record_training(ctx.tracking, training, ctx.config.backend, ctx.layout.training,
+                              ctx.config.sagemaker.region)
+    return {**training, "tracking": tracked}
+
+
 @metered("evaluate")
 def evaluate(ctx: RunContext, training: dict[str, Any]) -> dict[str, Any]:
-    """Independent evaluation of the trained artifact, charts, samples and report.html."""
+    """Independent evaluation of the trained artifact, charts, samples and report.html (tracked)."""
     from include.cache import cache_key
     from include.cache_keys import evaluation_key_parts
     from include.evaluation.evaluate import evaluate as run_evaluate
@@ -345,7 +423,18 @@ def evaluate(ctx: RunContext, training: dict[str, Any]) -> dict[str, Any]:
     if cache is not None:
         cache.store(key, ctx.layout.evaluation, result, about={"model_uri": result["model_uri"]})
     log.info("evaluation report: %s", result["report_uri"])
+    if ctx.tracking is not None:
+        from include.tracking.records import record_evaluation
+
+        run = record_evaluation(ctx.tracking, result, ctx.layout.evaluation)
+        result["tracking"] = _tracked(ctx, run.run_id)
     return result
+
+
+def _tracking(ctx: RunContext) -> TrackingRef:
+    if ctx.tracking is None:
+        raise ValueError(f"run {ctx.run_id} has no tracking run: the registry needs one (resolve the run first)")
+    return ctx.tracking
 
 
 @metered("export")
@@ -370,45 +459,96 @@ def export(ctx: RunContext, evaluation: dict[str, Any]) -> dict[str, Any]:
 
 @metered("promotion")
 def promotion(ctx: RunContext, evaluation: dict[str, Any], training: dict[str, Any]) -> dict[str, Any]:
-    """The promotion gate: deploy only a model at least as good as the threshold and the champion."""
-    from include.evaluation.promotion import decide_promotion, record_champion, registry_uri
+    """The promotion gate: register the model as a version, then promote it only when it is at least as good as
+    the threshold and the ``champion`` version.
 
-    registry = registry_uri(ctx.config.storage.base_uri or "", ctx.dag_id)
-    candidate = {"run_id": ctx.run_id, "model_uri": evaluation["model_uri"], "job_name": training.get("job_name")}
-    exported = storage.join(ctx.layout.export, EXPORT_JSON)
-    if storage.exists(exported):  # the model's ONNX file and Neo compilation, recorded with it in the registry
-        candidate["export_uri"] = storage.normalize(exported)
-    decision = decide_promotion(evaluation, registry, ctx.config.evaluation.promotion_threshold, candidate)
+    Every trained model becomes a version (tagged with its metrics, run, data and export); a winner waits
+    for approval (:func:`approve`) and on the sagemaker backend becomes a model package pending
+    approval. Nothing moves the ``champion`` alias here.
+    """
+    from include.tracking.promotion import gate
+
+    exported = storage.join(ctx.layout.export, EXPORT_JSON)  # the run's ONNX file and Neo model, kept on the version
+    decision = gate(ctx.config, _tracking(ctx), evaluation, training, exported)
     log.log(logging.INFO if decision["promote"] else logging.WARNING, "promotion gate: %s", decision["reason"])
-    if decision["promote"]:
-        record_champion(registry, candidate, evaluation)
-    return {**decision, "registry_uri": registry, "deploy": decision["promote"] and ctx.config.deploy.enabled}
+    return {**decision, "deploy": decision["promote"] and ctx.config.deploy.enabled}
 
 
-def deployment_request(ctx: RunContext, run: Any, evaluation: dict[str, Any]) -> dict[str, Any]:
+def approval_request(ctx: RunContext, decision: dict[str, Any], evaluation: dict[str, Any]) -> dict[str, str]:
+    """The subject and Markdown body a person sees when asked to approve the challenger."""
+    from include.tracking.promotion import approval_request as build
+
+    return build(_tracking(ctx), decision, evaluation, ctx.config.promotion.approval_timeout_minutes)
+
+
+def approve(ctx: RunContext, decision: dict[str, Any], *, approved: bool, by: str, reason: str) -> dict[str, Any]:
+    """Record the approval of the gate's winner: approved, its version becomes ``champion`` (the old one
+    ``previous``) and its model package ``Approved``; rejected, the reason is kept on the version and the run."""
+    from include.tracking.promotion import record_approval
+
+    return record_approval(ctx.config, _tracking(ctx), decision, approved=approved, by=by, reason=reason)
+
+
+def deployment_request(
+    ctx: RunContext, run: Any, evaluation: dict[str, Any], approval: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """The combined CreateModel / CreateEndpointConfig / CreateEndpoint request of this run and try.
 
-    With ``deploy.runtime: onnxruntime`` the model is the run's ONNX export (the export stage ran before).
+    On the sagemaker backend the model comes from the approved model package of the approval
+    (checked to be ``Approved`` first: SageMaker will not deploy any other). With ``deploy.runtime:
+    onnxruntime`` (local only) the model is the run's ONNX export (the export stage ran before).
     """
     from include.endpoints.lifecycle import deployment_request as build
 
+    package = (approval or {}).get("model_package_arn") if ctx.config.backend == "sagemaker" else None
+    if package:
+        from include.sagemaker.client import sagemaker_client
+        from include.sagemaker.model_packages import approved_model_data
+
+        approved_model_data(sagemaker_client(ctx.config.sagemaker.region), package)
     model_uri = evaluation["model_uri"]
     if ctx.config.deploy.runtime == "onnxruntime":
         from include.export.model_export import onnx_model_uri
 
         model_uri = onnx_model_uri(ctx.layout.export)
-    return build(ctx.config, run, model_uri, ctx.config.deploy.keep_endpoint_minutes)
+    return build(ctx.config, run, model_uri, ctx.config.deploy.keep_endpoint_minutes, model_package_arn=package)
+
+
+def track_deployment(ctx: RunContext, deployed: dict[str, Any]) -> dict[str, Any]:
+    """Record the deployed endpoint on the pipeline run (name, URL or region, status)."""
+    if ctx.tracking is not None:
+        from include.tracking.records import record_event
+
+        where = {"url": deployed["endpoint_url"]} if deployed.get("endpoint_url") else {
+            "region": ctx.config.sagemaker.region}
+        record_event(ctx.tracking, "deploy", {"endpoint_name": deployed["endpoint_name"],
+                                              "status": deployed["status"], **where})
+    return deployed
 
 
 @metered("smoke_test")
 def smoke_test(ctx: RunContext, deployed: dict[str, Any]) -> dict[str, Any]:
-    """Send validation images to the endpoint and check the answers."""
+    """Send validation images to the endpoint and check the answers (the outcome is tracked)."""
     from include.endpoints.invocation import smoke_test as run_smoke
     from include.endpoints.invocation import validation_images
     from include.preprocess.annotations import read_classes
 
     images = validation_images(ctx.layout.quality, ctx.config.deploy.smoke_images)
-    return run_smoke(ctx.config, deployed["endpoint_name"], images, len(read_classes(ctx.layout.quality)))
+    try:
+        result = run_smoke(ctx.config, deployed["endpoint_name"], images, len(read_classes(ctx.layout.quality)))
+    except Exception as exc:
+        if ctx.tracking is not None:
+            from include.tracking.records import record_event
+
+            with _recorded("the failed smoke test"):
+                record_event(ctx.tracking, "smoke_test", {"passed": False, "error": str(exc)[:500]})
+        raise
+    if ctx.tracking is not None:
+        from include.tracking.records import record_event
+
+        record_event(ctx.tracking, "smoke_test", {"passed": True, "images": result.get("images", ""),
+                                                  "detections": result.get("detections", "")})
+    return result
 
 
 def teardown(ctx: RunContext, smoke_passed: bool) -> dict[str, Any]:
@@ -444,6 +584,12 @@ def teardown(ctx: RunContext, smoke_passed: bool) -> dict[str, Any]:
         f" ({', '.join(kept)})" if kept else "",
         f"; deleted {', '.join(deleted)}" if deleted else "",
     )
+    if ctx.tracking is not None:
+        from include.tracking.records import record_event
+
+        removed = stopped + (result.get("deleted") or {}).get("endpoints", [])
+        record_event(ctx.tracking, "teardown", {"removed": ",".join(removed) or "nothing",
+                                                "kept": ",".join(kept)})
     return result
 
 
@@ -474,3 +620,16 @@ def run_cost(ctx: RunContext) -> dict[str, Any]:
              summary["billable_seconds"], summary["cpu_seconds"], uri)  # fmt: skip
     return {"usd": summary["usd"], "billable_seconds": summary["billable_seconds"],
             "cpu_seconds": summary["cpu_seconds"], "uri": uri}  # fmt: skip
+
+
+def close_tracking(ctx: RunContext, failed: bool) -> dict[str, Any]:
+    """End the run's tracking: the pipeline run FINISHED (or FAILED when a task failed), and any stage run still
+    open (its task failed) FAILED."""
+    from include.tracking.runs import FAILED, FINISHED, finish, open_children
+
+    ref = _tracking(ctx)
+    left_open = open_children(ref)
+    for run in left_open:
+        finish(ref, run.run_id, FAILED)
+    finish(ref, ref.run_id, FAILED if failed else FINISHED)
+    return {"run_id": ref.run_id, "status": FAILED if failed else FINISHED, "closed_stage_runs": len(left_open)}

@@ -265,3 +265,25 @@ def remove(uri: str, recursive: bool = False) -> None:
     fs, path = filesystem(uri)
     if fs.exists(path):
         fs.rm(path, recursive=recursive)
+
+
+def copy_file(source: str, target: str) -> str:
+    """Copy one file to ``target`` atomically, across file systems too (local, S3).
+
+    Between two local paths on one disk the copy is a hard link (no bytes copied: a 43 MB model
+    takes microseconds); the pipeline never changes a file in place (writes replace it), so the
+    two names cannot drift apart.
+    """
+    if is_local(source) and is_local(target):
+        src, dst = local_path(source), local_path(target)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if src.stat().st_dev == dst.parent.stat().st_dev:
+            if dst.exists() and os.path.samefile(src, dst):  # linked already (rename would leave tmp behind)
+                return normalize(target)
+            tmp = dst.with_name(f".{dst.name}.{os.getpid()}.link.tmp")
+            tmp.unlink(missing_ok=True)
+            os.link(src, tmp)
+            os.replace(tmp, dst)
+            return normalize(target)
+    with local_copy(source) as path:
+        return upload_file(path, target)

@@ -30,7 +30,12 @@ for key, value in {
 os.environ.pop("AWS_PROFILE", None)
 
 #: Fixtures shared across test folders (``pyproject.toml`` puts the project and ``plugins/`` on the path).
-pytest_plugins = ["tests.support.aws_fixtures", "tests.support.serving_fixtures", "tests.support.export_fixtures"]
+pytest_plugins = [
+    "tests.support.aws_fixtures",
+    "tests.support.serving_fixtures",
+    "tests.support.export_fixtures",
+    "tests.support.tracking_fixtures",
+]
 
 
 @pytest.fixture(scope="session")

@@ -21,7 +21,7 @@ STAGES = (
 
 def test_every_stage_has_a_subcommand() -> None:
     commands = build_parser()._subparsers._group_actions[0].choices  # noqa: SLF001
-    assert set(STAGES) | {"config", "stack"} <= set(commands)
+    assert set(STAGES) | {"config", "stack", "tracking", "models", "promote", "rollback"} <= set(commands)
 
 
 def test_run_takes_every_dag_param() -> None:
@@ -87,6 +87,27 @@ def test_aws_errors_are_one_line(
 def test_run_rejects_unknown_format() -> None:
     with pytest.raises(SystemExit):
         build_parser().parse_args(["ingest", "--format", "tfrecord", "--source", "x", "--output", "y"])
+
+
+def test_registry_commands_name_the_missing_tracking_server(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.delenv("DETECTION__TRACKING__URI", raising=False)
+    monkeypatch.setenv("DETECTION__TRACKING__LOCAL_DIR", str(tmp_path / "mlflow"))
+    for argv in (["models"], ["promote", "--version", "3"], ["rollback"]):
+        assert main(argv) == 2
+        assert "key 'tracking.uri' = None: no tracking server is configured" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["promote"])  # --version is required
+    assert "the following arguments are required: --version" in capsys.readouterr().err
+
+
+def test_tracking_status_of_a_folder_without_a_server(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("DETECTION__TRACKING__LOCAL_DIR", str(tmp_path / "mlflow"))
+    assert main(["--json", "tracking", "status"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["running"] is False
+    assert "no tracking server runs in" in captured.err and "next: detection-pipeline tracking up" in captured.err
+    assert main(["tracking", "down"]) == 0
+    assert capsys.readouterr().err == f"no server ran in {tmp_path / 'mlflow'}\n"
 
 
 def _subparsers() -> dict:
@@ -160,6 +181,33 @@ def test_every_summary_ends_with_a_next_command_the_cli_accepts() -> None:
     invoked = s.invoke(*cases[6][1:])
     assert invoked[:3] == ["no detection reaches score 0.5", "best score 0.32 (RBC) of 3 detections",
                            "hint: try --threshold 0.27"]
+
+
+def test_the_registry_summaries_say_what_moved_and_what_to_type_next() -> None:
+    from argparse import Namespace
+
+    from include import cli_summaries as s
+
+    decision = {"promote": True, "reason": "test mAP 0.61 meets the threshold 0.50", "version": 3,
+                "registered_model": "object_detection_pipeline"}
+    lines = s.run(Namespace(), {"promotion": decision, "approval": {"pending": True, "version": 3}})
+    assert lines[1] == "version 3 of object_detection_pipeline waits for approval; nothing was deployed"
+    assert s.tracking(Namespace(action="status"), {"running": False, "folder": "data/mlflow"})[-1] == (
+        "next: detection-pipeline tracking up")
+    parser = build_parser()
+    for line in (lines[-1], "next: detection-pipeline tracking up"):
+        (command,) = _next_commands([line])
+        parser.parse_args(command)
+    listed = {"registered_model": "m", "tracking_uri": "http://127.0.0.1:5000", "notes": ["alias 'previous' is gone"],
+              "versions": [{"version": 2, "aliases": ["champion"], "map": 0.61, "split": "test", "coco_map": None,
+                            "approval": "approved", "created": "2026-12-04T12:20:55+00:00", "airflow_run_id": "r2"}]}
+    table = s.models(Namespace(), listed)
+    assert table[1].split() == ["version", "aliases", "mAP", "split", "COCO", "approval", "created", "airflow", "run"]
+    assert table[2].split() == ["2", "champion", "0.6100", "test", "-", "approved", "2026-12-04T12:20:55+00:00", "r2"]
+    assert table[3] == "note: alias 'previous' is gone"
+    assert s.promote(Namespace(), {"version": 3, "replaced": 2}) == ["version 3 is the champion; version 2 is previous"]
+    assert s.rollback(Namespace(), {"champion": 2, "replaced": 3}) == [
+        "version 2 is the champion again; version 3 is previous"]
 
 
 def test_invoke_counts_detections_per_class_name() -> None:

@@ -1,4 +1,7 @@
-"""``detection-pipeline run`` (every stage in this process): teardown, intermediate files deleted on request."""
+"""``detection-pipeline run`` (every stage in this process): teardown, intermediate files deleted on request.
+
+Tracked on the test session's MLflow server (``tracking_uri``): without one, ``run`` would start the project's
+local server in ``data/mlflow`` and leave it running."""
 
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_whole_pipeline_in_process_deletes_intermediate_files_after_a_passed_smoke_test(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str], tracking_uri: str
 ) -> None:
     runs, endpoints = tmp_path / "runs", tmp_path / "endpoints"
     monkeypatch.delenv("DETECTION_CONFIG_FILE", raising=False)

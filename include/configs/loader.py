@@ -37,6 +37,7 @@ PARAM_KEYS: dict[str, str] = {
     "keep_endpoint_minutes": "deploy.keep_endpoint_minutes",
     "delete_intermediate_files": "deploy.delete_intermediate_files",
     "quality_policy": "quality.policy",
+    "approval": "promotion.approval",
     "export": "export.enabled",
     "deploy_runtime": "deploy.runtime",
     "use_cache": "cache.enabled",

@@ -176,6 +176,33 @@ class Cost(Section):
         return self
 
 
+class Tracking(Section):
+    """Where every run is tracked (MLflow) and its models registered."""
+
+    uri: str | None = None
+    ui_url: str | None = None
+    experiment: str | None = None
+    registered_model: str | None = None
+    timeout_seconds: float = Field(5.0, gt=0, le=120)
+    local_dir: str = "data/mlflow"
+
+    @field_validator("uri")
+    @classmethod
+    def _uri_form(cls, value: str | None) -> str | None:
+        from include.tracking.uri import form_problem
+
+        if value is not None and (problem := form_problem(value)):
+            raise ValueError(problem)
+        return value
+
+
+class Promotion(Section):
+    """Who moves the registry's ``champion`` alias when a challenger wins the gate."""
+
+    approval: Literal["auto", "manual"] = "auto"
+    approval_timeout_minutes: PositiveInt = 1440
+
+
 class Local(Section):
     host: str = "127.0.0.1"
     workers: PositiveInt = 2
@@ -211,5 +238,7 @@ class PipelineConfig(Section):
     export: Export = Field(default_factory=Export)
     cache: Cache = Field(default_factory=Cache)
     cost: Cost = Field(default_factory=Cost)
+    tracking: Tracking = Field(default_factory=Tracking)
+    promotion: Promotion = Field(default_factory=Promotion)
     local: Local = Field(default_factory=Local)
     sagemaker: SageMaker = Field(default_factory=SageMaker)

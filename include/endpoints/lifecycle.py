@@ -55,11 +55,17 @@ def serving_model_uri(uri: str, runtime: str) -> str:
 
 
 def deployment_request(
-    cfg: PipelineConfig, run: RunIdentity, model_uri: str, keep_minutes: int | None, runtime: str | None = None
+    cfg: PipelineConfig,
+    run: RunIdentity,
+    model_uri: str,
+    keep_minutes: int | None,
+    runtime: str | None = None,
+    model_package_arn: str | None = None,
 ) -> dict[str, Any]:
     """The combined ``{"Model", "EndpointConfig", "Endpoint"}`` request for this run and configuration.
 
-    The model is served on ``runtime`` (default ``deploy.runtime``; named in the container's environment).
+    The model is served on ``runtime`` (default ``deploy.runtime``; named in the container's environment),
+    from the approved model package ``model_package_arn`` when given.
     The endpoint's ``keep-until`` tag is ``keep_minutes`` from now (0: already past, so a run's
     endpoint that its teardown missed is the sweeper's at once); ``None`` leaves it out: the
     endpoint stays until someone tears it down by name (``detection-pipeline deploy`` with 0).
@@ -78,6 +84,7 @@ def deployment_request(
         instance_count=sm.endpoint_instance_count,
         keep_until=None if keep_minutes is None else keep_until(datetime.now(UTC), keep_minutes),
         runtime=runtime or cfg.deploy.runtime,
+        model_package_arn=model_package_arn,
     )
 
 

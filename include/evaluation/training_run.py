@@ -18,6 +18,7 @@ from typing import Any
 
 from include import storage
 from include.run_layout import MODEL_ARCHIVE, TRAINING_JSON, TRAINING_LOG, TUNING_JSON
+from include.sagemaker.metrics import MetricRecord, epoch_series, parse_lines
 from include.training.metric_log import parse_metrics
 
 VALIDATION_MAP = "validation:mAP"
@@ -229,23 +230,20 @@ def _region(record: dict[str, Any]) -> str | None:
     return record.get("region") or (arn.split(":")[3] if arn.startswith("arn:aws") and arn.count(":") >= 5 else None)
 
 
-def read_training_curves(training_uri: str, record: dict[str, Any]) -> TrainingCurves:
-    """Per-epoch series of a finished training run: its local log, else its SageMaker job's log streams."""
+def metric_records(training_uri: str, record: dict[str, Any]) -> list[MetricRecord]:
+    """The metric lines of a finished training run: its local ``training.log``, else its SageMaker job's log streams."""
     log_uri = storage.join(training_uri, TRAINING_LOG)
     if storage.exists(log_uri):
-        return TrainingCurves.from_log(storage.read_text(log_uri))
+        return parse_lines(storage.read_text(log_uri).splitlines())
     job = training_job_name(record)
     if not job:
         raise TrainingRecordError(f"{log_uri} does not exist and training.json names no SageMaker training job")
-    import boto3
+    from include.sagemaker.client import client
+    from include.sagemaker.training_metrics import job_metric_records
 
-    from include.sagemaker.training_metrics import training_job_metrics
+    return job_metric_records(client("logs", _region(record)), job)
 
-    region = _region(record)
-    rows = training_job_metrics(
-        job, sagemaker_client=boto3.client("sagemaker", region_name=region),
-        logs_client=boto3.client("logs", region_name=region),
-    )["epochs"]
-    return TrainingCurves.from_points(
-        {name: [(int(r["epoch"]), float(r[name])) for r in rows if r.get(name) is not None] for name in EPOCH_METRICS}
-    )
+
+def read_training_curves(training_uri: str, record: dict[str, Any]) -> TrainingCurves:
+    """Per-epoch series of a finished training run (:func:`metric_records`)."""
+    return TrainingCurves.from_points(epoch_series(metric_records(training_uri, record)))

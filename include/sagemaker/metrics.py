@@ -123,22 +123,34 @@ def _primary_host(records: list[MetricRecord], host: str | None) -> str | None:
     return hosts[0] if hosts else None
 
 
-def epoch_table(records: Iterable[MetricRecord], host: str | None = None) -> list[dict[str, float | int | None]]:
-    """Per-epoch rows ``{"epoch", "validation:mAP", "train:cross_entropy", "train:smooth_l1"}``.
+def epoch_series(records: Iterable[MetricRecord], host: str | None = None) -> dict[str, list[tuple[int, float]]]:
+    """Per metric, one ``(epoch, value)`` per epoch in epoch order: the last value logged in that epoch.
 
-    A training loss is the last value logged in its epoch (the running value at epoch end).
-    With several hosts (distributed training) one host's lines are used: ``host``, or the
-    first host name in sorted order (``algo-1``). A metric an epoch did not log is ``None``.
+    A training loss is logged as a running value, so its last one is the epoch's; lines without
+    an epoch field (throughput) belong to the epoch of the line before them (0 before any). With
+    several hosts (distributed training) one host's lines are used: ``host``, or the first host
+    name in sorted order (``algo-1``). Progress lines are left out.
     """
     records = list(records)
     host = _primary_host(records, host)
-    table: dict[int, dict[str, float | int | None]] = {}
+    last: dict[str, dict[int, float]] = {}
+    epoch = 0
     for record in records:
-        if record.host != host or record.epoch is None or record.name not in EPOCH_METRICS:
+        if record.host != host or record.name == TRAIN_PROGRESS:
             continue
-        row = table.setdefault(record.epoch, {"epoch": record.epoch, **dict.fromkeys(EPOCH_METRICS)})
-        row[record.name] = record.value
-    return [table[epoch] for epoch in sorted(table)]
+        if record.epoch is not None:
+            epoch = record.epoch
+        last.setdefault(record.name, {})[epoch] = record.value
+    return {name: sorted(values.items()) for name, values in last.items()}
+
+
+def epoch_table(records: Iterable[MetricRecord], host: str | None = None) -> list[dict[str, float | int | None]]:
+    """Per-epoch rows ``{"epoch", "validation:mAP", "train:cross_entropy", "train:smooth_l1"}`` of
+    :func:`epoch_series`; a metric an epoch did not log is ``None``."""
+    series = epoch_series(records, host)
+    epochs = sorted({epoch for name in EPOCH_METRICS for epoch, _ in series.get(name, [])})
+    values = {name: dict(series.get(name, [])) for name in EPOCH_METRICS}
+    return [{"epoch": epoch, **{name: values[name].get(epoch) for name in EPOCH_METRICS}} for epoch in epochs]
 
 
 def final_values(records: Iterable[MetricRecord], host: str | None = None) -> dict[str, float]:

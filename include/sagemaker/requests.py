@@ -269,14 +269,24 @@ def tuning_job_request(
 
 
 def model_request(
-    *, name: str, model_data_url: str, role_arn: str, image: str, tags: Tags, runtime: str = "mxnet"
+    *,
+    name: str,
+    model_data_url: str,
+    role_arn: str,
+    image: str,
+    tags: Tags,
+    runtime: str = "mxnet",
+    model_package_arn: str | None = None,
 ) -> dict[str, Any]:
-    """A ``CreateModel`` request serving ``model.tar.gz`` at ``model_data_url`` with ``image``.
+    """A ``CreateModel`` request serving ``model.tar.gz`` at ``model_data_url`` with ``image``, or the
+    approved model package ``model_package_arn`` (which names both).
 
     Another ``runtime`` than MXNet (the local endpoint's ONNX Runtime) is named in the container's
     environment (:data:`RUNTIME_ENV`).
     """
     container: dict[str, Any] = {"Image": image, "ModelDataUrl": model_data_url}
+    if model_package_arn:
+        container = {"ModelPackageName": model_package_arn}
     if runtime != "mxnet":
         container["Environment"] = {RUNTIME_ENV: runtime}
     return {"ModelName": name, "PrimaryContainer": container, "ExecutionRoleArn": role_arn, "Tags": tags}
@@ -325,11 +335,13 @@ def deployment_request(
     keep_until: str | None,
     image: str | None = None,
     runtime: str = "mxnet",
+    model_package_arn: str | None = None,
 ) -> dict[str, dict[str, Any]]:
     """``{"Model", "EndpointConfig", "Endpoint"}`` for ``SageMakerEndpointOperator``'s combined config.
 
     The endpoint carries the ``keep-until`` tag (:func:`naming.keep_until`) the sweeper reads; without
-    one (``keep_until=None``) the sweeper leaves it alone. ``runtime`` goes to :func:`model_request`.
+    one (``keep_until=None``) the sweeper leaves it alone. ``runtime`` goes to :func:`model_request`;
+    with ``model_package_arn`` the model is created from that (approved) package instead.
     """
     names = DeploymentNames.of(run)
     tags = run.tags()
@@ -341,6 +353,7 @@ def deployment_request(
             image=image or builtin_image(region),
             tags=tags,
             runtime=runtime,
+            model_package_arn=model_package_arn,
         ),
         "EndpointConfig": endpoint_config_request(
             name=names.endpoint_config,

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from include.sagemaker.metrics import epoch_table, final_values, parse_lines
+from include.sagemaker.metrics import MetricRecord, epoch_table, final_values, parse_lines
 
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 
@@ -51,6 +51,16 @@ def stream_messages(logs_client: Any, stream: str, *, page_size: int | None = No
         kwargs["nextToken"] = token
 
 
+def job_metric_records(logs_client: Any, job_name: str, *, page_size: int | None = None) -> list[MetricRecord]:
+    """Every metric line of a training job's log streams (every instance), parsed."""
+    lines = (
+        message
+        for stream in log_streams(logs_client, job_name)
+        for message in stream_messages(logs_client, stream, page_size=page_size)
+    )
+    return parse_lines(lines)
+
+
 def final_metrics(description: Mapping[str, Any]) -> dict[str, float]:
     """``{metric name: value}`` from a ``DescribeTrainingJob`` answer's ``FinalMetricDataList``."""
     return {m["MetricName"]: float(m["Value"]) for m in description.get("FinalMetricDataList") or []}
@@ -74,12 +84,7 @@ def training_job_metrics(
     sagemaker_client = sagemaker_client or boto3.client("sagemaker")
     logs_client = logs_client or boto3.client("logs")
     description = sagemaker_client.describe_training_job(TrainingJobName=job_name)
-    lines = (
-        message
-        for stream in log_streams(logs_client, job_name)
-        for message in stream_messages(logs_client, stream, page_size=page_size)
-    )
-    records = parse_lines(lines)
+    records = job_metric_records(logs_client, job_name, page_size=page_size)
     return {
         "job_name": job_name,
         "status": description["TrainingJobStatus"],

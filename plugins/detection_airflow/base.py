@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 RequestBuilder = Callable[["Context", RunIdentity], dict[str, Any]]
 #: ``(request) -> Describe*-shaped answer``: runs a request on the local backend instead of the executor.
 LocalRunner = Callable[[dict[str, Any]], Mapping[str, Any]]
+#: ``(context, result) -> result``: what the task does with its small result before returning it (tracking).
+ResultHandler = Callable[["Context", dict[str, Any]], dict[str, Any]]
 
 
 def run_identity(context: Context) -> RunIdentity:
@@ -48,6 +50,8 @@ class DetectionOperatorMixin(SizedDeferralMixin):
     :param backend: ``"sagemaker"`` or ``"local"`` (templated: picked at run time).
     :param local_runner: runs the request on the local backend instead of the pipeline's local
         executor (:func:`include.execution.run_locally`); it answers Describe*-shaped.
+    :param result_handler: ``(context, result) -> result``, applied to the small result on either
+        backend, also when a deferred task resumes (the pipeline records it in its tracking run).
     :param check_interval: seconds between status polls.
     :param max_ingestion_time: seconds to wait (jobs: the least wait, raised to the request's own limit).
     """
@@ -67,6 +71,7 @@ class DetectionOperatorMixin(SizedDeferralMixin):
         config: dict[str, Any] | None = None,
         backend: str = "sagemaker",
         local_runner: LocalRunner | None = None,
+        result_handler: ResultHandler | None = None,
         check_interval: int | None = None,
         max_ingestion_time: int | None = None,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
@@ -83,6 +88,7 @@ class DetectionOperatorMixin(SizedDeferralMixin):
         self.request_builder = request_builder
         self.backend = backend
         self.local_runner = local_runner
+        self.result_handler = result_handler
 
     @classmethod
     def provider_arguments(cls, deferrable: bool, kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -103,7 +109,7 @@ class DetectionOperatorMixin(SizedDeferralMixin):
     def execute_request(self, context: Context, **options: Any) -> dict[str, Any]:
         """The request through :func:`include.execution.execute` (``options``: its further keywords)."""
         backend = check_backend(self.backend, f"task {self.task_id}")
-        return execute(
+        result = execute(
             self.execution_operation,
             self.build_request(context),
             backend=backend,
@@ -111,6 +117,11 @@ class DetectionOperatorMixin(SizedDeferralMixin):
             local_runner=self.local_runner,
             **options,
         )
+        return self.handle_result(context, result)
+
+    def handle_result(self, context: Context, result: dict[str, Any]) -> dict[str, Any]:
+        """The task's result after ``result_handler`` (unchanged without one)."""
+        return result if self.result_handler is None else self.result_handler(context, result)
 
     def send_to_sagemaker(self, context: Context, request: dict[str, Any]) -> Mapping[str, Any]:
         """Send the validated request through the provider's operator; the Describe*-shaped answer."""

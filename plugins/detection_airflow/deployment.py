@@ -64,4 +64,5 @@ class DetectionEndpointOperator(DetectionOperatorMixin, SageMakerEndpointOperato
         return {key: serialize(value) for key, value in describe_deployment(self.hook.conn, endpoint_name).items()}
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
-        return deployment_result(super().execute_complete(context, event), backend="sagemaker")
+        result = deployment_result(super().execute_complete(context, event), backend="sagemaker")
+        return self.handle_result(context, result)

@@ -170,7 +170,7 @@ class _JobOperatorMixin(DetectionOperatorMixin):
         answer = self.job.result_of(result[self.job.result_key], backend="sagemaker")
         if (cache := self.job_cache(context)) is not None:  # the request again: its key ignores the job's name
             cache.record(self.job.operation, self.build_request(context), answer)
-        return answer
+        return self.handle_result(context, answer)
 
     def on_kill(self) -> None:
         """Stop the SageMaker job this task started (the provider's operators leave it running)."""

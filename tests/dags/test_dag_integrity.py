@@ -11,7 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 DAG_FILES = sorted((ROOT / "dags").glob("*.py"))
-HEAVY = ("mxnet", "gluoncv", "great_expectations", "cv2", "pandas", "sagemaker")
+HEAVY = ("mxnet", "gluoncv", "great_expectations", "cv2", "pandas", "sagemaker", "mlflow")
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +40,9 @@ def test_dags_have_required_metadata(dagbag) -> None:
                 assert task.retries >= 1 or task.task_id in _NO_RETRY, f"{dag_id}.{task.task_id} retries < 1"
 
 
-# A config error or a failed run is not transient: these tasks fail at once on purpose.
-_NO_RETRY = {"resolve_config", "watcher"}
+# A config error or a failed run is not transient: these tasks fail at once on purpose; a second try of
+# the approval would ask the person again after they answered.
+_NO_RETRY = {"resolve_config", "watcher", "approve"}
 
 
 def test_no_cycles(dagbag) -> None:
@@ -54,18 +55,19 @@ def test_no_cycles(dagbag) -> None:
 def test_pipeline_params_form(dagbag) -> None:
     params = dagbag.dags["object_detection_pipeline"].params
     expected = {"backend", "dataset_source", "dataset_format", "classes", "epochs", "tune", "deploy",
-                "keep_endpoint_minutes", "delete_intermediate_files", "export", "deploy_runtime"}
+                "keep_endpoint_minutes", "delete_intermediate_files", "export", "deploy_runtime", "approval"}
     assert expected <= set(params.keys())
     assert params.get_param("backend").schema["enum"] == ["local", "sagemaker"]
     assert params.get_param("export").schema["type"] == "boolean" and params["export"] is False
     assert params.get_param("deploy_runtime").schema["enum"] == ["mxnet", "onnxruntime"]
+    assert params.get_param("approval").schema["enum"] == ["auto", "manual"]
 
 
 def test_export_runs_between_evaluation_and_the_promotion_gate(dagbag) -> None:
     dag = dagbag.dags["object_detection_pipeline"]
     export = dag.get_task("export")
     assert export.upstream_task_ids == {"resolve_config", "evaluate"}
-    assert export.downstream_task_ids == {"promotion_gate", "watcher"}
+    assert export.downstream_task_ids == {"promotion_gate", "watcher", "close_tracking"}
     assert dag.get_task("promotion_gate").trigger_rule == "none_failed_min_one_success"  # runs when export is skipped
 
 
@@ -83,6 +85,19 @@ def test_dataset_formats_are_the_readers_everywhere(dagbag) -> None:
     assert set(get_args(DatasetFormat)) == formats
     args = build_parser().parse_args(["ingest", "--source", "s", "--output", "o"])
     assert args.format == AUTO
+
+
+def test_approval_waits_between_the_gate_and_the_deploy_and_tracking_closes_last(dagbag) -> None:
+    dag = dagbag.dags["object_detection_pipeline"]
+    assert dag.get_task("promotion_gate").downstream_task_ids == {"approve", "watcher"}
+    assert dag.get_task("approve").downstream_task_ids == {"deploy", "watcher"}
+    close = dag.get_task("close_tracking")
+    assert close.trigger_rule == "all_done"
+    # a branch skips its direct downstream whatever their trigger rule: closing must not be one of them,
+    # and still comes after the gate and the approval (through smoke_test and teardown)
+    assert {"teardown", "smoke_test", "train", "tune", "validate"} <= close.upstream_task_ids
+    assert not {"promotion_gate", "approve"} & close.upstream_task_ids
+    assert {"promotion_gate", "approve"} <= {t.task_id for t in close.get_flat_relatives(upstream=True)}
 
 
 _PARSE = """

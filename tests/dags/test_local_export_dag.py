@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_export_checks_parity_and_the_endpoint_serves_the_onnx_model(
-    pipeline: Any, quick_runs: tuple[Path, Path]
+    pipeline: Any, quick_runs: tuple[Path, Path], tracking_uri: str, mlflow_client: Any
 ) -> None:
     runs, endpoints = quick_runs
     conf = {"backend": "local", "dataset_source": "sample", "epochs": 1, "tune": False, "deploy": True,
@@ -39,10 +39,14 @@ def test_export_checks_parity_and_the_endpoint_serves_the_onnx_model(
     assert parity["images"] == 10 and parity["detections"]["mxnet"] > 0  # the run's validation split, all of it
     assert parity["max_score_diff"] <= 1e-3 and parity["max_box_diff"] <= 1e-3
     assert 'id="export"' in storage.read_text(xcom["evaluate"]["report_uri"])
-    from include.evaluation.promotion import registry_uri
-
-    champion = json.loads(storage.read_text(registry_uri(storage.normalize(runs), pipeline.dag_id)))["champion"]
-    assert champion["export_uri"] == exported["export_uri"]  # the export is recorded with the model
+    # the export is recorded with the model: on its registry version, now the champion
+    registered = xcom["resolve_config"]["tracking"]["registered_model"]
+    assert mlflow_client.get_registered_model(registered).aliases == {"champion": "1"}
+    tags = mlflow_client.get_model_version(registered, "1").tags
+    assert tags["detection.export.uri"] == exported["export_uri"] and tags["detection.export.parity"] == "passed"
+    assert (tags["detection.export.onnx_uri"], tags["detection.export.onnx_sha256"]) == (
+        exported["onnx_uri"], exported["onnx_sha256"])
+    assert tags["detection.export.parity_images"] == "10"
     # the endpoint served the ONNX file on ONNX Runtime and answered the smoke test; teardown stopped it
     assert xcom["smoke_test"]["detections"] > 0
     (stopped,) = xcom["teardown"]["stopped"]

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_failed_smoke_test_fails_the_run_and_leaves_no_server(
-    pipeline: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    pipeline: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tracking_uri: str, mlflow_client: Any
 ) -> None:
     runs, endpoints = tmp_path / "runs", tmp_path / "endpoints"
     monkeypatch.delenv("DETECTION_CONFIG_FILE", raising=False)
@@ -51,6 +51,13 @@ def test_failed_smoke_test_fails_the_run_and_leaves_no_server(
     assert endpoint_servers(endpoints) == [] and list(endpoints.glob("*.json")) == []
     url = urlparse(deployed["endpoint_url"])
     assert process.port_is_free(url.hostname, url.port, timeout_s=0)
+    # the MLflow run records the failure: the smoke test's outcome, the run FAILED although teardown succeeded
+    tracking = xcom["resolve_config"]["tracking"]
+    assert states["close_tracking"] == {"success"} and xcom["close_tracking"]["status"] == "FAILED"
+    pipeline_run = mlflow_client.get_run(tracking["run_id"])
+    assert pipeline_run.info.status == "FAILED"
+    assert pipeline_run.data.tags["smoke_test.passed"] == "False" and "teardown.removed" in pipeline_run.data.tags
+    assert pipeline_run.data.tags["deploy.endpoint_name"] == deployed["endpoint_name"]
     # a failed run keeps its files for diagnosis, although deleting them was asked for
     assert "deleted_files" not in xcom["teardown"]
     assert all(storage.exists(xcom["resolve_config"]["layout"][stage]) for stage in ("ingest", "quality", "recordio"))

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from include import storage
+from include.sagemaker.model_packages import group_name
 from tests.support.aws_stand_ins import BUCKET, REGION, ROLE_ARN, STOPS, InvokeStandIn, StopStandIn
 from tests.support.dag_runs import finished_run
 from tests.support.sagemaker_stand_ins import InferenceContainer, RequestLog, TrainingContainer, moto_server, registered
@@ -41,7 +42,8 @@ STORAGE_BASE = f"s3://{BUCKET}/object-detection"
 DATASET_KEY = "datasets/bccd"
 PIPELINE_TASKS = {
     "resolve_config", "ingest", "validate", "plan_recordio", "build_recordio_shard", "merge_recordio",
-    "choose_training", "train", "evaluate", "export", "promotion_gate", "deploy", "smoke_test", "teardown",
+    "choose_training", "train", "evaluate", "export", "promotion_gate", "approve", "deploy", "smoke_test",
+    "teardown", "close_tracking",
 }
 
 
@@ -62,6 +64,7 @@ class Outcome:
     tries: dict[str, list[tuple[str, int]]]  # task id -> [(state, try number)] per map index
     xcom: dict[str, Any]
     requests: RequestLog
+    run_id: str
     training: TrainingContainer
     inference: InferenceContainer
     invokes: InvokeStandIn
@@ -74,7 +77,7 @@ class Outcome:
 
 @pytest.fixture
 def run_on_moto(
-    pipeline: Any, bccd_slice: list[Path], monkeypatch: pytest.MonkeyPatch
+    pipeline: Any, bccd_slice: list[Path], monkeypatch: pytest.MonkeyPatch, tracking_uri: str
 ) -> Iterator[Callable[..., Outcome]]:
     """Runs the DAG on the sagemaker backend against a fresh moto server that lives until the test ends."""
     import boto3
@@ -119,7 +122,7 @@ def run_on_moto(
             with registered(handlers):
                 dr = pipeline.test(run_conf=conf)
             tries, xcom = finished_run(dr)
-            return Outcome(str(dr.state), tries, xcom, requests, training, inference, invokes, stops, url)
+            return Outcome(str(dr.state), tries, xcom, requests, dr.run_id, training, inference, invokes, stops, url)
 
         yield run
 
@@ -208,13 +211,62 @@ def test_pipeline_trains_evaluates_deploys_and_tears_down_on_sagemaker(run_on_mo
     smoke = outcome.xcom["smoke_test"]
     assert smoke["images"] == SMOKE_IMAGES == len(outcome.invokes.requests)
     assert {name for name, _, _ in outcome.invokes.requests} == {deployed["endpoint_name"]}
-    assert outcome.inference.served == [trained["artifact_uri"]]  # CreateModel's ModelDataUrl
+    assert outcome.inference.served == [trained["artifact_uri"]]  # the model package's ModelDataUrl
     assert smoke["detections"] == sum(len(a["prediction"]) for a in outcome.inference.answers) > 0
+
+    # the registry: the model is a version whose source is the job's artifact on S3, and the deployed model is
+    # the version's SageMaker model package, approved (promotion.approval auto)
+    approval = _approval(outcome)
+    sagemaker = boto3.client("sagemaker", region_name=REGION)
+    assert outcome.inference.packages == [approval["model_package_arn"]]
+    package = sagemaker.describe_model_package(ModelPackageName=approval["model_package_arn"])
+    registered_model = outcome.xcom["resolve_config"]["tracking"]["registered_model"]
+    assert package["ModelApprovalStatus"] == "Approved" and package["ModelPackageGroupName"] == group_name(
+        registered_model)
+    assert "_" not in package["ModelPackageGroupName"]
+    assert package["InferenceSpecification"]["Containers"][0]["ModelDataUrl"] == trained["artifact_uri"]
+    assert package["ModelMetrics"]["ModelQuality"]["Statistics"]["S3Uri"] == evaluation["evaluation_uri"]
+    _assert_tracked_on_sagemaker(outcome, trained, approval)
 
     # teardown: nothing of the run is left serving; the training job stays as SageMaker keeps it
     torn_down = outcome.xcom["teardown"]
     assert torn_down["deleted"]["endpoints"] == [deployed["endpoint_name"]]
     assert _left_on_aws() == {"endpoints": [], "endpoint_configs": [], "models": []}
+
+
+def _approval(outcome: Outcome) -> dict[str, Any]:
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        query = XComModel.get_many(run_id=outcome.run_id, key="approval", task_ids="approve")
+        return XComModel.deserialize_value(session.scalars(query).one())
+
+
+def _assert_tracked_on_sagemaker(outcome: Outcome, trained: dict[str, Any], approval: dict[str, Any]) -> None:
+    """The MLflow records of a sagemaker-backend run: history from the job's CloudWatch lines, an S3 source."""
+    import logging
+
+    from mlflow import MlflowClient
+
+    logging.getLogger("mlflow.tracking.request_header.registry").setLevel(logging.ERROR)
+    tracking = outcome.xcom["resolve_config"]["tracking"]
+    client = MlflowClient(tracking["uri"])
+    train_run = trained["tracking"]["run_id"]
+    history = client.get_metric_history(train_run, "validation:mAP")
+    assert [m.step for m in history] == list(range(EPOCHS))  # the job's log lines, as its container wrote them
+    assert [m.value for m in history] == pytest.approx([TrainingContainer.curve(e)[2] for e in range(EPOCHS)])
+    assert client.get_run(train_run).data.params["image_shape"] == str(IMAGE_SHAPE)
+    version = client.get_model_version(tracking["registered_model"], str(approval["version"]))
+    assert version.source == trained["artifact_uri"] and version.run_id == train_run
+    assert version.tags["detection.model_package_arn"] == approval["model_package_arn"]
+    evaluation, exported = outcome.xcom["evaluate"], outcome.xcom["export"]
+    assert (float(version.tags["map"]), version.tags["map_split"]) == (evaluation["map"], evaluation["split"])
+    # the run's export lives on the version: Neo's compiled model of the champion
+    assert version.tags["detection.export.uri"] == exported["export_uri"]
+    assert version.tags["detection.export.neo_model_uri"] == exported["neo_artifact_uri"]
+    assert client.get_registered_model(tracking["registered_model"]).aliases["champion"] == str(approval["version"])
+    assert client.get_run(tracking["run_id"]).info.status == "FINISHED"
 
 
 def test_failed_smoke_test_fails_the_run_and_still_tears_down(

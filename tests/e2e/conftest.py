@@ -21,7 +21,7 @@ LOG_TAIL_LINES = 300
 def airflow_stack(request: pytest.FixtureRequest) -> Iterator[dict]:
     # Not pytest's tmp_path: other pytest sessions on the machine rotate those away mid-run.
     root = Path(tempfile.mkdtemp(prefix="detection-e2e-"))
-    home, runs, endpoints = root / "airflow-home", root / "runs", root / "endpoints"
+    home, runs, endpoints, tracking = root / "airflow-home", root / "runs", root / "endpoints", root / "mlflow"
     for folder in (home, runs, endpoints):
         folder.mkdir()
     details = local_stack.start(
@@ -29,7 +29,7 @@ def airflow_stack(request: pytest.FixtureRequest) -> Iterator[dict]:
         port=local_stack.free_port(0),
         timeout_s=600,
         # a tiny data set and a gate every model passes: the run exercises every task quickly
-        extra_env=local_stack.quick_run_env(runs, endpoints),
+        extra_env=local_stack.quick_run_env(runs, endpoints, tracking),
     )
     details["runs"] = Path(runs)
     details["endpoints"] = Path(endpoints)

@@ -1,12 +1,15 @@
 """A person's path through the Airflow UI in a real browser: sign in, open the pipeline, fill the
-trigger form built from its params, trigger, and see the run succeed on its page."""
+trigger form built from its params, trigger, see the run succeed on its page, follow the evaluate task's
+link to its report, and open the run's training run in the MLflow UI."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
+from selenium.webdriver.common.by import By
 
 from devtools import ui_browser as ui
 from devtools.local_stack import AirflowClient
@@ -18,7 +21,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.skipif(MISSING_BROWSER is not None, 
 #: The trigger form's fields, one per DAG param, by the param's title.
 PARAM_TITLES = (
     "Backend", "Data set source", "Data set format", "Class subset", "Epochs", "Tune", "Deploy",
-    "Keep endpoint (minutes)", "Delete intermediate files", "Quality policy",
+    "Keep endpoint (minutes)", "Delete intermediate files", "Quality policy", "Approval",
 )
 
 
@@ -56,6 +59,23 @@ def test_trigger_from_the_form_and_watch_the_run_succeed(
         assert run["state"] == "success", airflow_client.task_states(PIPELINE_DAG_ID, run_id)
         assert ui.wait_for_run_end(driver, run_id, timeout_s=180) == "Success"
         shots.append(ui.save_screenshot(driver, screenshots / "4-run-succeeded.png"))
+
+        # the evaluate task's link to report.html: the run's report, served from Airflow's own address
+        ui.open_task_details(driver, url, PIPELINE_DAG_ID, run_id, "evaluate")
+        ui.visible(driver, "//a[normalize-space()='MLflow run']")
+        shots.append(ui.save_screenshot(driver, screenshots / "5-evaluate-task-links.png"))
+        ui.follow_extra_link(driver, "report.html")
+        ui.visible(driver, "//h1[starts-with(normalize-space(), 'Evaluation of')]")
+        assert urlparse(driver.current_url).path.startswith(f"/detection/runs/{PIPELINE_DAG_ID}/")
+        assert driver.find_elements(By.XPATH, "//img")  # charts and samples, inside the page
+        shots.append(ui.save_screenshot(driver, screenshots / "6-report-from-the-task-link.png"))
+
+        # the MLflow UI's page of the run's training run: its per-epoch curves
+        training = airflow_client.xcom(PIPELINE_DAG_ID, run_id, "train")
+        ui.open_mlflow_run(driver, training["tracking"]["url"], "train", "validation:mAP")
+        for metric in ("train:cross_entropy", "train:smooth_l1", "train:throughput"):
+            ui.visible(driver, f"//*[normalize-space()='{metric}']")
+        shots.append(ui.save_screenshot(driver, screenshots / "7-mlflow-training-run.png"))
 
     for shot in shots:
         assert shot.stat().st_size > 10_000, f"{shot} looks blank"

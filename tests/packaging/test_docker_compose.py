@@ -19,7 +19,23 @@ def compose() -> dict:
 
 
 def test_every_service_is_there(compose: dict) -> None:
-    assert set(compose["services"]) == {"postgres", *AIRFLOW_SERVICES}
+    assert set(compose["services"]) == {"postgres", "mlflow", *AIRFLOW_SERVICES}
+
+
+def test_mlflow_serves_from_postgres_and_every_airflow_service_logs_to_it(compose: dict) -> None:
+    mlflow = compose["services"]["mlflow"]
+    script = mlflow["command"][-1]
+    assert "CREATE DATABASE mlflow" in script  # on the existing PostgreSQL, created once
+    assert "--backend-store-uri postgresql+psycopg2://airflow:airflow@postgres/mlflow" in script
+    assert "--allowed-hosts \"mlflow,mlflow:5000" in script  # the service name is a Host MLflow refuses otherwise
+    assert mlflow["image"] == compose["services"]["airflow-scheduler"]["image"]
+    assert mlflow["environment"]["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
+    assert "airflow-data:/opt/airflow/data" in mlflow["volumes"]  # the artifacts the workers write
+    assert mlflow["depends_on"]["postgres"]["condition"] == "service_healthy"
+    for name in AIRFLOW_SERVICES:
+        service = compose["services"][name]
+        assert service["environment"]["DETECTION__TRACKING__URI"] == "${DETECTION__TRACKING__URI:-http://mlflow:5000}"
+        assert service["depends_on"]["mlflow"]["condition"] == "service_healthy"
 
 
 def test_long_running_services_have_healthchecks(compose: dict) -> None:

@@ -10,8 +10,8 @@ containers would, through the same moto server and the project's own code:
   one, ``hyperparams.json`` holding the job's hyperparameters) and the algorithm's metric lines
   in the job's CloudWatch log stream;
 * :class:`InferenceContainer` (after CreateEndpoint) loads the endpoint's model from its
-  CreateModel record and queues, in moto's InvokeEndpoint results, that model's answers to the
-  images the smoke test will send, in the order it sends them.
+  CreateModel record (or the model package it names) and queues, in moto's InvokeEndpoint results,
+  that model's answers to the images the smoke test will send, in the order it sends them.
 
 :class:`RequestLog` (``before-send``) keeps every request that left a client, to show where it went.
 Binary InvokeEndpoint and Stop* are answered by ``tests/sagemaker/aws_stand_ins.py``.
@@ -181,6 +181,7 @@ class InferenceContainer:
     images: int
     annotation: bool = False
     served: list[str] = field(default_factory=list)
+    packages: list[str] = field(default_factory=list)
     answers: list[dict[str, Any]] = field(default_factory=list)
 
     def __call__(self, parsed: dict[str, Any], **_: Any) -> None:
@@ -197,9 +198,14 @@ class InferenceContainer:
         endpoint = sagemaker.describe_endpoint(EndpointName=parsed["EndpointArn"].rsplit("/", 1)[-1])
         config = sagemaker.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
         variant = config["ProductionVariants"][0]
-        model = sagemaker.describe_model(ModelName=variant["ModelName"])
-        detector = load_detector(model["PrimaryContainer"]["ModelDataUrl"])
-        self.served.append(model["PrimaryContainer"]["ModelDataUrl"])
+        container = sagemaker.describe_model(ModelName=variant["ModelName"])["PrimaryContainer"]
+        model_data = container.get("ModelDataUrl")
+        if "ModelPackageName" in container:  # a model made from a model package serves the package's model
+            package = sagemaker.describe_model_package(ModelPackageName=container["ModelPackageName"])
+            model_data = package["InferenceSpecification"]["Containers"][0]["ModelDataUrl"]
+            self.packages.append(container["ModelPackageName"])
+        detector = load_detector(model_data)
+        self.served.append(model_data)
         layout = _run_layout(self.base_uri, sagemaker, endpoint["EndpointArn"])
         results = []
         for uri in validation_images(layout.quality, self.images):

@@ -35,6 +35,7 @@ import argparse
 import itertools
 import json
 import os
+import shutil
 import statistics
 import tempfile
 import time
@@ -43,6 +44,8 @@ from pathlib import Path
 from typing import Any
 
 from tests.support.shared_data import BCCD
+
+DATASETS = ("sample", "bccd", "bccd-wbc")
 
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 os.environ.setdefault("MXNET_CPU_WORKER_NTHREADS", "1")
@@ -136,9 +139,9 @@ def throughput(args: argparse.Namespace) -> None:
               f"load average {os.getloadavg()[0]:.1f}")
         runs = {
             "GluonCV reference loop": reference_rounds(
-                build_ssd(args.base, args.image_shape, classes, False, lambda _: None),
+                build_ssd(args.base, args.image_shape, classes),
                 data / "train" / "train.rec", args.image_shape, args.batch, args.batches),
-            "local trainer": our_rounds(build_ssd(args.base, args.image_shape, classes, False, lambda _: None),
+            "local trainer": our_rounds(build_ssd(args.base, args.image_shape, classes),
                                         data, args.image_shape, args.batch, args.base),
         }
         rounds: dict[str, list[dict[str, float]]] = {name: [] for name in runs}
@@ -158,21 +161,46 @@ def throughput(args: argparse.Namespace) -> None:
           "(target >= 0.9)")
 
 
+def bccd_single_class(work: Path, class_name: str = "WBC", images: int = 200, seed: int = 42) -> Path:
+    """A Pascal VOC folder of ``images`` BCCD images that show ``class_name`` (copies), without BCCD's split lists.
+
+    It stands in for "a single-class photo set of about 200 images": ingest keeps only that class
+    and splits off 20 % for validation, as it would for a user's own photographs.
+    """
+    import random
+
+    from lxml import etree
+
+    names = sorted(p.stem for p in (BCCD / "Annotations").glob("*.xml")
+                   if class_name in {o.findtext("name", "").strip()
+                                     for o in etree.parse(str(p)).getroot().iter("object")})
+    chosen = sorted(random.Random(seed).sample(names, min(images, len(names))))
+    root = work / f"bccd-{class_name.lower()}"
+    for folder, suffix in (("Annotations", ".xml"), ("JPEGImages", ".jpg")):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        for name in chosen:
+            shutil.copyfile(BCCD / folder / f"{name}{suffix}", root / folder / f"{name}{suffix}")
+    return root
+
+
 def build_dataset(name: str, work: Path) -> Path:
-    """A RecordIO build output for ``name`` (sample, bccd or an existing folder)."""
-    if name not in ("sample", "bccd"):
+    """A RecordIO build output for ``name`` (sample, bccd, bccd-wbc or an existing folder)."""
+    if name not in DATASETS:
         return Path(name)
     from include.preprocess.ingest import ingest
     from include.preprocess.quality.gate import validate
     from include.preprocess.recordio import build_recordio
 
+    classes = None
     if name == "sample":
         from include.preprocess.sample_data import generate_sample
 
         source, fmt, resize, policy = generate_sample(work / "dataset", n_images=300, seed=42), "cub", 256, "fail"
-    else:
+    elif name == "bccd":
         source, fmt, resize, policy = BCCD, "voc", None, "drop"  # BCCD has two zero-area boxes
-    ingest(fmt, str(source), str(work / "ingest"), validation_fraction=0.2, seed=42)
+    else:
+        source, fmt, resize, policy, classes = bccd_single_class(work), "voc", None, "drop", ["WBC"]
+    ingest(fmt, str(source), str(work / "ingest"), classes=classes, validation_fraction=0.2, seed=42)
     validate(str(work / "ingest"), str(work / "quality"), policy=policy)
     build_recordio(str(work / "quality"), str(work / "recordio"), resize=resize, flip="train", shards=1)
     return work / "recordio"

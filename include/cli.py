@@ -99,7 +99,9 @@ def cmd_build_recordio(args: argparse.Namespace) -> Any:
         decoder="exact" if args.exact else r.decoder,
         label_width=label_width(cfg.training.hyperparameters),
     )
-    channel_format = args.channel_format or r.channel_format
+    from include.training.pipeline_training import channel_format as training_channel_format
+
+    channel_format = args.channel_format or training_channel_format(cfg)
     if channel_format != "recordio":
         from include.preprocess.channels import build_training_channels
 
@@ -154,6 +156,29 @@ def cmd_run(args: argparse.Namespace) -> Any:
 
     params = {k: v for k, v in vars(args).items() if k in PARAM_KEYS and v is not None}  # the DAG's params
     return run_pipeline(params, run_id=args.run_id)
+
+
+def cmd_weights(args: argparse.Namespace) -> Any:
+    """The ImageNet weights cache: ``import`` a file, ``list`` what is there, ``fetch`` from GluonCV's model store."""
+    from pathlib import Path
+
+    from include.training import pretrained
+    from include.training.hyperparameters import LOCAL_BASE_NETWORKS
+
+    cache = Path(args.cache) if args.cache else None
+    if args.action == "import":
+        if not args.file:
+            raise ValueError("weights import needs the FILE to import")
+        return pretrained.import_weights(Path(args.file), args.base_network, cache).record()
+    if args.file:
+        raise ValueError(f"weights {args.action} takes no FILE")
+    if args.action == "fetch":
+        return pretrained.download(args.base_network, cache).record()
+    listing: dict[str, Any] = {"searched": [str(folder) for folder in pretrained.search_dirs()]}
+    for network in LOCAL_BASE_NETWORKS:
+        found = pretrained.find(network)
+        listing[network] = found.record() if found else f"not cached ({pretrained.file_name(network)})"
+    return listing
 
 
 def cmd_config_show(args: argparse.Namespace) -> Any:
@@ -219,8 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exact", action="store_true", help="decode as im2rec does: records byte-identical to its output")
     p.add_argument(
         "--channel-format",
-        choices=["recordio", "augmented-manifest", "image-json"],
-        help="also write these training channels beside the RecordIO (manifest/ or image-json/)",
+        choices=["recordio", "augmented-manifest", "image-json", "jumpstart"],
+        help="also write these training channels beside the RecordIO (manifest/, image-json/ or jumpstart/)",
     )
 
     for name, func, help_ in (
@@ -263,6 +288,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-endpoint-minutes", type=int, help="leave the endpoint up this long (0: tear it down)")
     p.add_argument("--delete-intermediate-files", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--quality-policy", choices=["fail", "drop"], help="drop: quarantine bad boxes and go on")
+
+    p = sub.add_parser("weights", help="ImageNet weights of the base networks: import | list | fetch",
+                       description="The weights cache use_pretrained_model=1 reads ($DETECTION_PRETRAINED_DIR, then "
+                       "$MXNET_HOME/models): import a file after checking it fits the base network, list the "
+                       "cache, or fetch from GluonCV's model store ($MXNET_GLUON_REPO).")
+    p.add_argument("action", choices=["import", "list", "fetch"])
+    p.add_argument("file", nargs="?", help="import: a GluonCV .params file of the base network's ImageNet model")
+    p.add_argument("--base-network", default="mobilenet-1.0", choices=["mobilenet-1.0", "resnet-50", "vgg-16"])
+    p.add_argument("--cache", help="the cache folder to write (default: the first writable one)")
+    p.set_defaults(func=cmd_weights)
 
     p = sub.add_parser("config", help="configuration")
     p.add_argument("action", choices=["show"])

@@ -167,10 +167,12 @@ def _check_hyperparameters(cfg: PipelineConfig) -> None:
 
     from_data = {"num_classes": "1", "num_training_samples": "1"}
     hp = from_data | {k: str(v) for k, v in cfg.training.hyperparameters.items()}
-    try:
-        validate_hyperparameters(hp, for_sagemaker=cfg.backend == "sagemaker")
-    except HyperparameterError as exc:
-        raise ConfigError(f"invalid configuration:\n  training.hyperparameters: {exc}") from exc
+    scratch = hp | {k: str(v) for k, v in cfg.training.scratch_hyperparameters.items()}
+    for key, values in (("hyperparameters", hp), ("scratch_hyperparameters", scratch)):
+        try:
+            validate_hyperparameters(values, for_sagemaker=cfg.backend == "sagemaker")
+        except HyperparameterError as exc:
+            raise ConfigError(f"invalid configuration:\n  training.{key}: {exc}") from exc
 
 
 def resolve_storage(cfg: PipelineConfig) -> str:

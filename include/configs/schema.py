@@ -76,10 +76,22 @@ class Tuning(Section):
     ranges: dict[str, TuningRange] = Field(default_factory=dict)
 
 
+class JumpStart(Section):
+    """The JumpStart model ``training.algorithm: jumpstart`` fine-tunes (its metadata comes from the SDK)."""
+
+    model_id: str = Field("mxnet-od-ssd-512-mobilenet1-0-coco", min_length=1)
+    model_version: str = Field("2.0.0", pattern=r"^\d+\.\d+\.\d+$")
+    hyperparameters: dict[str, Scalar] = Field(default_factory=dict)  # over the model's defaults
+
+
 class Training(Section):
     tune: bool = False
+    algorithm: Literal["builtin", "jumpstart"] = "builtin"
     hyperparameters: dict[str, Scalar] = Field(default_factory=dict)
+    # replace those keys of hyperparameters when the local backend trains from scratch instead
+    scratch_hyperparameters: dict[str, Scalar] = Field(default_factory=dict)
     tuning: Tuning = Field(default_factory=Tuning)
+    jumpstart: JumpStart = Field(default_factory=JumpStart)
 
 
 class Evaluation(Section):
@@ -100,6 +112,7 @@ class Local(Section):
     host: str = "127.0.0.1"
     workers: PositiveInt = 2
     endpoint_state_dir: str = "data/endpoints"
+    pretrained_fallback: Literal["fail", "scratch"] = "fail"
 
 
 class SageMaker(Section):

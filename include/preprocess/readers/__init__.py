@@ -8,9 +8,10 @@ from include.preprocess.readers.base import AnnotationFormatError, SourceData
 from include.preprocess.readers.cub import read_cub
 from include.preprocess.readers.groundtruth import read_groundtruth
 from include.preprocess.readers.imagejson import read_imagejson
+from include.preprocess.readers.jumpstart import read_jumpstart
 from include.preprocess.readers.voc import read_voc
 
-FORMATS = ("cub", "voc", "groundtruth", "imagejson")
+FORMATS = ("cub", "voc", "groundtruth", "imagejson", "jumpstart")
 
 __all__ = ["FORMATS", "AnnotationFormatError", "SourceData", "read_source"]
 
@@ -22,6 +23,7 @@ def read_source(fmt: str, source_uri: str, label_attribute: str | None = None, w
         "voc": lambda: read_voc(source_uri, workers=workers),
         "groundtruth": lambda: read_groundtruth(source_uri, label_attribute=label_attribute),
         "imagejson": lambda: read_imagejson(source_uri, workers=workers),
+        "jumpstart": lambda: read_jumpstart(source_uri),
     }
     if fmt not in readers:
         raise ValueError(f"unknown data set format {fmt!r}; expected one of {', '.join(FORMATS)}")

@@ -169,7 +169,18 @@ def cmd_weights(args: argparse.Namespace) -> Any:
     if args.action == "import":
         if not args.file:
             raise ValueError("weights import needs the FILE to import")
-        return pretrained.import_weights(Path(args.file), args.base_network, cache).record()
+        if args.source_format == "gluoncv":
+            return pretrained.import_weights(Path(args.file), args.base_network, cache).record()
+        if args.base_network != "mobilenet-1.0":
+            raise ValueError("--from tf-slim converts TF-slim MobileNet v1 (--base-network mobilenet-1.0)")
+        import tempfile
+
+        from include.training.tf_slim import convert_frozen_graph
+
+        with tempfile.TemporaryDirectory() as tmp:
+            converted = convert_frozen_graph(Path(args.file), Path(tmp) / "converted.params")
+            imported = pretrained.import_weights(converted, args.base_network, cache, converted_from=Path(args.file))
+        return imported.record()
     if args.file:
         raise ValueError(f"weights {args.action} takes no FILE")
     if args.action == "fetch":
@@ -294,9 +305,11 @@ def build_parser() -> argparse.ArgumentParser:
                        "$MXNET_HOME/models): import a file after checking it fits the base network, list the "
                        "cache, or fetch from GluonCV's model store ($MXNET_GLUON_REPO).")
     p.add_argument("action", choices=["import", "list", "fetch"])
-    p.add_argument("file", nargs="?", help="import: a GluonCV .params file of the base network's ImageNet model")
+    p.add_argument("file", nargs="?", help="import: the weights file (see --from)")
     p.add_argument("--base-network", default="mobilenet-1.0", choices=["mobilenet-1.0", "resnet-50", "vgg-16"])
     p.add_argument("--cache", help="the cache folder to write (default: the first writable one)")
+    p.add_argument("--from", dest="source_format", choices=["gluoncv", "tf-slim"], default="gluoncv",
+                   help="import: a GluonCV .params file, or a TF-slim MobileNet v1 frozen graph (.pb) to convert")
     p.set_defaults(func=cmd_weights)
 
     p = sub.add_parser("config", help="configuration")

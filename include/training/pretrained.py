@@ -351,13 +351,16 @@ def check_file(path: Path, base_network: str) -> int:
     return layers
 
 
-def import_weights(source: Path, base_network: str, folder: Path | None = None) -> WeightsFile:
+def import_weights(
+    source: Path, base_network: str, folder: Path | None = None, converted_from: Path | None = None
+) -> WeightsFile:
     """Check ``source`` against ``base_network`` and put it into the cache under the model store's name.
 
     Nothing is written unless every check passed; the copy and its sidecar (sha256, source file,
     time) are each renamed into place. ``folder`` defaults to the first writable cache folder.
     The file is copied byte for byte (same sha256), unless its layer names carry an exported
     model's ``arg:``/``aux:`` prefixes: then it is saved again with GluonCV's names.
+    ``converted_from``: the file ``source`` was converted from (recorded as the source file).
     """
     import mxnet as mx
 
@@ -378,8 +381,9 @@ def import_weights(source: Path, base_network: str, folder: Path | None = None) 
         meta = {
             "sha256": _digest(normalized, "sha256"),
             "source": "import",
-            "source_file": str(source.resolve()),
-            "source_sha256": _digest(source, "sha256"),
+            "source_file": str((converted_from or source).resolve()),
+            "source_sha256": _digest(converted_from or source, "sha256"),
+            **({"converted": "TF-slim MobileNet v1 frozen graph"} if converted_from else {}),
             "gluoncv_sha1": _digest(normalized, "sha1") == gluoncv_sha1(store_name(base_network)),
             "base_network": base_network,
             "layers": layers,

@@ -70,7 +70,8 @@ def test_without_weights_the_local_profile_trains_from_scratch_and_says_why(tiny
 
 def test_with_weights_the_local_profile_fine_tunes(tiny_data: Path, tmp_path: Path, weights_cache: Path) -> None:
     request = _request(tiny_data, tmp_path)
-    assert request["HyperParameters"]["use_pretrained_model"] == "1" and request["HyperParameters"]["image_shape"] == "320"
+    hp = request["HyperParameters"]
+    assert hp["use_pretrained_model"] == "1" and hp["image_shape"] == "320"
     assert "pretrained-fallback" not in {t["Key"] for t in request["Tags"]}
 
 

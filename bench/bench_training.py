@@ -254,12 +254,13 @@ def _curve(record: dict[str, Any], target: float) -> dict[str, Any]:
     reached = None
     for epoch in record["Epochs"]:
         elapsed += epoch["train_seconds"] + epoch["validation_seconds"]
-        cpu += epoch["cpu_seconds"]
+        cpu += epoch["cpu_seconds"] + epoch["validation_cpu_seconds"]
         if reached is None and epoch["validation_map"] >= target:
             reached = (epoch["epoch"], elapsed, cpu)
         print(f"    epoch {epoch['epoch']:2d}  mAP {epoch['validation_map']:.4f}  at {elapsed:6.0f} s wall, "
-              f"{cpu:6.0f} training CPU s (>= {cpu / 2:5.0f} s on 2 cores); CE {epoch['cross_entropy']:.3f} "
-              f"(median {epoch.get('cross_entropy_median', float('nan')):.3f} of {epoch.get('batches')} batches)")
+              f"{cpu:6.0f} CPU s of training and validation (>= {cpu / 2:5.0f} s on 2 cores); CE "
+              f"{epoch['cross_entropy']:.3f} (batch median {epoch['cross_entropy_median']:.3f}, "
+              f"{epoch['batches']} batches)")
     when = (f"epoch {reached[0]} at {reached[1]:.0f} s wall, {reached[2]:.0f} CPU s" if reached else "never")
     print(f"  {record['TrainingJobStatus']} ({record.get('StopReason')}); best mAP {record.get('BestValidationMAP')}"
           f" at epoch {record.get('BestEpoch')}; reached {target}: {when}; per class "

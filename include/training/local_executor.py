@@ -163,6 +163,7 @@ class _Record:
                     "compute_seconds": sum(e["compute_seconds"] for e in epochs),
                     "validation_seconds": sum(e["validation_seconds"] for e in epochs),
                     "train_cpu_seconds": sum(e["cpu_seconds"] for e in epochs),
+                    "validation_cpu_seconds": sum(e.get("validation_cpu_seconds", 0.0) for e in epochs),
                 },
             )
         self.write()

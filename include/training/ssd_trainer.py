@@ -47,6 +47,7 @@ class EpochStats:
     validation_seconds: float
     cpu_seconds: float  # CPU time of the training pass (all threads): a measure that ignores other load
     batches: int = 0
+    validation_cpu_seconds: float = 0.0
     cross_entropy_median: float = 0.0  # of the epoch's per-batch values: one bad batch moves the mean, not these
     cross_entropy_max: float = 0.0
 
@@ -203,7 +204,7 @@ def train_epoch(
         emit(metric_log.train_loss_line(epoch, batches, "smooth_l1", l1_sum / batches))
     return EpochStats(epoch, lr, sum(ce_values) / max(batches, 1), l1_sum / max(batches, 1), 0.0, records,
                       time.perf_counter() - started, data_s, compute_s, 0.0, time.process_time() - cpu_started,
-                      batches, float(np.median(ce_values)) if ce_values else 0.0, max(ce_values, default=0.0))
+                      batches, 0.0, float(np.median(ce_values)) if ce_values else 0.0, max(ce_values, default=0.0))
 
 
 def train_ssd(
@@ -235,9 +236,10 @@ def train_ssd(
             outcome.stop_reason = "max_runtime"
             break
         emit(metric_log.throughput_line(stats.throughput))
-        v_start = time.perf_counter()
+        v_start, v_cpu = time.perf_counter(), time.process_time()
         stats.validation_map, class_ap = evaluate_map(net, validation_data, hp, class_names)
         stats.validation_seconds = time.perf_counter() - v_start
+        stats.validation_cpu_seconds = time.process_time() - v_cpu
         emit(metric_log.validation_line(epoch, stats.validation_map))
         emit(metric_log.progress_line(int(100 * (epoch + 1) / epochs)))
         emit(

@@ -43,7 +43,13 @@ def test_the_local_profile_fine_tunes_and_may_fall_back_to_scratch() -> None:
     cfg = load_config(environ={})
     assert cfg.training.hyperparameters["use_pretrained_model"] == "1" and cfg.local.pretrained_fallback == "scratch"
     assert cfg.training.scratch_hyperparameters["use_pretrained_model"] == "0"
-    assert "epochs" not in cfg.training.scratch_hyperparameters  # the epochs param applies to both
+    mine = load_config(params={"epochs": 3}, environ={"DETECTION__TRAINING__HYPERPARAMETERS__IMAGE_SHAPE": "128"})
+    assert mine.training.scratch_hyperparameters["epochs"] == 3  # what the user sets holds with or without weights
+    assert mine.training.scratch_hyperparameters["image_shape"] == mine.training.hyperparameters["image_shape"] == 128
+    both = load_config(overrides={"training": {"hyperparameters": {"image_shape": 384},
+                                               "scratch_hyperparameters": {"image_shape": 192}}}, environ={})
+    assert both.training.hyperparameters["image_shape"] == 384 and both.training.scratch_hyperparameters[
+        "image_shape"] == 192
     assert cfg.training.algorithm == "builtin"
     assert cfg.training.jumpstart.model_id == "mxnet-od-ssd-512-mobilenet1-0-coco"
     sagemaker = load_config(overrides={"backend": "sagemaker", "sagemaker": {"role_arn": ROLE, "bucket": "b-1"}},

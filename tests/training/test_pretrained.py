@@ -225,3 +225,19 @@ def test_cli_lists_the_cache_and_refuses_with_the_layer(random_mobilenet: Path, 
     listing = json.loads(capsys.readouterr().out)
     assert listing["searched"][0] == str(cache) and listing["mobilenet-1.0"]["source"] == "import"
     assert listing["resnet-50"] == "not cached (resnet50_v1-cc729d95.params)"
+
+
+def test_cli_fetch_downloads_into_the_cache_and_fails_clearly_offline(
+    random_mobilenet: Path, published_sha1: str, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    _publish(tmp_path / "store", random_mobilenet)
+    with _model_store(tmp_path / "store") as url:
+        monkeypatch.setenv("MXNET_GLUON_REPO", url)
+        assert main(["weights", "fetch", "--cache", str(tmp_path / "cache")]) == 0
+    assert json.loads(capsys.readouterr().out)["source"] == "download"
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        monkeypatch.setenv("MXNET_GLUON_REPO", f"http://127.0.0.1:{closed.getsockname()[1]}")
+        assert main(["weights", "fetch", "--cache", str(tmp_path / "other")]) == 1
+    assert "detection-pipeline weights: downloading http://127.0.0.1:" in capsys.readouterr().err
+    assert _listing(tmp_path / "other") == []

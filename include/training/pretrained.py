@@ -261,7 +261,8 @@ def expected_shapes(base_network: str) -> dict[str, tuple[int, ...]]:
     import mxnet as mx
 
     spec = layout(base_network, 300)
-    net = classifier(spec, frozen_statistics=False)
+    with mx.name.NameManager():  # leaves the process's layer numbering as it was
+        net = classifier(spec, frozen_statistics=False)
     outputs = net(mx.sym.var("data"))
     symbol = mx.sym.Group(list(outputs)) if isinstance(outputs, (list, tuple)) else outputs
     size = spec.reference_size if spec.vgg_extractor else 224

@@ -119,26 +119,30 @@ def build_ssd(base_network: str, image_shape: int, classes: list[str], weights: 
     from gluoncv.model_zoo.ssd.ssd import SSD
 
     spec = layout(base_network, image_shape)
-    with warnings.catch_warnings():
+    # A fresh name scope: the parameters are named mobilenet0_..., ssd0_... whatever this process built
+    # before (a model channel's names must match those of the job that saved it).
+    with mx.name.NameManager(), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Cannot decide type")  # SymbolBlock's note on the input
         block = _feature_block(spec, weights)
-    fmaps = _feature_sizes(block, image_shape)
-    if len(fmaps) != len(spec.ratios) or min(fmaps) < 1:
-        raise ValueError(f"base_network {base_network} cannot run at image_shape {image_shape} (feature maps {fmaps})")
-    scale = image_shape / spec.reference_size
-    alloc = max(128, 1 << math.ceil(math.log2(fmaps[0])))
-    net = SSD(
-        network=None,
-        base_size=image_shape,
-        features=lambda **_: block,
-        num_filters=None,
-        sizes=[s * scale for s in spec.sizes],
-        ratios=spec.ratios,
-        steps=[image_shape / f for f in fmaps],
-        classes=classes,
-        pretrained=False,
-        anchor_alloc_size=alloc,
-    )
+        fmaps = _feature_sizes(block, image_shape)
+        if len(fmaps) != len(spec.ratios) or min(fmaps) < 1:
+            raise ValueError(
+                f"base_network {base_network} cannot run at image_shape {image_shape} (feature maps {fmaps})"
+            )
+        scale = image_shape / spec.reference_size
+        alloc = max(128, 1 << math.ceil(math.log2(fmaps[0])))
+        net = SSD(
+            network=None,
+            base_size=image_shape,
+            features=lambda **_: block,
+            num_filters=None,
+            sizes=[s * scale for s in spec.sizes],
+            ratios=spec.ratios,
+            steps=[image_shape / f for f in fmaps],
+            classes=classes,
+            pretrained=False,
+            anchor_alloc_size=alloc,
+        )
     _set_initializers(net)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "already initialized" for the loaded base weights

@@ -33,6 +33,16 @@ def test_anchors_cover_the_input(size: int) -> None:
     assert anchors.asnumpy()[0, :, 2:].min() == pytest.approx(smallest / np.sqrt(2), rel=1e-3)  # ratio 2 box side
 
 
+def test_parameter_names_do_not_depend_on_what_the_process_built_before() -> None:
+    """A model channel is loaded by name: the job that reads it must name the layers as the job that saved it."""
+    from include.training.pretrained import expected_shapes
+
+    first = list(build_ssd("mobilenet-1.0", 128, CLASSES).collect_params())
+    expected_shapes("mobilenet-1.0")  # the weights check builds a classifier of its own
+    assert list(build_ssd("mobilenet-1.0", 128, CLASSES).collect_params()) == first
+    assert first[0] == "mobilenet0_conv0_weight" and any(name.startswith("ssd0_") for name in first)
+
+
 def test_vgg_layout_switches_at_512() -> None:
     assert layout("vgg-16", 300).vgg_extractor == "vgg16_atrous_300"
     assert layout("vgg-16", 512).vgg_extractor == "vgg16_atrous_512"

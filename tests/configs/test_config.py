@@ -36,7 +36,7 @@ def test_params_override_config() -> None:
 
 
 def test_none_param_keeps_config_value() -> None:
-    assert load_config(params={"epochs": None}, environ={}).training.hyperparameters["epochs"] == 12
+    assert load_config(params={"epochs": None}, environ={}).training.hyperparameters["epochs"] == 16
 
 
 def test_the_local_profile_fine_tunes_and_may_fall_back_to_scratch() -> None:

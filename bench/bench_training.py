@@ -31,8 +31,9 @@ otherwise), and ``--freeze PATTERN`` adds a third run of the local trainer with 
 
 ``quality`` with ``--compare`` trains twice in the same process on the same data and budget: with the
 ImageNet weights, then as the product does without any (an empty cache, no download: the local
-profile's from-scratch fallback), and prints both curves against wall time and training CPU time
-(the machine is shared: CPU seconds / 2 is what 2 dedicated cores would need at best).
+profile's from-scratch fallback, ``--scratch-hp`` changing its settings), and prints both curves
+against wall time and training CPU time (the machine is shared: CPU seconds / 2 is what 2
+dedicated cores would need at best).
 
 Usage::
 
@@ -288,6 +289,7 @@ def quality(args: argparse.Namespace) -> None:
 
     os.environ.setdefault("DETECTION_PRETRAINED_DIR", str(SHARED_WEIGHTS))
     overrides = dict(pair.split("=", 1) for pair in args.hp)
+    scratch_overrides = {**overrides, **dict(pair.split("=", 1) for pair in args.scratch_hp)}
     runs = ("pretrained", "scratch") if args.compare else ("pretrained",)
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -297,8 +299,9 @@ def quality(args: argparse.Namespace) -> None:
         for name in runs:
             started, load = time.monotonic(), os.getloadavg()[0]
             with _no_weights(Path(tmp)) if name == "scratch" else contextlib.nullcontext():
-                record = run_training(str(data), str(Path(tmp) / name), overrides, job_name=f"bench-{name}",
-                                      max_runtime_s=args.budget)
+                record = run_training(str(data), str(Path(tmp) / name),
+                                      scratch_overrides if name == "scratch" else overrides,
+                                      job_name=f"bench-{name}", max_runtime_s=args.budget)
             print(f"{name}: job {time.monotonic() - started:.0f} s wall, load average {load:.1f} at the start, "
                   f"{os.getloadavg()[0]:.1f} at the end")
             results[name] = _curve(record, args.target)
@@ -324,6 +327,7 @@ def main() -> None:
     run.add_argument("--budget", type=int, default=300, help="MaxRuntimeInSeconds of the job")
     run.add_argument("--hp", action="append", default=[], help="NAME=VALUE hyperparameter override")
     run.add_argument("--compare", action="store_true", help="also train without ImageNet weights, same budget")
+    run.add_argument("--scratch-hp", action="append", default=[], help="NAME=VALUE for the from-scratch run only")
     run.add_argument("--target", type=float, default=0.8, help="report when validation mAP first reaches this")
     args = parser.parse_args()
     if args.mode == "quality":

@@ -1,16 +1,19 @@
-"""Benchmark: the local endpoint against the model's own forward pass, in the same run.
+"""Benchmark: the local endpoint on MXNet and on ONNX Runtime, against the model's own forward pass, in one run.
 
 Reference: ``decode_image`` + ``Detector.predict`` in this process, one image at a time.
-Endpoint: the same JPEG POSTed to ``/invocations`` of a managed endpoint over a keep-alive
-connection (HTTP, JSON, queueing and the model thread included). Both are measured in
-interleaved rounds so drifting load from other processes hits both alike. Then requests/s and
-latency with 4 concurrent clients, for ``--max-batch`` 1 (forward passes serialized) and 4
-(waiting requests batched).
+Endpoints: the same JPEG POSTed to ``/invocations`` of a managed endpoint over a keep-alive
+connection (HTTP, JSON, queueing and the model thread included), one endpoint per runtime:
+``model.tar.gz`` on MXNet, its ONNX export (exported here) on ONNX Runtime. The reference and the
+endpoints are measured in interleaved rounds so drifting load from other processes hits all alike.
+Then requests/s and latency with 4 concurrent clients, for ``--max-batch`` 1 (forward passes
+serialized) and 4 (waiting requests batched), per runtime; then each server's memory (RSS, PSS,
+peak RSS) and how long it took to answer ``/ping``.
 
     .venv/bin/python -m bench.bench_endpoint [--model model.tar.gz] [--rounds 4] [--per-round 10]
 
-Without ``--model`` an untrained ssd_512_mobilenet1.0_custom (image_shape 512) is exported to a
-temporary folder: its forward pass costs what a trained one costs.
+Without ``--model`` the trainer's MobileNet SSD at 512 px is built on the ImageNet base weights of
+``../shared/models`` with fresh heads (scores spread like a trained model's, so NMS costs what it
+costs in use) and exported to a temporary folder.
 """
 
 from __future__ import annotations
@@ -33,12 +36,14 @@ os.environ.setdefault("MXNET_CPU_WORKER_NTHREADS", "1")
 
 from include.endpoints.local import start_endpoint, stop_endpoint
 from include.serving import contract
+from include.serving.inference import RUNTIMES
 from tests.support.shared_data import BCCD_IMAGES
 
 if TYPE_CHECKING:
     from include.model_artifact import Detector
 
 DEFAULT_IMAGE = BCCD_IMAGES / "BloodImage_00000.jpg"
+REFERENCE = "in-process decode+forward"
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -48,27 +53,6 @@ def percentile(values: list[float], q: float) -> float:
 
 def summary(values: list[float]) -> str:
     return f"p50 {statistics.median(values):7.1f} ms  p99 {percentile(values, 99):7.1f} ms  (n={len(values)})"
-
-
-def export_untrained(path: Path) -> str:
-    """An untrained SSD 512 artifact (same graph and cost as a trained one)."""
-    import warnings
-
-    import mxnet as mx
-    import numpy as np
-    from gluoncv import model_zoo
-
-    from include import model_artifact
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        net = model_zoo.get_model("ssd_512_mobilenet1.0_custom", classes=["a", "b", "c"], pretrained_base=False)
-        net.initialize(mx.init.Normal(0.01))
-        net.hybridize()
-        net.set_nms(0.45)
-        net(model_artifact.preprocess([np.zeros((512, 512, 3), dtype=np.uint8)], 512))
-        hyper = {"num_classes": "3", "image_shape": "512"}
-        return model_artifact.export_model(net, hyper, {0: "a", 1: "b", 2: "c"}, str(path))
 
 
 def jpeg_512(source: Path) -> bytes:
@@ -150,89 +134,157 @@ def cpu_seconds(pid: int) -> float:
 
 
 def single_client_rounds(
-    state: dict, body: bytes, detector: Detector, rounds: int, per_round: int
-) -> tuple[list[float], list[float], float, float]:
-    """Endpoint and in-process latencies (ms), measured in alternating rounds after a warm-up of each.
+    states: dict[str, dict], body: bytes, detector: Detector, rounds: int, per_round: int
+) -> tuple[dict[str, list[float]], dict[str, float]]:
+    """Latencies (ms) of the in-process reference and of each endpoint, measured in alternating rounds after a warm-up.
 
     Also the CPU milliseconds per image each side spent (this process for the reference, the server
-    process for the endpoint): unlike wall time, CPU time barely moves when other work shares the cores.
+    process for an endpoint): unlike wall time, CPU time barely moves when other work shares the cores.
     """
     from include.model_artifact import decode_image
 
-    client = Client(state["url"], body)
+    clients = {runtime: Client(state["url"], body) for runtime, state in states.items()}
+    latencies: dict[str, list[float]] = {REFERENCE: [], **{runtime: [] for runtime in clients}}
+    cpu = dict.fromkeys(latencies, 0.0)
     try:
         for _ in range(3):
             detector.predict(decode_image(body))
-            client.post()
-        served: list[float] = []
-        reference: list[float] = []
-        cpu_reference = cpu_served = 0.0
+            for client in clients.values():
+                client.post()
         for _ in range(rounds):
-            cpu = time.process_time()
+            started_cpu = time.process_time()
             for _ in range(per_round):
                 started = time.perf_counter()
                 detector.predict(decode_image(body))
-                reference.append((time.perf_counter() - started) * 1000)
-            cpu_reference += time.process_time() - cpu
-            cpu = cpu_seconds(state["pid"])
-            served.extend(client.post() for _ in range(per_round))
-            cpu_served += cpu_seconds(state["pid"]) - cpu
+                latencies[REFERENCE].append((time.perf_counter() - started) * 1000)
+            cpu[REFERENCE] += time.process_time() - started_cpu
+            for runtime, client in clients.items():
+                before = cpu_seconds(states[runtime]["pid"])
+                latencies[runtime].extend(client.post() for _ in range(per_round))
+                cpu[runtime] += cpu_seconds(states[runtime]["pid"]) - before
     finally:
-        client.close()
-    count = rounds * per_round
-    return served, reference, cpu_served * 1000 / count, cpu_reference * 1000 / count
+        for client in clients.values():
+            client.close()
+    return latencies, {side: seconds * 1000 / (rounds * per_round) for side, seconds in cpu.items()}
+
+
+def memory_mib(pid: int) -> dict[str, float]:
+    """A server's resident memory now (RSS), its proportional share (PSS: shared pages split) and its peak RSS."""
+    import psutil
+
+    info = psutil.Process(pid).memory_full_info()
+    peak_kib = next(int(line.split()[1]) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                    if line.startswith("VmHWM:"))  # fmt: skip
+    return {"RSS": info.rss / 2**20, "PSS": info.pss / 2**20, "peak RSS": peak_kib / 1024}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", help="model.tar.gz URI (default: export an untrained SSD 512)")
+    parser.add_argument("--model", help="model.tar.gz URI (default: build a 512 px MobileNet SSD, see above)")
     parser.add_argument("--image", type=Path, default=DEFAULT_IMAGE)
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--per-round", type=int, default=10)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--per-client", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=2, help="concurrent runs per runtime, alternating (default 2)")
     parser.add_argument(
         "--max-batch", type=lambda text: [int(v) for v in text.split(",")], default=[1, 4],
         help="endpoint max_batch values for the concurrent runs, comma-separated (default 1,4)",
     )  # fmt: skip
+    parser.add_argument(
+        "--runtimes", type=lambda text: text.split(","), default=list(RUNTIMES),
+        help="comma-separated, of mxnet and onnxruntime (default both)",
+    )  # fmt: skip
     args = parser.parse_args()
 
+    from include.export.onnx_export import export_onnx
     from include.model_artifact import decode_image, load_detector
+    from tests.support.export_fixtures import build_spread_ssd
 
     body = jpeg_512(args.image)
     with tempfile.TemporaryDirectory() as tmp:
-        model = args.model or export_untrained(Path(tmp) / "model.tar.gz")
+        model = args.model or build_spread_ssd(Path(tmp) / "model.tar.gz", 512)
+        models = {"mxnet": model}
+        if "onnxruntime" in args.runtimes:
+            models["onnxruntime"] = export_onnx(model, str(Path(tmp) / "onnx"))["uri"]
         detector = load_detector(model)
         shape = decode_image(body).shape
         print(f"image {shape[1]}x{shape[0]} JPEG ({len(body)} bytes), model image_shape {detector.image_shape}")
         print(f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}, {os.cpu_count()} CPUs (shared with other work)")
-
         endpoints = Path(tmp) / "endpoints"
-        reference: list[float] = []
-        served: list[float] = []
-        for max_batch in args.max_batch:
-            name = f"bench-b{max_batch}"
-            state = start_endpoint(model, name, endpoints, max_batch=max_batch, ready_timeout_s=300)
-            try:
-                if not served:  # the single-client comparison, against the first endpoint
-                    served, reference, cpu_served, cpu_reference = single_client_rounds(
-                        state, body, detector, args.rounds, args.per_round
-                    )
-                    print(f"in-process decode+forward : {summary(reference)}  CPU {cpu_reference:6.1f} ms/image")
-                    print(f"endpoint, 1 client        : {summary(served)}  CPU {cpu_served:6.1f} ms/image (server)")
-                    ratio = statistics.median(served) / statistics.median(reference)
-                    print(f"endpoint / in-process p50 : {ratio:.3f}  (target <= 1.15)")
-                    print(f"endpoint / in-process CPU : {cpu_served / cpu_reference:.3f}")
-                    garbage = Client(state["url"], b"\xff" * len(body))  # same size, answered 400 before any forward
-                    overhead = [garbage.post(expect=400) for _ in range(args.rounds * args.per_round)]
-                    garbage.close()
-                    print(f"HTTP round trip, no forward: {summary(overhead)}")
-                rate, latencies = concurrent_run(state["url"], body, args.clients, args.per_client)
-                print(f"{args.clients} clients, max_batch {max_batch}  : {rate:5.2f} req/s  {summary(latencies)}")
-            finally:
-                stop_endpoint(name, endpoints)
-        print(f"single-client rate (1000 / in-process p50): {1000 / statistics.median(reference):5.2f} req/s")
+        states: dict[str, dict] = {}
+        try:
+            for runtime in args.runtimes:
+                started = time.monotonic()
+                states[runtime] = start_endpoint(models[runtime], f"bench-{runtime}", endpoints, ready_timeout_s=300,
+                                                 runtime=runtime)  # fmt: skip
+                states[runtime]["ready_s"] = time.monotonic() - started
+            report_single_client(states, body, detector, args)
+            report_concurrency(states, models, endpoints, body, args)
+            for runtime, state in states.items():
+                figures = "  ".join(f"{k} {v:6.0f} MiB" for k, v in memory_mib(state["pid"]).items())
+                print(f"memory, {runtime:<11}: {figures}  (/ping 200 after {state['ready_s']:.1f} s)")
+            if len(states) == 2:
+                pss = {runtime: memory_mib(state["pid"])["PSS"] for runtime, state in states.items()}
+                print(f"onnxruntime / mxnet PSS : {pss['onnxruntime'] / pss['mxnet']:.3f}")
+        finally:
+            for runtime in states:
+                stop_endpoint(f"bench-{runtime}", endpoints)
     return 0
+
+
+def report_single_client(states: dict[str, dict], body: bytes, detector: Detector, args: argparse.Namespace) -> None:
+    latencies, cpu = single_client_rounds(states, body, detector, args.rounds, args.per_round)
+    for side, values in latencies.items():
+        label = side if side == REFERENCE else f"endpoint {side}, 1 client"
+        print(f"{label:<32}: {summary(values)}  CPU {cpu[side]:6.1f} ms/image")
+    p50 = {side: statistics.median(values) for side, values in latencies.items()}
+    if "mxnet" in states:
+        print(f"endpoint mxnet / in-process p50  : {p50['mxnet'] / p50[REFERENCE]:.3f}  (target <= 1.15)")
+        print(f"endpoint mxnet / in-process CPU  : {cpu['mxnet'] / cpu[REFERENCE]:.3f}")
+    if len(states) == 2:
+        p99 = {side: percentile(values, 99) for side, values in latencies.items()}
+        print(f"onnxruntime / mxnet p50, p99, CPU: {p50['onnxruntime'] / p50['mxnet']:.3f}, "
+              f"{p99['onnxruntime'] / p99['mxnet']:.3f}, {cpu['onnxruntime'] / cpu['mxnet']:.3f}")  # fmt: skip
+    first = next(iter(states.values()))
+    garbage = Client(first["url"], b"\xff" * len(body))  # same size, answered 400 before any forward
+    overhead = [garbage.post(expect=400) for _ in range(args.rounds * args.per_round)]
+    garbage.close()
+    print(f"HTTP round trip, no forward      : {summary(overhead)}")
+    print(f"single-client rate (1000 / in-process p50): {1000 / p50[REFERENCE]:5.2f} req/s")
+
+
+def report_concurrency(
+    states: dict[str, dict], models: dict[str, str], endpoints: Path, body: bytes, args: argparse.Namespace
+) -> None:
+    """Requests/s and latencies with ``--clients`` clients per runtime and max_batch, runtimes alternating."""
+    for max_batch in args.max_batch:
+        rates: dict[str, list[float]] = {runtime: [] for runtime in states}
+        latencies: dict[str, list[float]] = {runtime: [] for runtime in states}
+        batched = {}
+        try:
+            for runtime in states:
+                batched[runtime] = states[runtime] if max_batch == 1 else start_endpoint(
+                    models[runtime], f"bench-{runtime}-b{max_batch}", endpoints, max_batch=max_batch,
+                    ready_timeout_s=300, runtime=runtime,
+                )  # fmt: skip
+            for _ in range(args.repeats):
+                for runtime, state in batched.items():
+                    rate, values = concurrent_run(state["url"], body, args.clients, args.per_client)
+                    rates[runtime].append(rate)
+                    latencies[runtime].extend(values)
+        finally:
+            if max_batch != 1:
+                for runtime in batched:
+                    stop_endpoint(f"bench-{runtime}-b{max_batch}", endpoints)
+        for runtime in states:
+            rate = statistics.median(rates[runtime])
+            spread = f"{min(rates[runtime]):5.2f}..{max(rates[runtime]):5.2f}"
+            label = f"{args.clients} clients, {runtime}, max_batch {max_batch}"
+            print(f"{label:<32}: {rate:5.2f} req/s (runs {spread})  {summary(latencies[runtime])}")
+        if len(states) == 2:
+            ratio = statistics.median(rates["onnxruntime"]) / statistics.median(rates["mxnet"])
+            print(f"onnxruntime / mxnet req/s, max_batch {max_batch}: {ratio:.3f}")
 
 
 if __name__ == "__main__":

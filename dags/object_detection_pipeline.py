@@ -1,7 +1,7 @@
 """Object detection, data set to served model and back down.
 
 ingest -> bounding-box quality gate -> .lst + RecordIO (sharded, flip augmentation) ->
-train (or tune) -> evaluate -> promotion gate -> deploy -> smoke test -> teardown.
+train (or tune) -> evaluate -> export (when asked) -> promotion gate -> deploy -> smoke test -> teardown.
 
 The same graph runs on two backends, picked by the ``backend`` param (or the configuration):
 ``local`` executes every SageMaker request on this machine (MXNet/GluonCV SSD, a local HTTP
@@ -40,14 +40,15 @@ PARAMS = {
     ),
     "dataset_source": Param(
         "sample", type="string", title="Data set source",
-        description="'sample' (generated), a local path, file:// or s3:// URI of the data set root or manifest.",
+        description="'sample' (generated), a file:// or s3:// URI, or a path of the data set root or manifest; "
+        "a relative path is relative to the project root (e.g. ../shared/datasets/bccd/BCCD).",
     ),
     "dataset_format": Param(
         "cub", type="string", enum=["cub", "voc", "groundtruth", "imagejson"], title="Data set format",
     ),
     "classes": Param(
-        [], type="array", items={"type": "string"}, title="Class subset",
-        description="Class ids or names to keep (empty: all), remapped to 0..N-1.",
+        None, type=["null", "array"], items={"type": "string"}, title="Class subset",
+        description="Class ids or names to keep, one per line, remapped to 0..N-1 (empty: all classes).",
     ),
     "epochs": Param(
         None, type=["null", "integer"], minimum=1, title="Epochs",
@@ -55,9 +56,14 @@ PARAMS = {
     ),
     "tune": Param(False, type="boolean", title="Tune", description="Run a hyperparameter tuning job first."),
     "deploy": Param(True, type="boolean", title="Deploy", description="Deploy the model if the gate promotes it."),
+    "promotion_threshold": Param(
+        None, type=["null", "number"], minimum=0, maximum=1, title="Promotion threshold",
+        description="Test mAP@0.5 a model needs to be deployed (empty: evaluation.promotion_threshold, 0.5).",
+    ),
     "keep_endpoint_minutes": Param(
-        0, type="integer", minimum=0, maximum=10080, title="Keep endpoint (minutes)",
-        description="0: tear the endpoint down at the end of the run; N: leave it up N minutes for the sweeper.",
+        None, type=["null", "integer"], minimum=0, maximum=10080, title="Keep endpoint (minutes)",
+        description="0: tear the endpoint down at the end of the run; N: leave it up N minutes for the sweeper "
+        "(empty: deploy.keep_endpoint_minutes, 0).",
     ),
     "delete_intermediate_files": Param(
         False, type="boolean", title="Delete intermediate files",
@@ -67,6 +73,15 @@ PARAMS = {
     "quality_policy": Param(
         "fail", type="string", enum=["fail", "drop"], title="Quality policy",
         description="fail: stop on bad boxes. drop: quarantine them and go on.",
+    ),
+    "export": Param(
+        False, type="boolean", title="Export",
+        description="After evaluation, export the model: ONNX checked against MXNet on held-out images (local), "
+        "a SageMaker Neo compilation (sagemaker); recorded in export/export.json and the report.",
+    ),
+    "deploy_runtime": Param(
+        "mxnet", type="string", enum=["mxnet", "onnxruntime"], title="Serving runtime",
+        description="mxnet serves model.tar.gz; onnxruntime serves the ONNX export (local backend, needs Export).",
     ),
 }
 
@@ -164,7 +179,15 @@ def object_detection_pipeline():
         print(f"report.html: {result['report_uri']}")
         return result
 
-    @task.branch
+    @task.run_if(lambda context: _run_context(context).config.export.enabled, skip_message="export is off")
+    @task
+    def export(run: dict, evaluation: dict) -> dict:
+        """ONNX (parity with MXNet proven on held-out images) and/or Neo, as export.formats asks."""
+        from include.stages import export as stage
+
+        return stage(_ctx(run), evaluation)
+
+    @task.branch(trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
     def promotion_gate(run: dict, evaluation: dict, **context) -> list[str]:
         """Deploy only when mAP clears the threshold and the current champion; else skip, saying why."""
         from include.stages import promotion
@@ -213,14 +236,16 @@ def object_detection_pipeline():
     data >> choice >> [train, tune]
     evaluation = evaluate(run)
     [train, tune] >> evaluation
+    exported = export(run, evaluation)
     gate = promotion_gate(run, evaluation)
-    gate >> deploy
+    exported >> gate >> deploy
     smoke = smoke_test(run, deploy.output)
     down = teardown(run)
     smoke >> down
     down.as_teardown(setups=deploy)
     # The deploy setup itself is watched through smoke_test (upstream_failed counts as failed).
-    [run, ingested, validated, specs, shards, data, choice, train, tune, evaluation, gate, smoke, down] >> watcher()
+    [run, ingested, validated, specs, shards, data, choice, train, tune, evaluation, exported, gate, smoke,
+     down] >> watcher()
 
 
 def _trained(context) -> dict:

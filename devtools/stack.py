@@ -74,6 +74,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         elif args.action == "down":
             result = {"stopped": local_stack.stop()}
+            home = local_stack.default_home()
+            print("stopped the local Airflow stack" if result["stopped"] else
+                  f"nothing was running (no live standalone.pid under {home})", file=sys.stderr)
         else:
             result = run_dag_on_local_stack(conf=parse_key_values(args.conf), keep_running=args.keep_running)
     except (ValueError, RuntimeError, TimeoutError) as exc:

@@ -9,15 +9,25 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from include.configs import PARAM_KEYS, ConfigError, load_config
 
 
-def _print(result: Any) -> None:
-    print(json.dumps(result, indent=2, default=str))
+def _report(args: argparse.Namespace, result: Any) -> None:
+    """The command's summary on stderr and, with ``--json`` (or when it has no summary), its result on stdout."""
+    from include.cli_summaries import SUMMARIES
+
+    summary = SUMMARIES.get(args.command)
+    if summary is not None:
+        for line in summary(args, result):
+            print(line, file=sys.stderr)
+    if args.json or summary is None:
+        print(json.dumps(result, indent=2, default=str))
 
 
 def _config(args: argparse.Namespace) -> Any:
@@ -38,12 +48,22 @@ def parse_key_values(pairs: Sequence[str] | None) -> dict[str, str]:
     return out
 
 
-def _score(text: str) -> float:
-    """An argparse type: a detection score threshold, within [0, 1]."""
+def _or(value: Any, default: Any) -> Any:
+    """``value`` unless the flag was not given (``None``): then the configuration's ``default``."""
+    return default if value is None else value
+
+
+def _fraction(text: str) -> float:
+    """An argparse type: a score threshold or a fraction, within [0, 1]."""
     value = float(text)
     if not 0 <= value <= 1:
         raise argparse.ArgumentTypeError(f"must be within 0..1, got {text}")
     return value
+
+
+def _class_list(text: str) -> list[str]:
+    """An argparse type: a comma-separated class list (ids or names), as the DAG param and ``run`` take it."""
+    return [c.strip() for c in text.split(",") if c.strip()]
 
 
 # --- stage commands -----------------------------------------------------------------------
@@ -59,8 +79,9 @@ def cmd_ingest(args: argparse.Namespace) -> Any:
         args.output,
         classes=args.classes or None,
         label_attribute=args.label_attribute or ds.label_attribute,
-        validation_fraction=args.validation_fraction or ds.validation_fraction,
-        seed=ds.seed if args.seed is None else args.seed,
+        validation_fraction=_or(args.validation_fraction, ds.validation_fraction),
+        test_fraction=_or(args.test_fraction, ds.test_fraction),
+        seed=_or(args.seed, ds.seed),
         image_policy=args.image_policy or ds.image_policy,
     )
 
@@ -81,12 +102,15 @@ def cmd_validate(args: argparse.Namespace) -> Any:
 
 
 def cmd_build_recordio(args: argparse.Namespace) -> Any:
+    from include.preprocess.quality.gate import check_gate_passed
     from include.preprocess.recordio import build_recordio
     from include.training.hyperparameters import label_width
 
+    if not check_gate_passed(args.input, required=not args.skip_gate):
+        logging.getLogger(__name__).warning("%s has not been through the quality gate (--skip-gate)", args.input)
     cfg = _config(args)
     r = cfg.recordio
-    quality = r.quality if args.quality is None else args.quality
+    quality = _or(args.quality, r.quality)
     flip = "none" if args.no_flip else r.flip
     result = build_recordio(
         args.input,
@@ -94,7 +118,7 @@ def cmd_build_recordio(args: argparse.Namespace) -> Any:
         resize=r.resize if args.resize is None else (args.resize or None),
         quality=quality,
         flip=flip,
-        shards=r.shards if args.shards is None else args.shards,
+        shards=_or(args.shards, r.shards),
         workers=r.workers,
         decoder="exact" if args.exact else r.decoder,
         label_width=label_width(cfg.training.hyperparameters),
@@ -121,28 +145,71 @@ def cmd_train(args: argparse.Namespace) -> Any:
 def cmd_evaluate(args: argparse.Namespace) -> Any:
     from include.evaluation.evaluate import evaluate
 
-    cfg = _config(args)
-    result = evaluate(
+    e = _config(args).evaluation
+    return evaluate(
         args.input,
         args.data,
         args.output,
-        score_threshold=cfg.evaluation.score_threshold if args.score_threshold is None else args.score_threshold,
-        samples=cfg.evaluation.samples,
+        score_threshold=_or(args.score_threshold, e.score_threshold),
+        samples=e.samples,
+        split=args.split,
+        promotion_threshold=_or(args.promotion_threshold, e.promotion_threshold),
     )
-    print(f"report: {result['report_uri']}", file=sys.stderr)
-    return result
+
+
+def cmd_export_model(args: argparse.Namespace) -> Any:
+    from include.export.model_export import export_model, read_export
+    from include.export.parity import channel_images, folder_images
+    from include.export.parity import summary_line as parity_line
+    from include.sagemaker.naming import RunIdentity
+
+    cfg = _config(args)
+    formats = args.format or cfg.export.formats
+    limit = args.parity_images or cfg.export.parity_images
+    model_uri, recorded_data = _training_input(args.input)
+    images: Any = ()
+    if "onnx" in formats and args.images:
+        images = folder_images(args.images, limit)
+    elif "onnx" in formats:
+        if not (args.data or recorded_data):
+            raise ValueError(
+                f"{args.input} records no data folder: give --data (a RecordIO build) or --images (a folder of "
+                "JPEG/PNG files) for the parity check"
+            )
+        images = channel_images(args.data or recorded_data, limit)
+    run = RunIdentity(dag_id="cli", run_id=f"cli-{datetime.now(UTC):%Y%m%dT%H%M%S}", try_number=1)
+    result = export_model(cfg, model_uri, args.output, run=run, formats=formats, images=images, report_uri=args.report)
+    record = read_export(result["export_uri"])
+    if "onnx" in record:
+        result["parity_line"] = parity_line(record["onnx"]["parity"])
+    return {**result, "record": record}
+
+
+def _training_input(uri: str) -> tuple[str, str | None]:
+    """The model.tar.gz of a training output (a tuning job's: its best trial's) or archive, and its recorded data."""
+    from include.evaluation.training_run import resolve_training
+
+    resolved = resolve_training(uri)
+    logging.getLogger(__name__).info("%s", resolved.describe(uri))
+    return resolved.model_uri, resolved.record.get("data_uri")
 
 
 def cmd_deploy(args: argparse.Namespace) -> Any:
     from include.endpoints.lifecycle import deploy_artifact
 
-    return deploy_artifact(_config(args), args.input, name=args.name, keep_minutes=args.keep_minutes)
+    cfg = _config(args)
+    args.keep_minutes = _or(args.keep_minutes, cfg.deploy.keep_endpoint_minutes)
+    return deploy_artifact(
+        cfg, args.input, name=args.name, keep_minutes=args.keep_minutes or None, runtime=args.runtime
+    )
 
 
 def cmd_invoke(args: argparse.Namespace) -> Any:
     from include.endpoints.invocation import invoke_endpoint
 
-    return invoke_endpoint(_config(args), args.endpoint, args.image, draw=args.draw, threshold=args.threshold)
+    cfg = _config(args)
+    threshold = _or(args.threshold, cfg.evaluation.score_threshold)
+    return invoke_endpoint(cfg, args.endpoint, args.image, draw=args.draw, threshold=threshold)
 
 
 def cmd_teardown(args: argparse.Namespace) -> Any:
@@ -151,10 +218,26 @@ def cmd_teardown(args: argparse.Namespace) -> Any:
     return teardown_endpoints(_config(args), args.endpoint)
 
 
+def cmd_endpoints(args: argparse.Namespace) -> Any:
+    from include.endpoints.lifecycle import describe_endpoints
+
+    return {"endpoints": describe_endpoints(_config(args))}
+
+
+def cmd_sweep(args: argparse.Namespace) -> Any:
+    from include.endpoints.lifecycle import expired_endpoints, sweep
+
+    cfg = _config(args)
+    return expired_endpoints(cfg) if args.dry_run else sweep(cfg)
+
+
 def cmd_run(args: argparse.Namespace) -> Any:
     from include.pipeline_run import run_pipeline
 
     params = {k: v for k, v in vars(args).items() if k in PARAM_KEYS and v is not None}  # the DAG's params
+    source = params.get("dataset_source")
+    if source and source != "sample" and "://" not in source:
+        params["dataset_source"] = os.path.abspath(source)  # as typed: relative to the current folder
     return run_pipeline(params, run_id=args.run_id)
 
 
@@ -218,45 +301,100 @@ def cmd_stack(args: argparse.Namespace) -> Any:
 # --- parser -------------------------------------------------------------------------------
 
 
+def _defaults() -> Any:
+    """The configuration the help shows defaults from (None when the environment's is invalid: help still works)."""
+    try:
+        return load_config()
+    except ConfigError:
+        return None
+
+
 def build_parser() -> argparse.ArgumentParser:
+    cfg = _defaults()
+
+    def default(key: str) -> str:
+        """``(default: <key> = <value>)`` from the configuration, for flags whose default lives there."""
+        value: Any = cfg
+        for part in key.split("."):
+            value = getattr(value, part, None) if not isinstance(value, dict) else value.get(part)
+        return f"(default: {key} = {value})" if cfg is not None else f"(default: {key} from the configuration)"
+
     parser = argparse.ArgumentParser(prog="detection-pipeline", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print the command's full result as JSON on stdout (the summary goes to stderr)",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def add(name: str, func: Callable[[argparse.Namespace], Any], help_: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_, description=help_)
         p.set_defaults(func=func)
-        p.add_argument("--backend", choices=["local", "sagemaker"], help="configuration profile (default: config)")
+        p.add_argument("--backend", choices=["local", "sagemaker"], help=f"configuration profile {default('backend')}")
         return p
 
+    formats = ["cub", "voc", "groundtruth", "imagejson"]
+    classes_help = "class subset, comma-separated ids or names (e.g. RBC,WBC), renumbered 0..N-1 (default: all)"
+
     p = add("ingest", cmd_ingest, "read a data set into annotations.parquet + classes.json")
-    p.add_argument("--format", required=True, choices=["cub", "voc", "groundtruth", "imagejson"])
+    p.add_argument("--format", required=True, choices=formats, help="the data set's annotation format")
     p.add_argument("--source", required=True, help="data set root URI (or the manifest for groundtruth)")
-    p.add_argument("--output", required=True)
-    p.add_argument("--classes", nargs="*", help="class subset, by id or name")
+    p.add_argument("--output", required=True, help="folder (path or URI) for the canonical table")
+    p.add_argument("--classes", type=_class_list, help=classes_help)
     p.add_argument("--label-attribute", help="Ground Truth label attribute (default: found automatically)")
-    p.add_argument("--validation-fraction", type=float)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--image-policy", choices=["convert", "reject"])
+    p.add_argument(
+        "--validation-fraction",
+        type=_fraction,
+        help=f"images drawn for validation when the data set has no split {default('dataset.validation_fraction')}",
+    )
+    p.add_argument(
+        "--test-fraction",
+        type=_fraction,
+        help=f"images held out for test when the data set has none {default('dataset.test_fraction')}",
+    )
+    p.add_argument("--seed", type=int, help=f"seed of the drawn splits {default('dataset.seed')}")
+    p.add_argument(
+        "--image-policy",
+        choices=["convert", "reject"],
+        help=f"PNG/RGBA/grayscale files named .jpg: convert them or reject them {default('dataset.image_policy')}",
+    )
 
     p = add("validate", cmd_validate, "the bounding-box quality gate: quality.json, quality.html, cleaned table")
-    p.add_argument("--input", required=True, help="ingest output URI")
-    p.add_argument("--output", required=True)
-    p.add_argument("--policy", choices=["fail", "drop"])
-    p.add_argument("--label-width", type=int)
+    p.add_argument("--input", required=True, help="ingest output folder")
+    p.add_argument("--output", required=True, help="folder for the reports and the gated table (not the input)")
+    p.add_argument(
+        "--policy",
+        choices=["fail", "drop"],
+        help=f"fail: stop on bad boxes; drop: quarantine them and go on {default('quality.policy')}",
+    )
+    p.add_argument(
+        "--label-width",
+        type=int,
+        help=f"training label_width the boxes per image must fit {default('training.hyperparameters.label_width')}",
+    )
 
-    p = add("build-recordio", cmd_build_recordio, "train/ and validation/ .lst, .rec, .idx and recordio.json")
-    p.add_argument("--input", required=True, help="validate (or ingest) output URI")
-    p.add_argument("--output", required=True)
-    p.add_argument("--resize", type=int, help="shorter side to N pixels (0 = keep originals)")
-    p.add_argument("--quality", type=int, help="JPEG quality")
+    p = add("build-recordio", cmd_build_recordio, "train/, validation/ and test/ .lst, .rec, .idx and recordio.json")
+    p.add_argument("--input", required=True, help="validate output folder (a table that passed the quality gate)")
+    p.add_argument("--output", required=True, help="folder for the channels")
+    p.add_argument(
+        "--resize", type=int, help=f"shorter side to N pixels, 0 keeps the originals {default('recordio.resize')}"
+    )
+    p.add_argument("--quality", type=int, help=f"JPEG quality of re-encoded images {default('recordio.quality')}")
     p.add_argument("--no-flip", action="store_true", help="no horizontal-flip augmentation")
-    p.add_argument("--shards", type=int)
+    p.add_argument("--shards", type=int, help=f"shards the build is split into {default('recordio.shards')}")
     p.add_argument("--exact", action="store_true", help="decode as im2rec does: records byte-identical to its output")
     p.add_argument(
         "--channel-format",
         choices=["recordio", "augmented-manifest", "image-json", "jumpstart"],
-        help="also write these training channels beside the RecordIO (manifest/, image-json/ or jumpstart/)",
+        help="also write these training channels beside the RecordIO (manifest/, image-json/ or jumpstart/) "
+        f"{default('recordio.channel_format')}",
+    )
+    p.add_argument(
+        "--skip-gate",
+        action="store_true",
+        help="build from a table that has not passed the quality gate (warns instead of refusing)",
     )
 
     for name, func, help_ in (
@@ -264,41 +402,139 @@ def build_parser() -> argparse.ArgumentParser:
         ("tune", cmd_train, "run a tuning job: tuning.json and the best model"),
     ):
         p = add(name, func, help_)
-        p.add_argument("--input", required=True, help="build-recordio output URI")
-        p.add_argument("--output", required=True)
-        p.add_argument("--hyperparameter", "-H", action="append", metavar="NAME=VALUE", help="override one")
+        p.add_argument("--input", required=True, help="build-recordio output folder")
+        p.add_argument("--output", required=True, help="folder the job writes under (<output>/<job>/output/)")
+        p.add_argument(
+            "--hyperparameter",
+            "-H",
+            action="append",
+            metavar="NAME=VALUE",
+            help="override one hyperparameter of the profile (repeatable; default: the profile's hyperparameters)",
+        )
 
+    model_help = "the model: a training or tuning output folder, a job folder, <job>/output or a model.tar.gz"
     p = add("evaluate", cmd_evaluate, "evaluation.json, charts, sample detections and report.html")
-    p.add_argument("--input", required=True, help="training output URI")
-    p.add_argument("--data", help="build-recordio output URI (default: recorded in the training output)")
-    p.add_argument("--output", required=True)
-    p.add_argument("--score-threshold", type=float)
+    p.add_argument("--input", required=True, help=model_help)
+    p.add_argument("--data", help="build-recordio output folder (default: the one the training job recorded)")
+    p.add_argument("--output", required=True, help="folder for the report")
+    p.add_argument(
+        "--split",
+        choices=["test", "validation"],
+        help="channel to score (default: test, the held-out split, when the data has one)",
+    )
+    p.add_argument(
+        "--score-threshold",
+        type=_fraction,
+        help=f"score of the drawn sample detections {default('evaluation.score_threshold')}",
+    )
+    p.add_argument(
+        "--promotion-threshold",
+        type=_fraction,
+        help=f"mAP the report's verdict compares with {default('evaluation.promotion_threshold')}",
+    )
 
-    p = add("deploy", cmd_deploy, "start an endpoint serving a training output")
-    p.add_argument("--input", required=True, help="training output URI (or a model.tar.gz)")
-    p.add_argument("--name", help="endpoint name (default: derived from the input)")
-    p.add_argument("--keep-minutes", type=int, default=240, help="the sweeper tears it down after N minutes")
+    p = add("export-model", cmd_export_model, "export a model: ONNX checked against MXNet, or a Neo compilation")
+    p.add_argument("--input", required=True, help=model_help)
+    p.add_argument("--output", required=True, help="the export folder (export.json, onnx/, neo/)")
+    p.add_argument(
+        "--format", action="append", choices=["onnx", "neo"],
+        help="onnx (with parity against MXNet) or neo (sagemaker backend); repeat for both (default: config)",
+    )  # fmt: skip
+    p.add_argument("--data", help="RecordIO build whose test/validation images check parity (default: training.json's)")
+    p.add_argument("--images", help="a folder of JPEG/PNG files to check parity on instead of --data (default: none)")
+    p.add_argument("--parity-images", type=int, help="how many images (default: export.parity_images)")
+    p.add_argument("--report", help="an evaluation report.html to add the export section to (default: none)")
 
-    p = add("invoke", cmd_invoke, "send an image to an endpoint and print the detections")
+    p = add("deploy", cmd_deploy, "start an endpoint serving a model")
+    p.add_argument(
+        "--input",
+        required=True,
+        help=f"{model_help}; with --runtime onnxruntime an export folder or model.onnx",
+    )
+    p.add_argument(
+        "--runtime", choices=["mxnet", "onnxruntime"],
+        help=f"serve model.tar.gz on MXNet or the ONNX export on ONNX Runtime {default('deploy.runtime')}",
+    )  # fmt: skip
+    p.add_argument("--name", help="endpoint name (default: derived from the time)")
+    p.add_argument(
+        "--keep-minutes",
+        type=int,
+        help="minutes until the sweeper removes it; 0: until `detection-pipeline teardown` "
+        f"{default('deploy.keep_endpoint_minutes')}",
+    )
+
+    p = add("invoke", cmd_invoke, "send an image to an endpoint; detections per class at the threshold")
     p.add_argument("--endpoint", required=True, help="endpoint name or URL")
-    p.add_argument("--image", required=True)
-    p.add_argument("--draw", metavar="OUT.png", help="draw the detections into this PNG")
-    p.add_argument("--threshold", type=_score, default=0.5, help="score threshold for drawing (0..1)")
+    p.add_argument("--image", required=True, help="a JPEG or PNG file")
+    p.add_argument("--draw", metavar="OUT.png", help="draw the detections into this PNG or .jpg (default: no drawing)")
+    p.add_argument(
+        "--threshold",
+        type=_fraction,
+        help=f"score a detection must reach to count {default('evaluation.score_threshold')}",
+    )
 
     p = add("teardown", cmd_teardown, "remove what deploy created")
-    p.add_argument("--endpoint", help="one endpoint name or URL (default: every endpoint deploy recorded)")
+    p.add_argument("--endpoint", help="one endpoint name or URL (default: every local endpoint deploy recorded)")
+
+    add("endpoints", cmd_endpoints, "list endpoints: name, status, URL, PID, keep-until, model")
+
+    p = add("sweep", cmd_sweep, "remove endpoints whose keep time has passed (what the endpoint_sweeper DAG runs)")
+    p.add_argument("--dry-run", action="store_true", help="list them, remove nothing")
 
     p = add("run", cmd_run, "the whole pipeline outside Airflow, in this process")
     p.add_argument("--run-id", help="run id (default: manual__<timestamp>)")
-    p.add_argument("--dataset-source")
-    p.add_argument("--dataset-format", choices=["cub", "voc", "groundtruth", "imagejson"])
-    p.add_argument("--classes", help="comma-separated class subset")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--tune", action=argparse.BooleanOptionalAction, default=None)
-    p.add_argument("--deploy", action=argparse.BooleanOptionalAction, default=None)
-    p.add_argument("--keep-endpoint-minutes", type=int, help="leave the endpoint up this long (0: tear it down)")
-    p.add_argument("--delete-intermediate-files", action=argparse.BooleanOptionalAction, default=None)
-    p.add_argument("--quality-policy", choices=["fail", "drop"], help="drop: quarantine bad boxes and go on")
+    p.add_argument(
+        "--dataset-source",
+        help=f"'sample', a path (relative to the current folder) or a file:// / s3:// URI {default('dataset.source')}",
+    )
+    p.add_argument("--dataset-format", choices=formats, help=f"annotation format {default('dataset.format')}")
+    p.add_argument("--classes", type=_class_list, help=classes_help)
+    p.add_argument("--epochs", type=int, help=f"training epochs {default('training.hyperparameters.epochs')}")
+    p.add_argument(
+        "--tune",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help=f"tune first, then hand on the best trial {default('training.tune')}",
+    )
+    p.add_argument(
+        "--deploy",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help=f"deploy when the promotion gate passes {default('deploy.enabled')}",
+    )
+    p.add_argument(
+        "--promotion-threshold",
+        type=_fraction,
+        help=f"test mAP a model needs to be deployed {default('evaluation.promotion_threshold')}",
+    )
+    p.add_argument(
+        "--keep-endpoint-minutes",
+        type=int,
+        help=f"leave the endpoint up this long, 0: tear it down {default('deploy.keep_endpoint_minutes')}",
+    )
+    p.add_argument(
+        "--delete-intermediate-files",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help=f"after a passed smoke test, delete the data set, ingest, quality and RecordIO folders "
+        f"{default('deploy.delete_intermediate_files')}",
+    )
+    p.add_argument(
+        "--quality-policy",
+        choices=["fail", "drop"],
+        help=f"fail: stop on bad boxes; drop: quarantine them and go on {default('quality.policy')}",
+    )
+    p.add_argument(
+        "--export",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help=f"export the model after evaluation (ONNX with parity, or Neo) {default('export.enabled')}",
+    )
+    p.add_argument(
+        "--deploy-runtime",
+        choices=["mxnet", "onnxruntime"],
+        help=f"what serves the endpoint {default('deploy.runtime')}",
+    )
 
     p = sub.add_parser("weights", help="ImageNet weights of the base networks: import | list | fetch",
                        description="The weights cache use_pretrained_model=1 reads ($DETECTION_PRETRAINED_DIR, then "
@@ -313,13 +549,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_weights)
 
     p = sub.add_parser("config", help="configuration")
-    p.add_argument("action", choices=["show"])
-    p.add_argument("--backend", choices=["local", "sagemaker"])
+    p.add_argument("action", choices=["show"], help="show: the resolved configuration as JSON")
+    p.add_argument("--backend", choices=["local", "sagemaker"], help=f"configuration profile {default('backend')}")
     p.set_defaults(func=cmd_config_show)
 
     p = sub.add_parser("stack", help="the local Airflow stack: up | down | run (developer tooling, devtools/)")
     p.set_defaults(func=cmd_stack)
     return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("detection-pipeline")
+    except PackageNotFoundError:
+        return "(not installed)"
 
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -364,7 +609,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"detection-pipeline {args.command}: AWS: {exc} ({type(exc).__name__})", file=sys.stderr)
         return 1
-    _print(result)
+    _report(args, result)
     return 0
 
 

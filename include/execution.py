@@ -14,23 +14,51 @@ the operators) costs nothing.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from include.sagemaker.results import deployment_result, training_result, tuning_result
+from include.sagemaker.results import compilation_result, deployment_result, training_result, tuning_result
 from include.sagemaker.validation import validate_request
 
 log = logging.getLogger(__name__)
 
 TRAINING = "CreateTrainingJob"
 TUNING = "CreateHyperParameterTuningJob"
+#: SageMaker Neo; no local executor (the local backend exports ONNX instead).
+COMPILATION = "CreateCompilationJob"
 #: The combined ``{"Model", "EndpointConfig", "Endpoint"}`` request (:func:`sagemaker.requests.deployment_request`).
 DEPLOYMENT = "Deployment"
 BACKENDS = ("sagemaker", "local")
 #: Parts of the combined deployment request and the operation each one is.
 DEPLOYMENT_PARTS = {"Model": "CreateModel", "EndpointConfig": "CreateEndpointConfig", "Endpoint": "CreateEndpoint"}
+
+
+@dataclass(frozen=True)
+class JobCalls:
+    """How boto3 creates, describes and (where the wait should) stops one kind of job."""
+
+    noun: str
+    name_key: str
+    create: str
+    describe: str
+    status_key: str
+    stop: str | None = None
+
+
+#: The jobs :func:`send_with_boto3` waits for. Training and tuning jobs are stopped by the DAG's operators
+#: (``on_kill``) and teardown; a compilation job, which has no operator, is stopped when its wait is interrupted.
+JOBS = {
+    TRAINING: JobCalls("training job", "TrainingJobName", "create_training_job", "describe_training_job",
+                       "TrainingJobStatus"),
+    TUNING: JobCalls("tuning job", "HyperParameterTuningJobName", "create_hyper_parameter_tuning_job",
+                     "describe_hyper_parameter_tuning_job", "HyperParameterTuningJobStatus"),
+    COMPILATION: JobCalls("Neo compilation job", "CompilationJobName", "create_compilation_job",
+                          "describe_compilation_job", "CompilationJobStatus", "stop_compilation_job"),
+}  # fmt: skip
 #: Seconds between polls while waiting for a job sent with boto3.
 POLL_S = 30
 #: Seconds a job sent with boto3 may take beyond its own limit (provisioning, image download, upload).
@@ -88,18 +116,33 @@ def run_locally(operation: str, request: dict[str, Any], **options: Any) -> Mapp
 # --- SageMaker through boto3 (the CLI; the DAG's operators send through the provider) -------
 
 
-def _wait_for_job(describe: Callable[[], Mapping[str, Any]], status_key: str, max_wait_s: int, poll_s: int) -> Any:
+def _wait_for_job(
+    describe: Callable[[], Mapping[str, Any]],
+    status_key: str,
+    max_wait_s: int,
+    poll_s: int,
+    stop: Callable[[], Any] | None = None,
+) -> Any:
+    """Poll until the job ends; ``stop`` (best effort) when the wait ends otherwise (interrupted, timed out)."""
     deadline = time.monotonic() + max_wait_s
-    while True:
-        answer = describe()
-        status = answer[status_key]
-        if status in ("Completed", "Failed", "Stopped"):
-            if status != "Completed":
-                raise JobFailedError(f"{status}: {answer.get('FailureReason', 'no reason given')}")
-            return answer
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"still {status} after {max_wait_s} s")
-        time.sleep(poll_s)
+    try:
+        while True:
+            answer = describe()
+            status = answer[status_key]
+            if status.capitalize() in ("Completed", "Failed", "Stopped"):  # Neo's statuses are upper case
+                if status.capitalize() != "Completed":
+                    raise JobFailedError(f"{status}: {answer.get('FailureReason', 'no reason given')}")
+                return answer
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"still {status} after {max_wait_s} s")
+            time.sleep(poll_s)
+    except JobFailedError:
+        raise
+    except BaseException:
+        if stop is not None:
+            with contextlib.suppress(Exception):
+                stop()
+        raise
 
 
 def send_with_boto3(
@@ -114,31 +157,27 @@ def send_with_boto3(
         from include.endpoints.sagemaker import deploy
 
         return deploy(sm, request, poll_s=poll_s)
-    max_wait_s = max_duration_seconds(request) + WAIT_MARGIN_S
-    if operation == TRAINING:
-        name = request["TrainingJobName"]
-        sm.create_training_job(**request)
-        log.info("training job %s sent to SageMaker; waiting for it", name)
-        return _wait_for_job(
-            lambda: sm.describe_training_job(TrainingJobName=name), "TrainingJobStatus", max_wait_s, poll_s
-        )
-    if operation == TUNING:
-        name = request["HyperParameterTuningJobName"]
-        sm.create_hyper_parameter_tuning_job(**request)
-        log.info("tuning job %s sent to SageMaker; waiting for it", name)
-        return _wait_for_job(
-            lambda: sm.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name),
-            "HyperParameterTuningJobStatus",
-            max_wait_s,
-            poll_s,
-        )
-    raise ValueError(f"cannot send {operation!r}")
+    if operation not in JOBS:
+        raise ValueError(f"cannot send {operation!r}")
+    job = JOBS[operation]
+    name = request[job.name_key]
+    getattr(sm, job.create)(**request)
+    log.info("%s %s sent to SageMaker; waiting for it", job.noun, name)
+    stop = (lambda: getattr(sm, job.stop)(**{job.name_key: name})) if job.stop else None
+    return _wait_for_job(
+        lambda: getattr(sm, job.describe)(**{job.name_key: name}),
+        job.status_key,
+        max_duration_seconds(request) + WAIT_MARGIN_S,
+        poll_s,
+        stop,
+    )
 
 
 RESULTS: dict[str, Callable[..., dict[str, Any]]] = {
     TRAINING: training_result,
     TUNING: tuning_result,
     DEPLOYMENT: deployment_result,
+    COMPILATION: compilation_result,
 }
 
 

@@ -30,9 +30,6 @@ PARAMS_FILE = f"{PREFIX}-0000.params"
 HYPERPARAMS_FILE = "hyperparams.json"
 ARCHIVE_MEMBERS = (SYMBOL_FILE, PARAMS_FILE, HYPERPARAMS_FILE, CLASSES_FILE)
 
-#: ImageNet statistics the SSD base networks expect (RGB, 0..1 scale).
-MEAN = (0.485, 0.456, 0.406)
-STD = (0.229, 0.224, 0.225)
 
 
 def preprocess(images: list[np.ndarray], size: int) -> Any:
@@ -43,17 +40,14 @@ def preprocess(images: list[np.ndarray], size: int) -> Any:
 
 
 def preprocess_array(images: list[np.ndarray], size: int) -> np.ndarray:
-    """:func:`preprocess` as a NumPy array (for data-loader workers, which should not create NDArrays)."""
-    import cv2
-    import numpy as np
+    """:func:`preprocess` as a NumPy array (for data-loader workers, which should not create NDArrays).
 
-    batch = np.empty((len(images), 3, size, size), dtype=np.float32)
-    mean = np.array(MEAN, dtype=np.float32) * 255.0
-    std = np.array(STD, dtype=np.float32) * 255.0
-    for i, img in enumerate(images):
-        resized = cv2.resize(img, (size, size), interpolation=cv2.INTER_LINEAR).astype(np.float32)
-        batch[i] = ((resized - mean) / std).transpose(2, 0, 1)
-    return batch
+    The one implementation is :func:`include.ssd_numpy.preprocess`, which the ONNX export ships, so
+    the MXNet model, the ONNX Runtime endpoint and an exported model's users normalize alike.
+    """
+    from include.ssd_numpy import preprocess as normalize
+
+    return normalize(images, size)
 
 
 def decode_image(data: bytes) -> np.ndarray:
@@ -90,19 +84,22 @@ def export_model(
     return storage.normalize(output_tar_uri)
 
 
-def unpack(artifact_uri: str, target: Path) -> Path:
-    """Extract ``model.tar.gz`` (or copy a folder holding its members) into ``target``."""
+def unpack(artifact_uri: str, target: Path, members: tuple[str, ...] = ARCHIVE_MEMBERS) -> Path:
+    """Extract ``model.tar.gz`` (or copy a folder holding its members) into ``target``.
+
+    ``members`` are the files needed (the built-in algorithm's archive has no ``classes.json``).
+    """
     target.mkdir(parents=True, exist_ok=True)
     if storage.isdir(artifact_uri):
-        for name in ARCHIVE_MEMBERS:
+        for name in members:
             (target / name).write_bytes(storage.read_bytes(storage.join(artifact_uri, name)))
         return target
     with storage.local_copy(artifact_uri) as local, tarfile.open(local, "r:gz") as tar:
         names = set(tar.getnames())
-        missing = [n for n in ARCHIVE_MEMBERS if n not in names]
+        missing = [n for n in members if n not in names]
         if missing:
             raise ValueError(f"{artifact_uri} is not a model artifact: missing {', '.join(missing)}")
-        tar.extractall(target, members=[tar.getmember(n) for n in ARCHIVE_MEMBERS], filter="data")
+        tar.extractall(target, members=[tar.getmember(n) for n in members], filter="data")
     return target
 
 

@@ -29,6 +29,8 @@ def run_pipeline(params: dict[str, Any], run_id: str | None = None) -> dict[str,
     try:
         out["training"] = _train(ctx, run)
         out["evaluation"] = stages.evaluate(ctx, out["training"])
+        if ctx.config.export.enabled:
+            out["export"] = stages.export(ctx, out["evaluation"])
         out["promotion"] = stages.promotion(ctx, out["evaluation"], out["training"])
         if out["promotion"]["deploy"]:
             out["deploy"] = _deploy(ctx, run, out["evaluation"])

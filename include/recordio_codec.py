@@ -211,10 +211,19 @@ def parse_label(label: Any, where: str) -> tuple[np.ndarray, int]:
     return objects[valid].astype(np.float32), (flat.size - head) // width
 
 
-def detection_record(payload: bytes, where: str) -> tuple[np.ndarray, int, bytes]:
-    """``(boxes, object count, image bytes)`` of a detection record's payload (see :func:`parse_label`)."""
+class DetectionRecord(NamedTuple):
+    """One detection record: its header (``id`` is the ``.lst`` record id), valid boxes, object count, image bytes."""
+
+    header: ImageHeader
+    boxes: np.ndarray
+    objects: int
+    image: bytes
+
+
+def detection_record(payload: bytes, where: str) -> DetectionRecord:
+    """A detection record's payload read (see :func:`parse_label` for the boxes and the object count)."""
     header, label, image = unpack(payload, where)
     if header.flag <= 0:
         raise RecordFormatError(f"{where}: a single-value label (classification record), not a detection")
     boxes, count = parse_label(label, where)
-    return boxes, count, image
+    return DetectionRecord(header, boxes, count, image)

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 
 from include import storage
 
-STAGES = ("dataset", "ingest", "quality", "recordio", "training", "evaluation", "deploy")
+STAGES = ("dataset", "ingest", "quality", "recordio", "training", "evaluation", "export", "deploy")
 
 #: The class map (``{"0": "name", ...}``) beside a table, a RecordIO build and inside a model archive.
 CLASSES_FILE = "classes.json"
@@ -23,6 +23,8 @@ TRAINING_JSON = "training.json"
 TRAINING_LOG = "training.log"
 #: A tuning job's DescribeHyperParameterTuningJob-shaped record.
 TUNING_JSON = "tuning.json"
+#: The export stage's record: the ONNX file (sha256, parity with MXNet) and Neo's compiled model.
+EXPORT_JSON = "export.json"
 
 
 def safe_id(text: str) -> str:
@@ -41,6 +43,7 @@ class RunLayout:
     recordio: str
     training: str
     evaluation: str
+    export: str
     deploy: str
 
     @classmethod

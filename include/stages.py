@@ -16,7 +16,7 @@ from typing import Any
 
 from include import storage
 from include.configs import PipelineConfig, load_config
-from include.run_layout import QUALITY_JSON, TRAINING_JSON, RunLayout
+from include.run_layout import EXPORT_JSON, QUALITY_JSON, TRAINING_JSON, RunLayout
 from include.training.hyperparameters import label_width
 
 log = logging.getLogger(__name__)
@@ -75,6 +75,7 @@ def ingest(ctx: RunContext) -> dict[str, Any]:
         classes=ds.classes or None,
         label_attribute=ds.label_attribute,
         validation_fraction=ds.validation_fraction,
+        test_fraction=ds.test_fraction,
         seed=ds.seed,
         image_policy=ds.image_policy,
     )
@@ -230,9 +231,29 @@ def evaluate(ctx: RunContext, training: dict[str, Any]) -> dict[str, Any]:
         score_threshold=e.score_threshold,
         samples=e.samples,
         quality_uri=storage.join(ctx.layout.quality, QUALITY_JSON),
+        promotion_threshold=e.promotion_threshold,
     )
     log.info("evaluation report: %s", result["report_uri"])
     return result
+
+
+def export(ctx: RunContext, evaluation: dict[str, Any]) -> dict[str, Any]:
+    """The evaluated model exported as ``export.formats`` asks: ONNX with parity proven on held-out images
+    (and reported in report.html), a Neo compilation on SageMaker; recorded in ``<run>/export/export.json``."""
+    from include.export.model_export import export_model
+    from include.export.parity import channel_images
+    from include.sagemaker.naming import RunIdentity
+
+    e = ctx.config.export
+    return export_model(
+        ctx.config,
+        evaluation["model_uri"],
+        ctx.layout.export,
+        run=RunIdentity(ctx.dag_id, ctx.run_id, ctx.try_number),
+        formats=e.formats,
+        images=channel_images(ctx.layout.recordio, e.parity_images),
+        report_uri=evaluation["report_uri"],
+    )
 
 
 def promotion(ctx: RunContext, evaluation: dict[str, Any], training: dict[str, Any]) -> dict[str, Any]:
@@ -241,18 +262,29 @@ def promotion(ctx: RunContext, evaluation: dict[str, Any], training: dict[str, A
 
     registry = registry_uri(ctx.config.storage.base_uri or "", ctx.dag_id)
     candidate = {"run_id": ctx.run_id, "model_uri": evaluation["model_uri"], "job_name": training.get("job_name")}
+    exported = storage.join(ctx.layout.export, EXPORT_JSON)
+    if storage.exists(exported):  # the model's ONNX file and Neo compilation, recorded with it in the registry
+        candidate["export_uri"] = storage.normalize(exported)
     decision = decide_promotion(evaluation, registry, ctx.config.evaluation.promotion_threshold, candidate)
-    log.info("promotion gate: %s", decision["reason"])
+    log.log(logging.INFO if decision["promote"] else logging.WARNING, "promotion gate: %s", decision["reason"])
     if decision["promote"]:
         record_champion(registry, candidate, evaluation)
     return {**decision, "registry_uri": registry, "deploy": decision["promote"] and ctx.config.deploy.enabled}
 
 
 def deployment_request(ctx: RunContext, run: Any, evaluation: dict[str, Any]) -> dict[str, Any]:
-    """The combined CreateModel / CreateEndpointConfig / CreateEndpoint request of this run and try."""
+    """The combined CreateModel / CreateEndpointConfig / CreateEndpoint request of this run and try.
+
+    With ``deploy.runtime: onnxruntime`` the model is the run's ONNX export (the export stage ran before).
+    """
     from include.endpoints.lifecycle import deployment_request as build
 
-    return build(ctx.config, run, evaluation["model_uri"], ctx.config.deploy.keep_endpoint_minutes)
+    model_uri = evaluation["model_uri"]
+    if ctx.config.deploy.runtime == "onnxruntime":
+        from include.export.model_export import onnx_model_uri
+
+        model_uri = onnx_model_uri(ctx.layout.export)
+    return build(ctx.config, run, model_uri, ctx.config.deploy.keep_endpoint_minutes)
 
 
 def smoke_test(ctx: RunContext, deployed: dict[str, Any]) -> dict[str, Any]:
@@ -286,5 +318,15 @@ def teardown(ctx: RunContext, smoke_passed: bool) -> dict[str, Any]:
             storage.remove(uri, recursive=True)
         if ctx.config.dataset.source == "sample" and _sample_folder(ctx).is_dir():  # the local copy under S3 storage
             shutil.rmtree(_sample_folder(ctx))
-    log.info("teardown: %s", result)
+    stopped = [s["name"] for s in result.get("stopped", []) if s.get("name")]
+    deleted = [name for names in (result.get("deleted") or {}).values() for name in names]
+    kept = result.get("kept_endpoints", [])
+    log.info(
+        "teardown: %s endpoint(s) stopped%s, %s kept%s%s",
+        len(stopped) + len((result.get("deleted") or {}).get("endpoints", [])),
+        f" ({', '.join(stopped)})" if stopped else "",
+        len(kept),
+        f" ({', '.join(kept)})" if kept else "",
+        f"; deleted {', '.join(deleted)}" if deleted else "",
+    )
     return result

@@ -39,6 +39,7 @@ os.environ.pop("MXNET_GLUON_REPO", None)
 pytest_plugins = [
     "tests.support.aws_fixtures",
     "tests.support.serving_fixtures",
+    "tests.support.export_fixtures",
     "tests.support.pretrained_weights",
     "tests.support.jumpstart_metadata",
 ]

@@ -13,7 +13,10 @@ from include.cli import build_parser, main
 from include.configs import PARAM_KEYS
 
 CLI = str(Path(sys.executable).with_name("detection-pipeline"))
-STAGES = ("ingest", "validate", "build-recordio", "train", "tune", "evaluate", "deploy", "invoke", "teardown", "run")
+STAGES = (
+    "ingest", "validate", "build-recordio", "train", "tune", "evaluate", "export-model", "deploy", "invoke", "teardown",
+    "run",
+)  # fmt: skip
 
 
 def test_every_stage_has_a_subcommand() -> None:
@@ -84,3 +87,118 @@ def test_aws_errors_are_one_line(
 def test_run_rejects_unknown_format() -> None:
     with pytest.raises(SystemExit):
         build_parser().parse_args(["ingest", "--format", "coco", "--source", "x", "--output", "y"])
+
+
+def _subparsers() -> dict:
+    return build_parser()._subparsers._group_actions[0].choices  # noqa: SLF001
+
+
+def test_every_option_has_help_and_shows_its_default() -> None:
+    import argparse
+
+    missing, no_default = [], []
+    for name, sub in _subparsers().items():
+        for action in sub._actions:  # noqa: SLF001
+            if isinstance(action, argparse._HelpAction) or not action.option_strings:  # noqa: SLF001
+                continue
+            where = f"{name} {action.option_strings[-1]}"
+            if not action.help:
+                missing.append(where)
+            elif action.default is None and action.nargs != 0 and not action.required and "default" not in action.help:
+                no_default.append(where)  # an optional value whose default the help does not say
+    assert missing == [] and no_default == []
+
+
+def test_version_and_json(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.startswith("detection-pipeline 0.")
+
+
+def test_one_class_list_syntax() -> None:
+    for command in (["ingest", "--format", "voc", "--source", "s", "--output", "o"], ["run"]):
+        assert build_parser().parse_args([*command, "--classes", "RBC, WBC"]).classes == ["RBC", "WBC"]
+
+
+def _next_commands(lines: list[str]) -> list[list[str]]:
+    import shlex
+
+    return [shlex.split(line.removeprefix("next: "))[1:] for line in lines if line.startswith("next: ")]
+
+
+def test_every_summary_ends_with_a_next_command_the_cli_accepts() -> None:
+    from argparse import Namespace
+
+    from include import cli_summaries as s
+
+    splits = {"train": {"images": 8, "boxes": 9}, "validation": {"images": 2, "boxes": 2}, "test": {"images": 2,
+                                                                                                      "boxes": 3}}
+    cases = [
+        (s.ingest, Namespace(output="/tmp/x/ingest"), {"images": 12, "boxes": 14, "classes": 2, "splits": splits,
+                                                       "split_source": {"test": "seeded"}, "issues": 0}),
+        (s.validate, Namespace(output="/tmp/x/quality"), {"rows_dropped": 2, "images_dropped": 0, "policy": "drop",
+                                                          "images": 12, "boxes": 12,
+                                                          "uris": {"quality_html": "q.html"}}),
+        (s.build_recordio, Namespace(output="/tmp/x/recordio"), {"records": {"train": 16, "validation": 2}}),
+        (s.train, Namespace(input="/tmp/x/recordio", output="/tmp/x/training"),
+         {"TrainingJobName": "j", "TrainingJobStatus": "Completed", "BestValidationMAP": 0.4, "BestEpoch": 1,
+          "ModelArtifacts": {"S3ModelArtifacts": "m.tar.gz"}}),
+        (s.evaluate, Namespace(input="/tmp/x/training"), {"split": "test", "iou": 0.5, "map": 0.4, "coco_map": 0.2,
+                                                          "images": 2, "report_uri": "r.html",
+                                                          "promotion_threshold": 0.5}),
+        (s.deploy, Namespace(keep_minutes=0), {"endpoint_name": "det", "status": "InService"}),
+        (s.invoke, Namespace(endpoint="det"), {"summary": {"threshold": 0.5, "detections": 3, "per_class": {},
+                                                           "best": {"class": "RBC", "score": 0.32}}}),
+    ]
+    parser = build_parser()
+    for summary, args, result in cases:
+        lines = summary(args, result)
+        commands = _next_commands(lines)
+        assert len(commands) == 1, (summary.__name__, lines)
+        parser.parse_args(commands[0])  # exits (fails the test) on anything the CLI would refuse
+    assert "promotion: test mAP 0.4000 is below the threshold 0.5" in s.evaluate(*cases[4][1:])
+    invoked = s.invoke(*cases[6][1:])
+    assert invoked[:3] == ["no detection reaches score 0.5", "best score 0.32 (RBC) of 3 detections",
+                           "hint: try --threshold 0.27"]
+
+
+def test_invoke_counts_detections_per_class_name() -> None:
+    from include.endpoints.invocation import detection_summary
+
+    prediction = [[1, 0.9, 0, 0, 1, 1], [1, 0.6, 0, 0, 1, 1], [0, 0.55, 0, 0, 1, 1], [2, 0.2, 0, 0, 1, 1]]
+    summary = detection_summary(prediction, {0: "Platelets", 1: "RBC"}, 0.5)
+    assert summary == {"threshold": 0.5, "detections": 4, "per_class": {"RBC": 2, "Platelets": 1},
+                       "best": {"class": "RBC", "score": 0.9}}
+    assert detection_summary([], None, 0.5)["best"] is None
+
+
+def test_endpoints_and_sweep_list_what_is_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DETECTION__LOCAL__ENDPOINT_STATE_DIR", str(tmp_path))
+    assert main(["endpoints"]) == 0 and capsys.readouterr().err == "no endpoints\n"
+    assert main(["--json", "sweep", "--dry-run"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out) == {"local": []} and "would remove nothing" in captured.err
+
+
+def test_export_model_writes_the_onnx_export_and_says_how_it_compares(
+    spread_artifact: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.support.shared_data import BCCD_IMAGES
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for path in sorted(BCCD_IMAGES.glob("*.jpg"))[:3]:
+        (photos / path.name).write_bytes(path.read_bytes())
+    args = ["export-model", "--input", spread_artifact, "--output", str(tmp_path / "export"), "--format", "onnx"]
+    assert main(["--json", *args, "--images", str(photos)]) == 0
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out)
+    assert summary["parity_passed"] is True and summary["parity_images"] == 3
+    assert (tmp_path / "export" / "onnx" / "model.onnx").is_file() and (tmp_path / "export" / "export.json").is_file()
+    assert "onnx: file://" in captured.err
+    assert "parity: onnxruntime vs mxnet on 3 images: detections equal" in captured.err
+    # without images to check parity on, it says where to give them
+    assert main(args) == 1
+    assert "records no data folder: give --data (a RecordIO build) or --images" in capsys.readouterr().err

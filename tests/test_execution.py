@@ -10,7 +10,7 @@ import pytest
 from include.execution import DEPLOYMENT, TRAINING, TUNING, JobFailedError, execute, execute_request
 from include.sagemaker.naming import RunIdentity
 from include.sagemaker.requests import training_job_request, tuning_job_request
-from include.sagemaker.tuning_ranges import default_ranges
+from include.sagemaker.tuning_ranges import documented_ranges
 from include.sagemaker.validation import RequestValidationError
 
 RUN = RunIdentity("cli", "run-1", 1)
@@ -35,7 +35,7 @@ def test_a_training_request_goes_to_sagemaker_and_is_waited_for(aws, training_sp
 
 def test_a_tuning_request_goes_to_sagemaker(aws, training_spec, hyperparameters) -> None:
     request = tuning_job_request(
-        training_spec, name=RUN.name("tune"), hyperparameters=hyperparameters, ranges=default_ranges(), tags=[]
+        training_spec, name=RUN.name("tune"), hyperparameters=hyperparameters, ranges=documented_ranges(), tags=[]
     )
     answer = execute_request(TUNING, request, backend="sagemaker", region="us-east-1")
     assert answer["HyperParameterTuningJobName"] == RUN.name("tune")

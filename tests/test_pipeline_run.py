@@ -22,8 +22,10 @@ def test_whole_pipeline_in_process_deletes_intermediate_files_after_a_passed_smo
     for key, value in local_stack.quick_run_env(runs, endpoints).items():
         monkeypatch.setenv(key, value)
     flags = ["--dataset-source", "sample", "--epochs", "1", "--no-tune", "--delete-intermediate-files"]
-    assert main(["run", *flags, "--quality-policy", "drop", "--run-id", "manual__delete-test"]) == 0
-    out = json.loads(capsys.readouterr().out)
+    assert main(["--json", "run", *flags, "--quality-policy", "drop", "--run-id", "manual__delete-test"]) == 0
+    captured = capsys.readouterr()
+    out = json.loads(captured.out)
+    assert "PROMOTION GATE: promoted" in captured.err  # the human summary, beside the JSON
 
     assert out["smoke_test"]["detections"] > 0 and out["validate"]["policy"] == "drop"
     (stopped,) = out["teardown"]["stopped"]

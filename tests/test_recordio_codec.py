@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from include import recordio_codec as codec
-from include.evaluation.validation_data import read_validation
+from include.evaluation.channel_data import read_channel
 from include.training.recordio_data import RecordChannel
 from tests.support.evaluation_helpers import write_rec
 
@@ -77,7 +77,7 @@ def test_training_and_evaluation_read_the_same_labels(tmp_path: Path) -> None:
     write_rec(channel / "validation.rec", [(_jpeg(20 * i), np.array(b)) for i, b in enumerate(labels)])
 
     training = RecordChannel(channel, tmp_path / "index")
-    evaluation = list(read_validation(str(channel)))
+    evaluation = list(read_channel(str(channel)))
     assert len(training) == len(evaluation) == len(labels)
     for i, item in enumerate(evaluation):
         np.testing.assert_array_equal(training.labels[i], item.boxes)
@@ -93,4 +93,4 @@ def test_a_corner_far_outside_the_image_is_refused_by_both(tmp_path: Path) -> No
     with pytest.raises(codec.RecordFormatError, match=r"v.rec record 0: box corners must be normalized"):
         RecordChannel(channel, tmp_path / "index")
     with pytest.raises(codec.RecordFormatError, match=r"v.rec record 0: box corners must be normalized"):
-        list(read_validation(str(channel)))
+        list(read_channel(str(channel)))

@@ -33,9 +33,12 @@ PARAM_KEYS: dict[str, str] = {
     "epochs": "training.hyperparameters.epochs",
     "tune": "training.tune",
     "deploy": "deploy.enabled",
+    "promotion_threshold": "evaluation.promotion_threshold",
     "keep_endpoint_minutes": "deploy.keep_endpoint_minutes",
     "delete_intermediate_files": "deploy.delete_intermediate_files",
     "quality_policy": "quality.policy",
+    "export": "export.enabled",
+    "deploy_runtime": "deploy.runtime",
 }
 
 
@@ -153,8 +156,31 @@ def _check_backend(cfg: PipelineConfig) -> None:
         )
     if sm.bucket and not BUCKET.match(sm.bucket):
         problems.append(f"key 'sagemaker.bucket' = {sm.bucket!r}: not a valid S3 bucket name")
+    problems += _export_problems(cfg)
     if problems:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
+
+
+def _export_problems(cfg: PipelineConfig) -> list[str]:
+    """What the export formats and the serving runtime need of the backend and of each other."""
+    problems = []
+    formats = cfg.export.formats
+    if cfg.backend == "local" and "neo" in formats:
+        problems.append(
+            f"key 'export.formats' = {formats!r}: Neo compiles on SageMaker only; the local backend exports onnx"
+        )
+    if cfg.deploy.runtime == "onnxruntime":
+        if cfg.backend != "local":
+            problems.append(
+                "key 'deploy.runtime' = 'onnxruntime': only local endpoints serve the ONNX export; SageMaker "
+                "endpoints run the built-in algorithm's container (compile with Neo for other targets)"
+            )
+        elif not cfg.export.enabled or "onnx" not in formats:
+            problems.append(
+                "key 'deploy.runtime' = 'onnxruntime' serves the ONNX export: also set export.enabled: true "
+                "(the 'export' param) with 'onnx' in export.formats"
+            )
+    return problems
 
 
 def _check_hyperparameters(cfg: PipelineConfig) -> None:
@@ -209,6 +235,18 @@ def _keep_own_hyperparameters(merged: dict[str, Any], top: Mapping[str, Any]) ->
         scratch.update({k: v for k, v in own.items() if k in scratch and k not in explicit})
 
 
+def resolve_source(source: str) -> str:
+    """``dataset.source`` with a relative local path made absolute against the project root.
+
+    The DAG's workers and the Docker image run from other folders than a person's shell, so a
+    relative path in a DAG param or a configuration file means the project's (the CLI turns the
+    paths a person types absolute against the current folder before they get here).
+    """
+    if source == "sample" or "://" in source or Path(source).is_absolute():
+        return source
+    return str((PROJECT_ROOT / source).resolve())
+
+
 def load_config(
     overrides: Mapping[str, Any] | None = None,
     params: Mapping[str, Any] | None = None,
@@ -244,4 +282,5 @@ def load_config(
     _check_backend(cfg)
     _check_hyperparameters(cfg)
     cfg.storage.base_uri = resolve_storage(cfg)
+    cfg.dataset.source = resolve_source(cfg.dataset.source)
     return cfg

@@ -5,7 +5,16 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt, PositiveInt, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    model_validator,
+)
 
 ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
 BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -30,6 +39,7 @@ class Dataset(Section):
     classes: list[str] = Field(default_factory=list)
     label_attribute: str | None = None
     validation_fraction: float = Field(0.2, gt=0, lt=1)
+    test_fraction: float = Field(0.15, ge=0, lt=1)
     seed: int = 42
     image_policy: Literal["convert", "reject"] = "convert"
     sample_images: PositiveInt = 300
@@ -106,6 +116,31 @@ class Deploy(Section):
     smoke_images: PositiveInt = 4
     max_body_mb: float = Field(6.0, gt=0)
     delete_intermediate_files: bool = False
+    runtime: Literal["mxnet", "onnxruntime"] = "mxnet"
+
+
+class Neo(Section):
+    """SageMaker Neo's target: a device (``ml_c5``, ``jetson_nano``, ...) or a platform, not both."""
+
+    target_device: str | None = Field("ml_c5", pattern=r"^[a-z0-9_]+$")
+    target_platform: dict[Literal["Os", "Arch", "Accelerator"], str] | None = None
+    compiler_options: str | None = None
+    max_runtime_seconds: PositiveInt = 900
+
+    @model_validator(mode="after")
+    def _one_target(self) -> Neo:
+        if (self.target_device is None) == (self.target_platform is None):
+            raise ValueError("set either target_device or target_platform (and the other to null)")
+        return self
+
+
+class Export(Section):
+    enabled: bool = False
+    formats: list[Literal["onnx", "neo"]] = Field(default_factory=lambda: ["onnx"], min_length=1)
+    parity_images: PositiveInt = 32
+    score_tolerance: PositiveFloat = 1e-3
+    box_tolerance: PositiveFloat = 1e-3
+    neo: Neo = Field(default_factory=Neo)
 
 
 class Local(Section):
@@ -141,5 +176,6 @@ class PipelineConfig(Section):
     training: Training = Field(default_factory=Training)
     evaluation: Evaluation = Field(default_factory=Evaluation)
     deploy: Deploy = Field(default_factory=Deploy)
+    export: Export = Field(default_factory=Export)
     local: Local = Field(default_factory=Local)
     sagemaker: SageMaker = Field(default_factory=SageMaker)

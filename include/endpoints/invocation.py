@@ -136,20 +136,49 @@ def smoke_test(cfg: PipelineConfig, endpoint: str, image_uris: list[str], num_cl
     return result
 
 
+def detection_summary(prediction: list[list[float]], classes: dict[int, str] | None, threshold: float) -> dict:
+    """Detections per class name at ``threshold``, the best one and the total: what a person asks of an answer."""
+    names = classes or {}
+
+    def name(class_id: float) -> str:
+        return names.get(int(class_id), f"class {int(class_id)}")
+
+    per_class: dict[str, int] = {}
+    for row in prediction:
+        if row[1] >= threshold:
+            per_class[name(row[0])] = per_class.get(name(row[0]), 0) + 1
+    best = max(prediction, key=lambda row: row[1], default=None)
+    return {
+        "threshold": threshold,
+        "detections": len(prediction),
+        "per_class": dict(sorted(per_class.items(), key=lambda kv: -kv[1])),
+        "best": {"class": name(best[0]), "score": best[1]} if best else None,
+    }
+
+
 def invoke_endpoint(
     cfg: PipelineConfig, endpoint: str, image: str, draw: str | None = None, threshold: float = 0.5
 ) -> dict[str, Any]:
-    """Send one image and return the detections; optionally draw them (``detection-pipeline invoke``)."""
+    """Send one image (``detection-pipeline invoke``): the endpoint's answer, a per-class summary, a drawing.
+
+    Class names come from the served model's ``classes.json`` (local endpoints; SageMaker's
+    answer holds ids only, shown as ``class <id>``).
+    """
     from include.serving.contract import check_prediction_schema, content_type_for
 
     body = storage.read_bytes(image)
     answer = json.loads(invoker(cfg, endpoint)(body, content_type_for(body)))
     check_prediction_schema(answer)
-    if draw:
+    classes = None
+    if cfg.backend == "local" or endpoint.startswith(("http://", "https://")):
         from include.endpoints.local import describe_endpoint, state_dir
-        from include.serving.draw import read_classes, save_drawing
+        from include.serving.draw import read_classes
 
-        described = None if cfg.backend != "local" else describe_endpoint(endpoint, state_dir(cfg))
+        described = describe_endpoint(endpoint, state_dir(cfg))
         classes = read_classes(described["model_uri"]) if described else None
+    answer["summary"] = detection_summary(answer["prediction"], classes, threshold)
+    if draw:
+        from include.serving.draw import save_drawing
+
         answer["drawing"] = save_drawing(body, answer["prediction"], draw, classes, threshold=threshold)
     return answer

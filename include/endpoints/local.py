@@ -31,6 +31,7 @@ from include.endpoints import processes
 from include.endpoints.errors import EndpointError, EndpointNotFoundError, EndpointStartError
 from include.project import PROJECT_ROOT
 from include.serving import contract
+from include.serving.inference import check_runtime
 
 if TYPE_CHECKING:
     from include.configs import PipelineConfig
@@ -161,6 +162,7 @@ def _outcome(state: dict, result: str, port_free: bool | None = None) -> dict:
         "pid": state["pid"],
         "result": result,
         "port_free": port_free,
+        "log_path": state.get("log_path"),  # kept for diagnosis: the summary says where
     }
 
 
@@ -208,11 +210,14 @@ def start_endpoint(
     keep_for_s: float | None = DEFAULT_KEEP_S,
     max_batch: int = 1,
     env: Mapping[str, str] | None = None,
+    runtime: str = "mxnet",
 ) -> dict:
     """Serve ``model_uri`` as endpoint ``name`` in a detached process and wait until it is healthy.
 
     ``port=None`` lets the server pick a free port. A healthy endpoint of the same name serving the
     same model with the same options is reused (a retried task); any other one is replaced.
+    ``runtime`` picks what runs the model (:data:`include.serving.inference.RUNTIMES`: ``model.tar.gz``
+    on MXNet, or the ONNX export's ``model.onnx`` on ONNX Runtime).
     ``keep_for_s`` sets ``keep_until`` for :func:`sweep_expired` (None: never expires). ``env``
     replaces the server's environment (default: this process's). Returns the state: ``name``,
     ``url``, ``pid``, ``port``, ``host``, ``log_path``, ``started_at``, ``keep_until``,
@@ -224,7 +229,7 @@ def start_endpoint(
     model_uri = storage.normalize(model_uri)
     if not storage.exists(model_uri):  # before an endpoint of that name is replaced
         raise FileNotFoundError(f"no model artifact at {model_uri}")
-    options = {"max_body_bytes": int(max_body_bytes), "max_batch": int(max_batch)}
+    options = {"max_body_bytes": int(max_body_bytes), "max_batch": int(max_batch), "runtime": check_runtime(runtime)}
     now = datetime.now(UTC)
     keep_until = None if keep_for_s is None else (now + timedelta(seconds=keep_for_s)).isoformat()
     with _name_lock(root, name):
@@ -243,7 +248,7 @@ def start_endpoint(
             sys.executable, "-m", "include.serving.server",
             "--model", model_uri, "--host", host, "--port", str(port or 0),
             "--max-body-bytes", str(options["max_body_bytes"]), "--max-batch", str(options["max_batch"]),
-            "--port-file", str(port_file),
+            "--port-file", str(port_file), "--runtime", options["runtime"],
         ]  # fmt: skip
         child_env = dict(os.environ if env is None else env)
         child_env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), child_env.get("PYTHONPATH")) if p)
@@ -313,10 +318,12 @@ def run_local_deployment(request: dict[str, Any], cfg: PipelineConfig | None = N
     """Execute a combined deployment request here; answers DescribeEndpoint/-Config-shaped dicts.
 
     The model is served by a managed HTTP server on ``local.host`` that lives until teardown (or
-    the sweeper, after the request's ``keep-until`` tag). ``cfg`` defaults to the configuration
-    of this environment (the DAG's deploy task has no other).
+    the sweeper, after the request's ``keep-until`` tag), on the runtime the model's container
+    environment names (:data:`include.sagemaker.requests.RUNTIME_ENV`, MXNet when absent). ``cfg``
+    defaults to the configuration of this environment (the DAG's deploy task has no other).
     """
     from include.sagemaker.naming import KEEP_UNTIL_TAG, parse_keep_until
+    from include.sagemaker.requests import RUNTIME_ENV
 
     if cfg is None:
         from include.configs import load_config
@@ -326,15 +333,16 @@ def run_local_deployment(request: dict[str, Any], cfg: PipelineConfig | None = N
     tags = {t["Key"]: t["Value"] for t in endpoint.get("Tags", [])}
     keep_until = parse_keep_until(tags[KEEP_UNTIL_TAG]) if KEEP_UNTIL_TAG in tags else None
     keep_for_s = max((keep_until - datetime.now(UTC)).total_seconds(), 0.0) if keep_until else None
+    container = request["Model"]["PrimaryContainer"]
     state = start_endpoint(
-        request["Model"]["PrimaryContainer"]["ModelDataUrl"],
+        container["ModelDataUrl"],
         endpoint["EndpointName"],
         state_dir(cfg),
         host=cfg.local.host,
         max_body_bytes=int(cfg.deploy.max_body_mb * 1024 * 1024),
         keep_for_s=keep_for_s,
+        runtime=container.get("Environment", {}).get(RUNTIME_ENV, "mxnet"),
     )
-    log.info("local endpoint %s serving at %s (pid %s)", state["name"], state["url"], state["pid"])
     variant = request["EndpointConfig"]["ProductionVariants"][0]
     return {
         "Endpoint": {

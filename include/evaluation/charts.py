@@ -52,9 +52,19 @@ def _style(ax: Axes, title: str, xlabel: str, ylabel: str) -> None:
     ax.grid(True, alpha=0.3)
 
 
-def _integer_x(ax: Axes) -> None:
+#: Up to this many epochs every one gets its own tick.
+EVERY_EPOCH = 20
+
+
+def _integer_x(ax: Axes, epochs: Sequence[int] = ()) -> None:
+    """Whole-number ticks; with few epochs, one per epoch and half an epoch of margin (a single epoch
+    would otherwise get matplotlib's auto limits of +-0.055 and ticks at -0.045 .. 0.045)."""
     from matplotlib.ticker import MaxNLocator
 
+    if epochs and max(epochs) - min(epochs) < EVERY_EPOCH:
+        ax.set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)
+        ax.set_xticks(range(min(epochs), max(epochs) + 1))
+        return
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
@@ -72,7 +82,7 @@ def map_chart(curves: TrainingCurves) -> bytes:
     ax.axhline(best, color=BEST_COLOR, linewidth=0.8, linestyle=":")
     _style(ax, "Validation mAP per epoch", "epoch", "mAP (IoU 0.5)")
     ax.set_ylim(0.0, max(1.0, max(values) * 1.05))
-    _integer_x(ax)
+    _integer_x(ax, epochs)
     ax.legend(loc="best")
     return to_png(fig)
 
@@ -90,7 +100,7 @@ def loss_chart(curves: TrainingCurves) -> bytes:
         else:
             ax.text(0.5, 0.5, "not logged", transform=ax.transAxes, ha="center", va="center", color="gray")
         _style(ax, title, "epoch", "loss (epoch end)")
-        _integer_x(ax)
+        _integer_x(ax, epochs)
     if not drawn:
         raise ChartDataError("the training run logged no training losses: nothing to chart")
     fig.suptitle("Training losses per epoch", fontsize=14, fontweight="bold")
@@ -131,4 +141,49 @@ def tuning_chart(trials: Sequence[dict[str, Any]], objective: str = "validation:
     ax.set_xlim(0.5, len(trials) + 0.5)
     _integer_x(ax)
     ax.legend(loc="best")
+    return to_png(fig)
+
+
+def pr_chart(curves: dict[int, tuple[Any, Any]], class_names: dict[int, str], aps: dict[int, float], iou: float,
+             split: str) -> bytes:
+    """Precision against recall per class (every detection a point), each labelled with its AP."""
+    from include.evaluation.samples import class_color
+
+    if not curves:
+        raise ChartDataError(f"no class has ground truth in the {split} split: no precision-recall curve")
+    fig = new_figure((7.0, 5.0))
+    ax = fig.add_subplot()
+    for c, (recall, precision) in sorted(curves.items()):
+        label = f"{class_names.get(c, c)} (AP {aps[c]:.3f})" if aps.get(c) is not None else str(class_names.get(c, c))
+        if len(recall):
+            ax.step(recall, precision, where="post", color=class_color(c), linewidth=1.8, label=label)
+        else:
+            ax.plot([], [], color=class_color(c), label=f"{label}: no detections")
+    _style(ax, f"Precision-recall per class ({split}, IoU {iou:g})", "recall", "precision")
+    ax.set_xlim(0.0, 1.0)
+    ax.set_ylim(0.0, 1.02)
+    ax.legend(loc="lower left", fontsize=9)
+    return to_png(fig)
+
+
+def confusion_chart(counts: Any, class_names: dict[int, str], score_threshold: float, split: str) -> bytes:
+    """Ground truth (rows, then false detections) against predictions (columns, then missed boxes), as counts."""
+    import numpy as np
+
+    n = len(counts) - 1
+    names = [str(class_names.get(c, c)) for c in range(n)]
+    counts = np.asarray(counts)
+    size = max(4.5, 1.0 + 0.9 * (n + 1))
+    fig = new_figure((size + 1.2, size))
+    ax = fig.add_subplot()
+    shown = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)  # row shares: colour by recall, not by size
+    ax.imshow(shown, cmap="Blues", vmin=0.0, vmax=1.0)
+    for (i, j), value in np.ndenumerate(counts):
+        ax.text(j, i, str(value), ha="center", va="center", fontsize=9,
+                color="white" if shown[i, j] > 0.55 else "#1d2330")
+    ax.set_xticks(range(n + 1), [*names, "missed"], rotation=30, ha="right")
+    ax.set_yticks(range(n + 1), [*names, "no object"])
+    ax.set_xlabel(f"predicted class (score >= {score_threshold:g})", fontsize=11)
+    ax.set_ylabel("ground truth", fontsize=11)
+    ax.set_title(f"Confusion matrix ({split}, IoU matching)", fontsize=13, fontweight="bold")
     return to_png(fig)

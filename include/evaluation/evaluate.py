@@ -1,7 +1,8 @@
-"""The evaluation stage: the trained artifact, measured again on the validation channel.
+"""The evaluation stage: the trained artifact, measured on the held-out test channel.
 
-``evaluate`` loads ``model.tar.gz`` exactly as the endpoint does, runs it over every
-validation record and writes, under ``output_uri``::
+``evaluate`` loads ``model.tar.gz`` exactly as the endpoint does, runs it over every record of
+the test channel (the split no training decision saw: validation picked the epoch and the
+tuning trial) and writes, under ``output_uri``::
 
     evaluation.json          mAP, per-class AP and counts, COCO mAP, settings, URIs, timings
     charts/*.png             validation mAP and losses per epoch (and tuning trials when tuned)
@@ -23,6 +24,7 @@ import numpy as np
 
 from include import storage
 from include.evaluation import charts
+from include.evaluation.channel_data import ChannelImage, channel_files, read_channel
 from include.evaluation.metrics import DetectionEvaluator, Interpolation, MetricInputError
 from include.evaluation.report import Picture, ReportContent, render_report
 from include.evaluation.training_run import (
@@ -39,14 +41,18 @@ from include.evaluation.training_run import (
     tuning_objective,
     tuning_trials,
 )
-from include.evaluation.validation_data import VALIDATION_CHANNEL, ValidationImage, read_validation
-from include.run_layout import MODEL_ARCHIVE, QUALITY_JSON, RECORDIO_SUMMARY, TRAINING_JSON, TRAINING_LOG, TUNING_JSON
+from include.run_layout import QUALITY_JSON, RECORDIO_SUMMARY, TRAINING_JSON, TRAINING_LOG, TUNING_JSON
 
 log = logging.getLogger(__name__)
 
 EVALUATION_FILE = "evaluation.json"
 REPORT_FILE = "report.html"
 BATCH_SIZE = 8
+#: Splits evaluation can score: the held-out test split, or validation (the data that selected the epoch).
+EVALUATION_SPLITS = ("test", "validation")
+#: Below these, a split's figures move by whole points with a single image: the report warns.
+MIN_SPLIT_IMAGES = 50
+MIN_CLASS_OBJECTS = 10
 
 
 class EvaluationInputError(ValueError):
@@ -58,35 +64,43 @@ class Measurement:
     """What one pass of the detector over the validation channel produced."""
 
     evaluator: DetectionEvaluator
-    samples: list[tuple[ValidationImage, np.ndarray]] = field(default_factory=list)
+    samples: list[tuple[ChannelImage, np.ndarray]] = field(default_factory=list)
     seconds: float = 0.0
 
 
-def _validation_channel(data_uri: str | None, record: dict[str, Any], training_uri: str) -> tuple[str, str | None]:
-    """The validation channel folder and, when known, the RecordIO output folder holding it."""
+def _has_records(channel_uri: str) -> bool:
+    try:
+        return bool(channel_files(channel_uri))
+    except ValueError:
+        return False
+
+
+def evaluation_channel(
+    data_uri: str | None, record: dict[str, Any], training_uri: str, split: str | None = None
+) -> tuple[str, str | None, str]:
+    """The channel folder to score, the RecordIO output folder holding it (when known) and its split.
+
+    ``split=None`` takes the held-out ``test`` channel when the build has one, else ``validation``
+    (the figures are then the selection data's: optimistic, and the report says so). Without a data
+    URI, the training request's own validation channel is the only one known.
+    """
+    if split not in (None, *EVALUATION_SPLITS):
+        raise ValueError(f"split must be one of {', '.join(EVALUATION_SPLITS)}, got {split!r}")
     data_uri = data_uri or record.get("data_uri")
     if data_uri:
-        return storage.join(data_uri, VALIDATION_CHANNEL), storage.normalize(data_uri)
+        chosen = split or ("test" if _has_records(storage.join(data_uri, "test")) else "validation")
+        return storage.join(data_uri, chosen), storage.normalize(data_uri), chosen
+    if split == "test":
+        raise EvaluationInputError("no data URI given: pass the RecordIO output folder (--data) to score test")
     for channel in record.get("InputDataConfig") or []:
-        if channel.get("ChannelName") == VALIDATION_CHANNEL:
+        if channel.get("ChannelName") == "validation":
             uri = ((channel.get("DataSource") or {}).get("S3DataSource") or {}).get("S3Uri")
             if uri:
-                return storage.normalize(uri), None
+                return storage.normalize(uri), None, "validation"
     raise EvaluationInputError(
         f"no data URI given and {storage.join(training_uri, TRAINING_JSON)} records neither 'data_uri' nor a "
         "validation channel in InputDataConfig: pass the RecordIO output folder (--data)"
     )
-
-
-def _model_uri(training_uri: str, record: dict[str, Any]) -> str:
-    """``model.tar.gz`` in the training folder, else the artifact the record names."""
-    local = storage.join(training_uri, MODEL_ARCHIVE)
-    if storage.exists(local):
-        return local
-    remote = record.get("artifact_uri") or (record.get("ModelArtifacts") or {}).get("S3ModelArtifacts")
-    if remote:
-        return storage.normalize(remote)
-    raise EvaluationInputError(f"{local} does not exist and training.json names no other model artifact")
 
 
 def _optional_json(uri: str | None, name: str) -> dict[str, Any] | None:
@@ -97,7 +111,7 @@ def _optional_json(uri: str | None, name: str) -> dict[str, Any] | None:
     return read_json_object(target) if storage.exists(target) else None
 
 
-def _batches(items: Iterable[ValidationImage], size: int) -> Iterator[list[ValidationImage]]:
+def _batches(items: Iterable[ChannelImage], size: int) -> Iterator[list[ChannelImage]]:
     iterator = iter(items)
     while batch := list(islice(iterator, size)):
         yield batch
@@ -110,16 +124,19 @@ def _in_frame(boxes: np.ndarray, frame: int, first_coord: int) -> np.ndarray:
     return out
 
 
-def measure(detector: Any, channel_uri: str, iou: float = 0.5, samples: int = 0) -> Measurement:
+def measure(
+    detector: Any, channel_uri: str, iou: float = 0.5, samples: int = 0, score_threshold: float = 0.5
+) -> Measurement:
     """Run ``detector`` over a channel folder, matching its detections to the ground truth.
 
     Boxes are compared in pixels of the network input (an ``image_shape`` square), the frame in
     which the trainer computes ``validation:mAP``; the first ``samples`` images are kept for drawing.
+    ``score_threshold`` is the confusion matrix's (the APs take every detection).
     """
-    result = Measurement(DetectionEvaluator(len(detector.classes), iou=iou))
+    result = Measurement(DetectionEvaluator(len(detector.classes), iou=iou, score_threshold=score_threshold))
     frame = detector.image_shape
     started = time.perf_counter()
-    for batch in _batches(read_validation(channel_uri), BATCH_SIZE):
+    for batch in _batches(read_channel(channel_uri), BATCH_SIZE):
         for item, detections in zip(batch, detector.predict_batch([b.image for b in batch]), strict=True):
             try:
                 result.evaluator.add(_in_frame(detections, frame, 2), _in_frame(item.boxes, frame, 1))
@@ -135,9 +152,23 @@ def measure(detector: Any, channel_uri: str, iou: float = 0.5, samples: int = 0)
     return result
 
 
-def _charts(curves: TrainingCurves | None, tuning: dict[str, Any] | None) -> tuple[dict[str, Picture], list[str]]:
+def _charts(
+    curves: TrainingCurves | None, tuning: dict[str, Any] | None, measured: Measurement, metrics: Any,
+    classes: dict[int, str], split: str,
+) -> tuple[dict[str, Picture], list[str]]:
     """The charts the run's data allows, by file stem, and a note for each one it does not."""
-    makers = {}
+    evaluator = measured.evaluator
+    aps = {c.class_id: c.ap for c in metrics.classes}
+    makers = {
+        "precision_recall": (
+            f"Precision-recall per class on {split}",
+            lambda: charts.pr_chart(evaluator.pr_curves(), classes, aps, evaluator.iou, split),
+        ),
+        "confusion_matrix": (
+            f"Confusion matrix on {split}",
+            lambda: charts.confusion_chart(evaluator.confusion, classes, evaluator.score_threshold, split),
+        ),
+    }
     if curves is not None:
         makers["validation_map"] = ("Validation mAP per epoch", lambda: charts.map_chart(curves))
         makers["training_losses"] = ("Training losses per epoch", lambda: charts.loss_chart(curves))
@@ -153,13 +184,13 @@ def _charts(curves: TrainingCurves | None, tuning: dict[str, Any] | None) -> tup
     return pictures, notes
 
 
-def _sample_pictures(kept: list[tuple[ValidationImage, np.ndarray]], classes: dict[int, str],
+def _sample_pictures(kept: list[tuple[ChannelImage, np.ndarray]], classes: dict[int, str],
                      score_threshold: float) -> list[Picture]:
     from include.evaluation.samples import draw_detections
 
     pictures = []
     for item, detections in kept:
-        name = f"{item.source.rsplit('/', 1)[-1]} record {item.index}"
+        name = item.name
         shown = int((detections[:, 1] >= score_threshold).sum())
         title = f"{name}: {shown} detections >= {score_threshold:g}, {len(item.boxes)} ground truth"
         pictures.append(Picture(name, draw_detections(item.image, detections, item.boxes, classes, score_threshold,
@@ -185,15 +216,19 @@ def evaluate(
     iou: float = 0.5,
     interpolation: Interpolation = "11-point",
     tuning_uri: str | None = None,
+    split: str | None = None,
+    promotion_threshold: float | None = None,
 ) -> dict[str, Any]:
-    """Evaluate a training run's model on the validation channel and write the report (see the module doc).
+    """Evaluate a training run's model on the held-out test channel and write the report (see the module doc).
 
     ``training_uri`` is a training output folder, or a tuning job's folder (its best trial is
     evaluated and its trials charted). ``data_uri`` is the RecordIO output folder; ``None``
-    takes the one ``training.json`` records. ``quality_uri`` (the quality gate's folder or its
-    ``quality.json``) adds the gate's summary; ``tuning_uri`` (a tuning job's folder or its
-    ``tuning.json``) the tuning chart when ``training_uri`` is the best trial's folder.
-    Returns a small summary for XCom: ``map``, ``coco_map``, ``report_uri``, ``evaluation_uri``...
+    takes the one ``training.json`` records. ``split`` picks the channel (default: ``test`` when
+    the build has one, else ``validation``, noted as optimistic). ``quality_uri`` (the quality
+    gate's folder or its ``quality.json``) adds the gate's summary; ``tuning_uri`` (a tuning job's
+    folder or its ``tuning.json``) the tuning chart when ``training_uri`` is the best trial's
+    folder; ``promotion_threshold`` the gate's threshold to the report's verdict. Returns a small
+    summary for XCom: ``map``, ``split``, ``coco_map``, ``report_uri``, ``evaluation_uri``...
     """
     from include.model_artifact import load_detector
 
@@ -201,25 +236,26 @@ def evaluate(
         raise ValueError(f"score_threshold must be within 0..1, got {score_threshold}")
     if samples < 0:
         raise ValueError(f"samples must not be negative, got {samples}")
-    training_uri, record, tuning = resolve_training(training_uri)
-    tuning = _optional_json(tuning_uri, TUNING_JSON) or tuning
-    channel_uri, recordio_uri = _validation_channel(data_uri, record, training_uri)
-    model_uri = _model_uri(training_uri, record)
+    resolved = resolve_training(training_uri)
+    log.info("%s", resolved.describe(training_uri))
+    training_uri, record, model_uri = resolved.training_uri, resolved.record, resolved.model_uri
+    tuning = _optional_json(tuning_uri, TUNING_JSON) or resolved.tuning
+    channel_uri, recordio_uri, split = evaluation_channel(data_uri, record, training_uri, split)
     started = time.perf_counter()
     detector = load_detector(model_uri)
     load_seconds = time.perf_counter() - started
-    measured = measure(detector, channel_uri, iou, samples)
+    measured = measure(detector, channel_uri, iou, samples, score_threshold)
     metrics = measured.evaluator.result(detector.classes, interpolation, score_threshold)
-    log.info("mAP@%g (%s) %.4f, COCO mAP %.4f on %d images", iou, interpolation, metrics.map, metrics.coco_map,
-             metrics.images)
+    log.info("%s mAP@%g (%s) %.4f, COCO mAP %.4f on %d images", split, iou, interpolation, metrics.map,
+             metrics.coco_map, metrics.images)
 
-    notes: list[str] = []
+    notes = _split_notes(split, metrics)
     try:
         curves: TrainingCurves | None = read_training_curves(training_uri, record)
     except TrainingRecordError as exc:
         curves = None
         notes.append(f"no training curves: {exc}")
-    chart_pictures, chart_notes = _charts(curves, tuning)
+    chart_pictures, chart_notes = _charts(curves, tuning, measured, metrics, detector.classes, split)
     notes += chart_notes
     for note in notes:
         log.warning("%s", note)
@@ -241,9 +277,40 @@ def evaluate(
             "evaluation images per second": round(metrics.images / max(measured.seconds, 1e-9), 2),
         },
         notes=notes,
+        split=split,
+        promotion_threshold=promotion_threshold,
     )
-    locations = {"model": model_uri, "training": storage.normalize(training_uri), "validation": channel_uri}
+    locations = {"model": model_uri, "training": storage.normalize(training_uri), "channel": channel_uri}
+    classes = detector.classes
+    content.confusion = {
+        "rows": [*(classes[c] for c in range(len(classes))), "no object"],
+        "columns": [*(classes[c] for c in range(len(classes))), "missed"],
+        "counts": measured.evaluator.confusion.tolist(),
+        "score_threshold": score_threshold,
+    }
     return _write_outputs(output_uri, content, list(chart_pictures), locations)
+
+
+def _split_notes(split: str, metrics: Any) -> list[str]:
+    """Warnings about the scored split: not held out, or too small for its figures to mean much."""
+    notes = []
+    if split != "test":
+        notes.append(
+            "no held-out test split: these figures are on the validation split, which selected the epoch "
+            "(and the tuning trial), so they are optimistic"
+        )
+    if metrics.images < MIN_SPLIT_IMAGES:
+        notes.append(
+            f"the {split} split has {metrics.images} images (fewer than {MIN_SPLIT_IMAGES}): one image moves "
+            "its mAP by whole points"
+        )
+    small = [f"{c.name} ({c.gt_objects})" for c in metrics.classes if c.gt_objects < MIN_CLASS_OBJECTS]
+    if small:
+        notes.append(
+            f"classes with fewer than {MIN_CLASS_OBJECTS} objects in the {split} split: {', '.join(small)}: "
+            "their AP is noise"
+        )
+    return notes
 
 
 def _write_outputs(output_uri: str, content: ReportContent, chart_names: list[str],
@@ -264,10 +331,17 @@ def _write_outputs(output_uri: str, content: ReportContent, chart_names: list[st
     metrics = content.metrics
     document = {
         **metrics.as_dict(),
+        "split": content.split,
         "model_uri": locations["model"],
         "training_uri": locations["training"],
-        "validation_uri": locations["validation"],
+        "channel_uri": locations["channel"],
+        "selection": {
+            "split": "validation",
+            "map": content.training.get("best_validation_map"),
+            "source": "the training job's best epoch (the split that selected it)",
+        },
         "training": content.training,
+        "confusion_matrix": content.confusion,
         "hyperparameters": dict(content.hyperparameters),
         "start_weights": dict(content.start_weights),
         "files": files,
@@ -275,10 +349,11 @@ def _write_outputs(output_uri: str, content: ReportContent, chart_names: list[st
         "timings": dict(content.timings),
     }
     storage.write_text(evaluation_uri, json.dumps(document, indent=2) + "\n")
-    content.artifacts = _artifacts(locations, evaluation_uri, report_uri)
+    content.artifacts = _artifacts(locations, evaluation_uri, report_uri, content.split)
     storage.write_text(report_uri, render_report(content))
     return {
         "map": metrics.map,
+        "split": content.split,
         "coco_map": metrics.coco_map,
         "iou": metrics.iou,
         "interpolation": metrics.interpolation,
@@ -289,17 +364,18 @@ def _write_outputs(output_uri: str, content: ReportContent, chart_names: list[st
         "evaluation_uri": evaluation_uri,
         "report_uri": report_uri,
         "notes": list(content.notes),
+        "promotion_threshold": content.promotion_threshold,
     }
 
 
-def _artifacts(locations: dict[str, str], evaluation_uri: str, report_uri: str) -> dict[str, str]:
+def _artifacts(locations: dict[str, str], evaluation_uri: str, report_uri: str, split: str) -> dict[str, str]:
     """The URIs the report lists (the training log only where there is one)."""
     log_uri = storage.join(locations["training"], TRAINING_LOG)
     return {
         "model": locations["model"],
         "training output": locations["training"],
         **({"training log": log_uri} if storage.exists(log_uri) else {}),
-        "validation channel": locations["validation"],
+        f"{split} channel": locations["channel"],
         "evaluation.json": evaluation_uri,
         "report": report_uri,
     }

@@ -196,7 +196,9 @@ class DetectionEvaluator:
     truth ``[M, 5]`` (class id, xmin, ymin, xmax, ymax), both in the same pixel frame.
     """
 
-    def __init__(self, num_classes: int, iou: float = 0.5, voc_offset: float = VOC_PIXEL_OFFSET) -> None:
+    def __init__(
+        self, num_classes: int, iou: float = 0.5, voc_offset: float = VOC_PIXEL_OFFSET, score_threshold: float = 0.5
+    ) -> None:
         if num_classes < 1:
             raise ValueError(f"num_classes must be positive, got {num_classes}")
         if not 0.0 < iou <= 1.0:
@@ -204,8 +206,12 @@ class DetectionEvaluator:
         self.num_classes = num_classes
         self.iou = iou
         self.voc_offset = voc_offset
+        self.score_threshold = score_threshold
         self.images = 0
         self._records = [_ClassRecord() for _ in range(num_classes)]
+        #: rows: ground-truth class, then "background" (a detection matching nothing);
+        #: columns: predicted class, then "missed" (a ground-truth box no detection found)
+        self.confusion = np.zeros((num_classes + 1, num_classes + 1), dtype=np.int64)
 
     def add(self, detections: np.ndarray, ground_truth: np.ndarray) -> None:
         det = _check(detections, 6, "detections", self.num_classes)
@@ -222,6 +228,37 @@ class DetectionEvaluator:
             top = d[:COCO_MAX_DETS]
             record.coco_scores.append(top[:, 1])
             record.coco_tp.append(match_coco(box_iou(top[:, 2:6], g), COCO_IOUS))
+        self._confuse(det, gt)
+
+    def _confuse(self, det: np.ndarray, gt: np.ndarray) -> None:
+        """Count one image into :attr:`confusion`: detections at or above the score threshold, best first, each
+        matched greedily to the unmatched ground-truth box of any class it overlaps most (IoU >= :attr:`iou`)."""
+        det = det[det[:, 1] >= self.score_threshold]
+        det = det[np.argsort(-det[:, 1], kind="mergesort")]
+        iou = box_iou(det[:, 2:6], gt[:, 1:5], self.voc_offset)
+        free = np.ones(len(gt), dtype=bool)
+        background, missed = self.num_classes, self.num_classes
+        for i, row in enumerate(det):
+            candidates = np.where(free, iou[i], -1.0) if len(gt) else np.zeros(0)
+            j = int(np.argmax(candidates)) if len(candidates) else -1
+            if j >= 0 and candidates[j] >= self.iou:
+                free[j] = False
+                self.confusion[int(gt[j, 0]), int(row[0])] += 1
+            else:
+                self.confusion[background, int(row[0])] += 1
+        for j in np.flatnonzero(free):
+            self.confusion[int(gt[j, 0]), missed] += 1
+
+    def pr_curves(self) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """``{class id: (recall, precision)}`` at :attr:`iou`, every detection a point (classes with ground truth)."""
+        curves = {}
+        for c, record in enumerate(self._records):
+            if record.n_gt:
+                scores = np.concatenate(record.scores) if record.scores else np.zeros(0)
+                voc_tp = np.concatenate(record.voc_tp) if record.voc_tp else np.zeros(0, dtype=bool)
+                precision, recall = precision_recall(scores, voc_tp, record.n_gt)
+                curves[c] = (recall, precision)
+        return curves
 
     def result(
         self,

@@ -81,20 +81,21 @@ def decide_promotion(
     if not candidate.get("run_id"):
         raise PromotionInputError(f"candidate needs a 'run_id', got keys {sorted(candidate)}")
     champion = read_registry(registry_uri).get("champion")
+    what = f"{evaluation.get('split', '')} mAP".strip()  # "test mAP": the split the figure comes from
     if score < threshold:
         s, t = _pair(score, threshold)
-        return {"promote": False, "reason": f"mAP {s} is below the threshold {t}", "champion": champion}
+        return {"promote": False, "reason": f"{what} {s} is below the threshold {t}", "champion": champion}
     if champion is None:
         s, t = _pair(score, threshold)
-        reason = f"mAP {s} meets the threshold {t} and there is no champion yet"
+        reason = f"{what} {s} meets the threshold {t} and there is no champion yet"
         return {"promote": True, "reason": reason, "champion": None}
     best = float(champion["map"])
     s, c = _pair(score, best)
     who = f"the champion run {champion.get('run_id')}"
     if score < best:
-        return {"promote": False, "reason": f"mAP {s} does not beat {who} at {c}", "champion": champion}
+        return {"promote": False, "reason": f"{what} {s} does not beat {who} at {c}", "champion": champion}
     verb = "beats" if score > best else "matches"
-    reason = f"mAP {s} {verb} {who} at {c} and meets the threshold {_pair(score, threshold)[1]}"
+    reason = f"{what} {s} {verb} {who} at {c} and meets the threshold {_pair(score, threshold)[1]}"
     return {"promote": True, "reason": reason, "champion": champion}
 
 

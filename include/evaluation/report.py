@@ -76,6 +76,12 @@ class ReportContent:
     timings: Mapping[str, Any] = field(default_factory=dict)
     artifacts: Mapping[str, str] = field(default_factory=dict)
     notes: Sequence[str] = ()
+    #: the split the metrics come from: ``test`` (held out) or ``validation`` (selection data)
+    split: str = "test"
+    #: the promotion gate's threshold, for the verdict the metrics would get
+    promotion_threshold: float | None = None
+    #: ground truth (rows) against predictions (columns) at the score threshold, as evaluation.json holds it
+    confusion: Mapping[str, Any] | None = None
 
 
 def _e(value: Any) -> str:
@@ -112,8 +118,9 @@ def _key_values(items: Mapping[str, Any]) -> str:
     return _table(("name", "value"), sorted(items.items()))
 
 
-def _section(title: str, body: str) -> str:
-    return f"<section><h2>{_e(title)}</h2>{body}</section>"
+def _section(title: str, body: str, section_id: str | None = None) -> str:
+    anchor = f' id="{_e(section_id)}"' if section_id else ""
+    return f"<section{anchor}><h2>{_e(title)}</h2>{body}</section>"
 
 
 def _figure(picture: Picture) -> str:
@@ -121,16 +128,24 @@ def _figure(picture: Picture) -> str:
     return f'<figure><img src="{picture.data_uri()}" alt="{_e(picture.title)}">{caption}</figure>'
 
 
+SPLIT_ROLES = {"test": "held out", "validation": "selection data: optimistic"}
+
+
+def _split_label(split: str) -> str:
+    return f"{split} split ({SPLIT_ROLES.get(split, split)})"
+
+
 def _cards(content: ReportContent) -> str:
     m = content.metrics
     cards = [
-        (f"{m.map:.3f}", f"mAP @ IoU {m.iou:g} ({m.interpolation})"),
-        (f"{m.coco_map:.3f}", "COCO mAP @ [.50:.95]"),
+        (f"{m.map:.3f}", f"mAP @ IoU {m.iou:g} ({m.interpolation}) on the {_split_label(content.split)}"),
+        (f"{m.coco_map:.3f}", f"COCO mAP @ [.50:.95] on {content.split}"),
     ]
     best = content.training.get("best_validation_map")
     if best is not None:
-        cards.append((f"{best:.3f}", f"best validation mAP in training (epoch {content.training.get('best_epoch')})"))
-    cards += [(str(m.images), "validation images"), (str(m.gt_objects), "ground-truth objects"),
+        epoch = content.training.get("best_epoch")
+        cards.append((f"{best:.3f}", f"validation mAP that selected the model (epoch {epoch}, in training)"))
+    cards += [(str(m.images), f"{content.split} images"), (str(m.gt_objects), "ground-truth objects"),
               (str(m.detections), "detections scored")]
     return '<div class="cards">' + "".join(
         f'<div class="card"><div class="v">{_e(v)}</div><div class="k">{_e(k)}</div></div>' for v, k in cards
@@ -156,10 +171,33 @@ def _metrics_table(m: EvaluationMetrics) -> str:
     return _table(headers, rows) + note
 
 
+def quality_verdict(quality: Mapping[str, Any]) -> str:
+    """``passed``, ``passed after dropping N boxes (M images)`` or ``failed``: the gate's outcome in words."""
+    if not quality.get("success"):
+        return "failed"
+    dropped = quality.get("dropped") or {}
+    if dropped.get("boxes"):
+        return f"passed after dropping {dropped['boxes']} boxes ({dropped.get('images', 0)} images left with none)"
+    return "passed"
+
+
+def _promotion(content: ReportContent) -> str:
+    """What the promotion gate's threshold makes of these metrics (the champion is compared at the gate)."""
+    threshold, m = content.promotion_threshold, content.metrics
+    if threshold is None:
+        return '<p class="muted">No promotion threshold was given.</p>'
+    passes = m.map >= threshold
+    verdict = "meets" if passes else "is below"
+    then = ("the gate then compares it with the champion" if passes
+            else "the gate will not deploy it (train longer, more data, or a lower evaluation.promotion_threshold)")
+    return (f'<p class="{"ok" if passes else "bad"}">{content.split} mAP {m.map:.4f} {verdict} the promotion '
+            f"threshold {threshold:g}: {_e(then)}.</p>")
+
+
 def _quality(quality: Mapping[str, Any]) -> str:
     """The quality gate's verdict, counts and checks (``quality.json`` of the quality stage)."""
     success = quality.get("success")
-    verdict = "passed" if success else "failed"
+    verdict = quality_verdict(quality)
     parts = [f'<p class="{"ok" if success else "bad"}">{verdict} (policy {_e(quality.get("policy", "?"))})</p>']
     counts = {f"{k} checked": v for k, v in (quality.get("table") or {}).items()}
     counts.update({f"{k} kept": v for k, v in (quality.get("output_table") or {}).items()})
@@ -206,7 +244,8 @@ def render_report(content: ReportContent) -> str:
         sections.append(_section("Charts", "".join(_figure(c) for c in content.charts)))
     if content.trials:
         sections.append(_section("Tuning trials", _trials(content.trials)))
-    sections.append(_section("Metrics on the validation split", _metrics_table(content.metrics)))
+    sections.append(_section("Promotion", _promotion(content)))
+    sections.append(_section(f"Metrics on the {_split_label(content.split)}", _metrics_table(content.metrics)))
     if content.samples:
         sections.append(_section("Sample detections",
                                  '<div class="grid">' + "".join(_figure(s) for s in content.samples) + "</div>"))
@@ -222,3 +261,61 @@ def render_report(content: ReportContent) -> str:
         f"<header><h1>{_e(content.title)}</h1><p>Evaluation report, generated {generated}</p></header>"
         f"<main>{''.join(sections)}</main></body></html>\n"
     )
+
+
+#: The id of the section the export stage adds to a finished report.
+EXPORT_SECTION_ID = "export"
+
+
+def export_section(export: Mapping[str, Any]) -> str:
+    """The "Export" section: the ONNX file and its parity with the MXNet endpoint, Neo's compiled model.
+
+    ``export`` is the export stage's record (``export.json``).
+    """
+    parts = []
+    onnx = export.get("onnx")
+    if onnx:
+        parity = onnx.get("parity") or {}
+        if parity:
+            ok = parity["passed"]
+            verdict = "same detections as" if ok else "different detections from"
+            parts.append(f'<p class="{"ok" if ok else "bad"}">ONNX Runtime gives {verdict} MXNet on '
+                         f'{_e(parity["images"])} held-out images</p>')
+            counts = parity["detections"]
+            parts.append(_key_values({
+                "images compared": parity["images"],
+                "detections (MXNet / ONNX Runtime)": f"{counts['mxnet']} / {counts['onnxruntime']}",
+                "matched one to one": parity["matched"],
+                "unmatched": parity["unmatched"],
+                "images with the same order": parity["images_in_same_order"],
+                "max score difference": parity["max_score_diff"],
+                "max box difference (normalized)": parity["max_box_diff"],
+                "tolerances (score, box)": f"{parity['tolerances']['score']:g}, {parity['tolerances']['box']:g}",
+                "ms per image (MXNet / ONNX Runtime)":
+                    f"{parity['ms_per_image']['mxnet']} / {parity['ms_per_image']['onnxruntime']}",
+            }))
+            if parity.get("unmatched_rows"):
+                rows = ((u["image"], u["model"], *u["row"]) for u in parity["unmatched_rows"])
+                parts.append(_table(("image", "only in", "class", "score", "xmin", "ymin", "xmax", "ymax"), rows))
+        parts.append(_key_values({"ONNX file": onnx["uri"], "sha256": onnx["sha256"], "bytes": onnx["bytes"],
+                                  "opset": onnx["opset"], "post-processing": onnx["postprocess_module"]}))
+    neo = export.get("neo")
+    if neo:
+        parts.append("<h3>SageMaker Neo</h3>" + _key_values({
+            "compilation job": neo.get("job_name"), "status": neo.get("status"), "target": neo.get("target"),
+            "compiled model": neo.get("compiled_artifact_uri"), "input graph": neo.get("input_uri"),
+        }))
+    if export.get("error"):
+        parts.append(f'<p class="bad">{_e(export["error"])}</p>')
+    return _section("Export", "".join(parts), EXPORT_SECTION_ID)
+
+
+def with_section(page: str, section: str, section_id: str) -> str:
+    """``page`` with ``section`` in place of its section ``section_id`` (a rerun), else added at the end."""
+    start = page.find(f'<section id="{section_id}">')
+    if start >= 0:
+        end = page.index("</section>", start) + len("</section>")
+        return page[:start] + section + page[end:]
+    if "</main>" not in page:
+        raise ValueError("not a report page of this pipeline: it has no <main> element")
+    return page.replace("</main>", section + "</main>", 1)

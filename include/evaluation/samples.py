@@ -1,7 +1,8 @@
 """Images with predicted (and ground-truth) boxes drawn, as PNG: evaluation samples and ``invoke --draw``.
 
-Ground truth is a dashed white-on-black outline; predictions are solid boxes in one colour per
-class, labelled with the class name and score. A legend names both styles.
+Both are drawn in one colour per class: ground truth dashed over a thin black line (visible on
+light and dark images), predictions solid and labelled with the class name and score. The
+legend names each class and the two line styles.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ if TYPE_CHECKING:
 CLASS_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf")
 
 
-#: Ground truth: white dashes over a black line, visible on light and dark images and unlike any class colour.
+#: Ground truth: the class colour in dashes over a black line, visible on light and dark images.
 GT_UNDER = {"color": "black", "linewidth": 3.4}
-GT_OVER = {"color": "white", "linewidth": 1.6, "linestyle": (0, (4, 3))}
+GT_DASHES = {"linewidth": 1.8, "linestyle": (0, (4, 3))}
 
 
 def class_color(class_id: int) -> str:
@@ -59,7 +60,7 @@ def draw_detections(
     ax.set_axis_off()
     for row in () if ground_truth is None else ground_truth:
         _rectangle(ax, row[1:5], width, height, **GT_UNDER)
-        _rectangle(ax, row[1:5], width, height, **GT_OVER)
+        _rectangle(ax, row[1:5], width, height, edgecolor=class_color(int(row[0])), **GT_DASHES)
     shown = detections[detections[:, 1] >= score_threshold] if len(detections) else detections.reshape(0, 6)
     for row in shown[::-1]:  # best last, so it is drawn on top
         cid = int(row[0])
@@ -72,12 +73,13 @@ def draw_detections(
         )
     handles: list[object] = []
     labels = []
-    if ground_truth is not None:
-        handles.append((Line2D([], [], **GT_UNDER), Line2D([], [], **GT_OVER)))
-        labels.append(f"ground truth ({len(ground_truth)})")
+    truth = np.zeros((0, 5)) if ground_truth is None else np.asarray(ground_truth).reshape(-1, 5)
+    for cid in sorted({int(c) for c in truth[:, 0]}):
+        handles.append((Line2D([], [], **GT_UNDER), Line2D([], [], color=class_color(cid), **GT_DASHES)))
+        labels.append(f"{class_names.get(cid, cid)} ground truth ({int((truth[:, 0] == cid).sum())})")
     for cid in sorted({int(c) for c in shown[:, 0]}):
         handles.append(Line2D([], [], color=class_color(cid), linewidth=2.5))
-        labels.append(f"{class_names.get(cid, cid)} (predicted)")
+        labels.append(f"{class_names.get(cid, cid)} predicted ({int((shown[:, 0] == cid).sum())})")
     if handles:
         fig.legend(handles, labels, handler_map={tuple: HandlerTuple(ndivide=1)}, loc="outside lower center",
                    ncol=min(4, len(handles)), fontsize=8, frameon=False)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from include import storage
-from include.run_layout import TRAINING_JSON, TRAINING_LOG, TUNING_JSON
+from include.run_layout import MODEL_ARCHIVE, TRAINING_JSON, TRAINING_LOG, TUNING_JSON
 from include.training.metric_log import parse_metrics
 
 VALIDATION_MAP = "validation:mAP"
@@ -79,20 +79,96 @@ def read_training_record(training_uri: str) -> dict[str, Any]:
     return read_json_object(uri)
 
 
-def resolve_training(training_uri: str) -> tuple[str, dict[str, Any], dict[str, Any] | None]:
-    """``(training folder, training.json record, tuning.json record or None)`` for a training or tuning folder.
+@dataclass(frozen=True)
+class ResolvedTraining:
+    """What a path handed to ``evaluate`` / ``deploy`` stands for: the training run and its model.
 
-    A tuning job's folder (``tuning.json``, no ``training.json``) stands for its best trial,
-    whose own output folder the local tuner records as ``BestTrainingJob.output_uri``.
+    ``training_uri`` is the folder holding ``training.json`` (the archive's folder for a bare
+    ``model.tar.gz``); ``record`` its training.json (``{}`` for a bare archive); ``tuning`` the
+    tuning job's record when a tuning folder was given; ``how`` says, for the log, how it was found.
     """
-    tuning_uri = storage.join(training_uri, TUNING_JSON)
-    tuning = read_json_object(tuning_uri) if storage.exists(tuning_uri) else None
-    if tuning is None or storage.exists(storage.join(training_uri, TRAINING_JSON)):
-        return training_uri, read_training_record(training_uri), tuning
-    best = tuning.get("BestTrainingJob") or {}
-    if not best.get("output_uri"):
-        raise TrainingRecordError(f"{tuning_uri}: no BestTrainingJob with an output_uri (no trial succeeded?)")
-    return best["output_uri"], read_training_record(best["output_uri"]), tuning
+
+    training_uri: str
+    record: dict[str, Any]
+    tuning: dict[str, Any] | None
+    model_uri: str
+    how: str
+
+    def describe(self, given: str) -> str:
+        """One line: which model ``given`` resolved to, and why."""
+        job = training_job_name(self.record)
+        return f"model: {self.model_uri}" + (f" (training job {job})" if job else "") + f", from {given}: {self.how}"
+
+
+def _has(uri: str, name: str) -> bool:
+    return storage.exists(storage.join(uri, name))
+
+
+def _job_folders(uri: str) -> list[str]:
+    """Children of ``uri`` that are training jobs (``<job>/output/training.json``) or tuning jobs (``tuning.json``)."""
+    if not storage.isdir(uri):
+        return []
+    return [c for c in storage.listdir(uri) if _has(c, TUNING_JSON) or _has(storage.join(c, "output"), TRAINING_JSON)]
+
+
+def _training_folder(uri: str) -> tuple[str, str]:
+    """The folder holding training.json or tuning.json that ``uri`` points at, and how it was found."""
+    uri = storage.normalize(uri).rstrip("/")
+    if _has(uri, TRAINING_JSON):
+        return uri, "a training output folder"
+    if _has(uri, TUNING_JSON):
+        return uri, "a tuning job's folder"
+    if _has(storage.join(uri, "output"), TRAINING_JSON):
+        return storage.join(uri, "output"), "a training job's folder (its output/)"
+    jobs = _job_folders(uri)
+    if len(jobs) == 1:
+        folder, how = _training_folder(jobs[0])
+        return folder, f"the only job under it ({jobs[0].rsplit('/', 1)[-1]}): {how}"
+    if jobs:
+        listed = ", ".join(j.rsplit("/", 1)[-1] for j in sorted(jobs))
+        raise TrainingRecordError(f"{uri} holds {len(jobs)} jobs ({listed}): pass the one to use")
+    below = [c.rsplit("/", 1)[-1] for c in storage.listdir(uri)] if storage.isdir(uri) else []
+    found = f"; it holds {', '.join(sorted(below)[:8])}" if below else ""
+    raise TrainingRecordError(
+        f"{storage.join(uri, TRAINING_JSON)} does not exist: {uri} is not a training output folder, a job folder, "
+        f"a tuning job's folder or a folder of jobs{found}"
+    )
+
+
+def _record_model(training_uri: str, record: dict[str, Any]) -> str:
+    """``model.tar.gz`` in the training folder, else the artifact the record names."""
+    local = storage.join(training_uri, MODEL_ARCHIVE)
+    if storage.exists(local):
+        return local
+    remote = record.get("artifact_uri") or (record.get("ModelArtifacts") or {}).get("S3ModelArtifacts")
+    if remote:
+        return storage.normalize(remote)
+    raise TrainingRecordError(f"{local} does not exist and training.json names no other model artifact")
+
+
+def resolve_training(uri: str) -> ResolvedTraining:
+    """The training run and model ``uri`` stands for: a training output folder (``<job>/output``), a job
+    folder, a training or tuning output root holding one job, a tuning job's folder (its best trial) or a
+    ``model.tar.gz`` (with its folder's training.json when there is one)."""
+    if uri.rstrip("/").endswith(".tar.gz"):
+        model_uri = storage.normalize(uri)
+        if not storage.exists(model_uri):
+            raise TrainingRecordError(f"no model archive at {model_uri}")
+        folder = model_uri.rsplit("/", 1)[0]
+        if _has(folder, TRAINING_JSON):
+            return ResolvedTraining(folder, read_training_record(folder), None, model_uri, "a model archive")
+        return ResolvedTraining(folder, {}, None, model_uri, "a model archive without a training record")
+    folder, how = _training_folder(uri)
+    tuning = read_json_object(storage.join(folder, TUNING_JSON)) if _has(folder, TUNING_JSON) else None
+    if tuning is not None and not _has(folder, TRAINING_JSON):
+        best = tuning.get("BestTrainingJob") or {}
+        if not best.get("output_uri"):
+            raise TrainingRecordError(
+                f"{storage.join(folder, TUNING_JSON)}: no BestTrainingJob with an output_uri (no trial succeeded?)"
+            )
+        folder, how = best["output_uri"], f"{how}, its best trial {best.get('TrainingJobName', '')}".rstrip()
+    record = read_training_record(folder)
+    return ResolvedTraining(folder, record, tuning, _record_model(folder, record), how)
 
 
 def training_job_name(record: dict[str, Any]) -> str | None:

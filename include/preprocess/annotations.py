@@ -37,12 +37,15 @@ COLUMNS: dict[str, str] = {
     "ymin_norm": "float64",
     "xmax_norm": "float64",
     "ymax_norm": "float64",
-    "split": "string",  # 'train' or 'validation'
+    "split": "string",  # 'train', 'validation' or 'test'
     "source_file": "string",  # annotation file the box came from
     "source_line": "int64",  # 1-based line (text, JSON Lines, XML) or object number (image+JSON)
 }
 
-SPLITS = ("train", "validation")
+#: train fits the model, validation selects its epoch (and tuning trial), test is held out for evaluation
+#: and the promotion gate. Training needs the first two; a data set may come without test images.
+SPLITS = ("train", "validation", "test")
+TRAINING_SPLITS = ("train", "validation")
 
 
 def empty_table() -> pd.DataFrame:

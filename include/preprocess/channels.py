@@ -14,7 +14,9 @@
   (:mod:`include.preprocess.readers.jumpstart`); JumpStart's script splits off its own validation
   images and augments, so there are no mirrored copies; the class map goes beside the channel.
 
-Record order, flip policy and flipped names are those of the RecordIO build (:mod:`lst`).
+The held-out test split, when the table has one, is written the same way (``test/``,
+``test_annotation/``) for evaluation and export; no training request names it. Record order,
+flip policy and flipped names are those of the RecordIO build (:mod:`lst`).
 Mirrored copies keep their source's format. Images are copied by ``workers`` processes.
 
 :func:`build_training_channels` writes either format under ``<output>/manifest/`` or
@@ -103,7 +105,9 @@ def _jobs(
 
 
 def _plan(input_uri: str, flip: str) -> tuple[dict[str, list[lst.Record]], dict[int, str]]:
-    return lst.plan_records(annotations.read_columns(input_uri, lst.COLUMNS), flip), annotations.read_classes(input_uri)
+    """Records of the non-empty splits (a data set may have no test images) and the class map."""
+    planned = lst.plan_records(annotations.read_columns(input_uri, lst.COLUMNS), flip)
+    return {split: records for split, records in planned.items() if records}, annotations.read_classes(input_uri)
 
 
 def build_manifest_channels(
@@ -156,7 +160,7 @@ def build_image_json_channels(
     quality: int = 95,
     workers: int | None = None,
 ) -> dict:
-    """Write ``train/``, ``validation/``, ``train_annotation/``, ``validation_annotation/``; returns URIs and counts."""
+    """Write ``<split>/`` and ``<split>_annotation/`` per non-empty split; returns URIs and counts."""
     channels, classes = _plan(input_uri, flip)
     categories = [{"class_id": k, "name": v} for k, v in sorted(classes.items())]
     result: dict[str, Any] = {}
@@ -247,6 +251,7 @@ def build_training_channels(
                 "records": built[split]["records"],
             }
             for split in annotations.SPLITS
+            if split in built
         }
     else:
         built = build_image_json_channels(input_uri, folder, flip, quality, workers)
@@ -254,10 +259,12 @@ def build_training_channels(
         description["channels"] = {
             name: {"uri": built[name]["uri"] + "/", "content_type": built["content_type"]}
             for split in annotations.SPLITS
+            if split in built
             for name in (split, f"{split}_annotation")
         }
         for split in annotations.SPLITS:
-            description["channels"][split]["records"] = built[split]["records"]
+            if split in built:
+                description["channels"][split]["records"] = built[split]["records"]
     storage.write_text(storage.join(folder, CHANNELS_FILE), json.dumps(description, indent=2))
     return description
 

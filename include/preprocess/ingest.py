@@ -41,6 +41,7 @@ EXTRA_COLUMNS: dict[str, str] = {
     "converted": "bool",
     "source_image_uri": "string",
     "content_hash": "string",
+    "coordinate_origin": "float64",  # what the source files count pixels from (VOC 1), for messages
 }
 CUB_PREFIX = re.compile(r"^\d+\.")
 
@@ -103,35 +104,63 @@ def select_classes(source: SourceData, requested: list[str] | None) -> tuple[pd.
     return out, {new_id[k]: declared[k] for k in keys}, issues
 
 
-def check_validation_fraction(validation_fraction: float) -> None:
+def check_fractions(validation_fraction: float, test_fraction: float = 0.0) -> None:
+    """The fractions of images drawn for validation and test: each in range, and train left over."""
     if not 0 < validation_fraction < 1:
         raise ValueError(f"validation_fraction must be in (0, 1), got {validation_fraction}")
+    if not 0 <= test_fraction < 1:
+        raise ValueError(f"test_fraction must be in [0, 1), got {test_fraction}")
+    if validation_fraction + test_fraction >= 1:
+        raise ValueError(
+            f"validation_fraction {validation_fraction} + test_fraction {test_fraction} leave no training images"
+        )
 
 
-def assign_split(boxes: pd.DataFrame, validation_fraction: float, seed: int) -> pd.DataFrame:
-    """A seeded split of images, stratified by each image's majority class (first box's class on ties).
-
-    Per class (in id order), the images sorted by name are permuted with one
-    ``numpy.random.default_rng(seed)`` and ``round(n * validation_fraction)`` of them (at
-    least one, and never all, when the class has two images or more) go to validation.
-    """
+def _key_classes(boxes: pd.DataFrame) -> pd.Series:
+    """Each image's majority class (the first box's class on ties), indexed by image."""
     import numpy as np
 
-    check_validation_fraction(validation_fraction)
     order = boxes.assign(_pos=np.arange(len(boxes)))
     counts = order.groupby(["image", "class_id"], sort=False).agg(n=("_pos", "size"), first=("_pos", "min"))
     counts = counts.reset_index().sort_values(["image", "n", "first"], ascending=[True, False, True])
-    key_class = counts.drop_duplicates("image").set_index("image")["class_id"]
+    return counts.drop_duplicates("image").set_index("image")["class_id"]
+
+
+def assign_split(
+    boxes: pd.DataFrame, validation_fraction: float, seed: int, test_fraction: float = 0.0
+) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Draw the splits the data set does not bring, seeded and stratified by each image's majority class.
+
+    Images without a split count as train. When the data set has no validation images,
+    ``round(n * validation_fraction)`` of each class's n images move from train to validation; then,
+    when it has no test images and ``test_fraction`` > 0, ``round(n * test_fraction)`` move from train
+    to test (each at least one, and never the last train image; validation first, as training needs
+    it and test is optional). Per class (in id order), its train images sorted by name are permuted
+    with one ``numpy.random.default_rng(seed)``. Returns the table and where each split came from.
+    """
+    import numpy as np
+
+    check_fractions(validation_fraction, test_fraction)
+    own = boxes["split"] if "split" in boxes else boxes["image"].map(lambda _: None)
+    given = set(own.dropna())
+    key_class = _key_classes(boxes)
+    image_split = dict(zip(boxes["image"], own.fillna("train").astype(object), strict=True))
     rng = np.random.default_rng(seed)
-    validation: set[str] = set()
-    for _, images in sorted(key_class.groupby(key_class).groups.items()):
-        names = sorted(images)
-        n = len(names)
-        n_val = min(max(round(n * validation_fraction), 1), n - 1) if n > 1 else 0
-        validation.update(names[i] for i in rng.permutation(n)[:n_val])
-    return boxes.assign(split=np.where(boxes["image"].isin(validation), "validation", "train")).astype(
-        {"split": "string"}
-    )
+    sources = {s: "data set" for s in given}
+    for target, fraction in (("validation", validation_fraction), ("test", test_fraction)):
+        if target in given or fraction == 0:
+            continue
+        moved: set[str] = set()
+        for _, images in sorted(key_class.groupby(key_class).groups.items()):
+            pool = sorted(i for i in images if image_split[i] == "train")
+            n_draw = min(max(round(len(images) * fraction), 1), len(pool) - 1) if len(pool) > 1 else 0
+            moved.update(pool[i] for i in rng.permutation(len(pool))[:n_draw])
+        for image in moved:
+            image_split[image] = target
+        sources[target] = f"seeded from train ({target}_fraction {fraction:g}, seed {seed})"
+    sources.setdefault("train", "data set" if given else "seeded")
+    out = boxes.assign(split=boxes["image"].map(image_split)).astype({"split": "string"})
+    return out, {s: sources[s] for s in SPLITS if s in sources}
 
 
 def apply_image_checks(boxes: pd.DataFrame, checks: dict[str, ImageCheck]) -> tuple[pd.DataFrame, list[Issue]]:
@@ -170,27 +199,27 @@ def ingest(
     seed: int = 42,
     image_policy: str = "convert",
     workers: int | None = None,
+    test_fraction: float = 0.15,
 ) -> dict[str, Any]:
     """Read a data set (``fmt``: cub, voc, groundtruth or imagejson) into the canonical table under ``output_uri``.
 
     Writes ``annotations.parquet``, ``classes.json`` and ``ingest_issues.json`` (plus converted
     images under ``images/``) and returns a small JSON-able summary.
     """
-    check_validation_fraction(validation_fraction)  # also where the data set brings its own split
+    check_fractions(validation_fraction, test_fraction)  # also where the data set brings its own split
     output_uri = storage.normalize(output_uri)
     source = read_source(fmt, source_uri, label_attribute=label_attribute, workers=workers or 8)
     boxes, class_map, issues = select_classes(source, classes)
-    own_split = source.has_split
-    if not own_split:
-        boxes = assign_split(boxes, validation_fraction, seed)
+    boxes, split_sources = assign_split(boxes, validation_fraction, seed, test_fraction)
     images = dict(zip(boxes["image_uri"], boxes["image"], strict=True))
     checks = verify_images(images, output_uri, policy=image_policy, workers=workers)
     table, image_issues = apply_image_checks(boxes, checks)
+    table["coordinate_origin"] = source.coordinate_origin
     issues += image_issues
     table = conform(add_normalized(table)[[*COLUMNS, *EXTRA_COLUMNS]].astype(EXTRA_COLUMNS))
     uris = write_table(table, class_map, output_uri)
     uris["issues"] = write_issues(issues, output_uri)
-    summary = _summary(fmt, source.root, table, class_map, issues, own_split, source.notes, uris)
+    summary = _summary(fmt, source.root, table, class_map, issues, split_sources, source.notes, uris)
     log.info(
         "ingested %s images, %s boxes, %s classes from %s; %s issues",
         summary["images"],
@@ -208,7 +237,7 @@ def _summary(
     table: pd.DataFrame,
     class_map: dict[int, str],
     issues: list[Issue],
-    own_split: bool,
+    split_sources: dict[str, str],
     notes: dict[str, int],
     uris: dict[str, str],
 ) -> dict[str, Any]:
@@ -226,7 +255,7 @@ def _summary(
             split: {"images": int((per_image["split"] == split).sum()), "boxes": int((table["split"] == split).sum())}
             for split in SPLITS
         },
-        "split_source": "data set" if own_split else "seeded",
+        "split_source": split_sources,
         "converted_images": int(per_image["converted"].sum()),
         "size_mismatches": size_mismatches(per_image),
         "issues": len(issues),

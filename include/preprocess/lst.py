@@ -182,7 +182,7 @@ def _record(rows: list[SimpleNamespace]) -> tuple[str, Record]:
 
 
 def plan_records(table: Table, flip: str = "train") -> dict[str, list[Record]]:
-    """Records per split (``train``, ``validation``), ordered by image path, mirrored copies after each image.
+    """Records per split (``train``, ``validation``, ``test``), ordered by image path, mirrored copies after each image.
 
     Raises :class:`AnnotationTableError` naming the row when an image's split, URI or size is
     inconsistent or invalid, or a box coordinate is missing.

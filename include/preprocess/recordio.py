@@ -1,9 +1,10 @@
-"""The ``.lst`` + MXNet RecordIO build: ``train/`` and ``validation/`` channels from the canonical table.
+"""The ``.lst`` + MXNet RecordIO build: ``train/``, ``validation/`` and ``test/`` channels from the canonical table.
 
 Output under ``output_uri``::
 
     train/train.rec  train/train.idx  train/train.lst
     validation/validation.rec  validation/validation.idx  validation/validation.lst
+    test/test.rec  test/test.idx  test/test.lst     (the held-out split; absent when it is empty)
     recordio.json    (records, objects, bytes and sha256 per file, options, label width needed)
     classes.json     (the input table's class map, so the folder trains on its own)
 
@@ -118,17 +119,19 @@ def plan_shards(input_uri: str, output_uri: str, shards: int, workers: int | Non
     for folder in (output_uri, *(storage.join(output_uri, split) for split in annotations.SPLITS)):
         if removed := storage.remove_stale_temporaries(folder):  # left by a killed merge
             log.warning("%s: removed temporaries a killed build left: %s", folder, ", ".join(removed))
-    if not input_uri.endswith(".parquet"):  # a validate output folder: its gate must have passed
-        from include.preprocess.quality.gate import check_gate_passed
+    from include.preprocess.quality.gate import check_gate_passed
 
-        check_gate_passed(input_uri)
+    check_gate_passed(input_uri)  # a table the gate refused is never built (the CLI also requires one it passed)
     table = annotations.read_columns(input_uri, lst.COLUMNS)
     classes = annotations.read_classes(input_uri)
     needed = lst.check_label_width(table, options.label_width)
     channels = lst.plan_records(table, options.flip)
-    empty = [split for split, records in channels.items() if not records]
+    empty = [split for split in annotations.TRAINING_SPLITS if not channels[split]]
     if empty:
         raise lst.AnnotationTableError(f"{input_uri}: no images in split(s) {', '.join(empty)}")
+    if not channels["test"]:
+        log.warning("%s: no test images: no test/ channel, evaluation will score validation", input_uri)
+    channels = {split: records for split, records in channels.items() if records}
     units = {split: _units(records) for split, records in channels.items()}
     stats = {
         split: {
@@ -235,11 +238,10 @@ def _build_shard(spec: dict, pool: ProcessPoolExecutor | None) -> dict:
     work = json.loads(storage.read_text(spec["work_uri"]))
     options = spec["options"]
     shard_uri = _shard_uri(spec["output_uri"], spec["shard"])
-    jobs = [(split, unit) for split in annotations.SPLITS for unit in work[split]]
+    jobs = [(split, unit) for split in work for unit in work[split]]
     with ExitStack() as stack:
         writers = {
-            split: _ChannelWriter(stack, {k: storage.join(shard_uri, f"{split}.{k}") for k in KINDS})
-            for split in annotations.SPLITS
+            split: _ChannelWriter(stack, {k: storage.join(shard_uri, f"{split}.{k}") for k in KINDS}) for split in work
         }
         framed_units = ordered_map(render_unit, [(unit, options) for _, unit in jobs], pool)
         for (split, unit), framed in zip(jobs, framed_units, strict=True):
@@ -318,7 +320,7 @@ def merge_shards(output_uri: str, shard_results: list[dict]) -> dict:
         got = [r["shard"] for r in results]
         raise ShardError(f"{output_uri}: expected results of shards 0..{plan['shards'] - 1}, got {got}")
     channels: dict[str, Any] = {}
-    for split in annotations.SPLITS:
+    for split in plan["channels"]:
         parts = [r["channels"][split] for r in results]
         records = sum(p["records"] for p in parts)
         if records != plan["channels"][split]["records"]:

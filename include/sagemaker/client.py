@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 log = logging.getLogger(__name__)
 
-JobKind = Literal["training", "tuning"]
+JobKind = Literal["training", "tuning", "compilation"]
 #: ``(region) -> boto3.Session``; installed by the Airflow plugin (see the module docstring).
 SessionFactory = Callable[[str | None], Any]
 
@@ -92,12 +92,14 @@ def names_containing(sm: Any, operation: str, result_key: str, name_key: str, to
 
 
 def stop_job(sm: Any, kind: JobKind, name: str) -> bool:
-    """Ask SageMaker to stop a training or tuning job; False when it is gone or no longer running."""
+    """Ask SageMaker to stop a training, tuning or compilation job; False when it is gone or no longer running."""
     from botocore.exceptions import ClientError
 
     try:
         if kind == "training":
             sm.stop_training_job(TrainingJobName=name)
+        elif kind == "compilation":
+            sm.stop_compilation_job(CompilationJobName=name)
         else:
             sm.stop_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)
     except ClientError as err:
@@ -111,7 +113,7 @@ def stop_job(sm: Any, kind: JobKind, name: str) -> bool:
 
 
 def stop_run_jobs(sm: Any, token: str) -> list[str]:
-    """Stop the training and tuning jobs still in progress whose names hold the run ``token``; the names stopped."""
+    """Stop the training, tuning and Neo compilation jobs still running whose names hold the run ``token``."""
     stopped = []
     for name in names_containing(
         sm,
@@ -128,4 +130,10 @@ def stop_run_jobs(sm: Any, token: str) -> list[str]:
     ):
         if stop_job(sm, "training", name):
             stopped.append(name)
+    for status in ("STARTING", "INPROGRESS"):
+        for name in names_containing(
+            sm, "list_compilation_jobs", "CompilationJobSummaries", "CompilationJobName", token, StatusEquals=status
+        ):
+            if stop_job(sm, "compilation", name):
+                stopped.append(name)
     return stopped

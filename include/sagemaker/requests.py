@@ -9,6 +9,7 @@ disagree. Every builder's output passes :func:`validate_request` (botocore's Sag
 from __future__ import annotations
 
 import functools
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ __all__ = [
     "RequestValidationError",
     "TrainingSpec",
     "builtin_image",
+    "compilation_job_request",
     "deployment_request",
     "endpoint_config_request",
     "endpoint_request",
@@ -51,6 +53,12 @@ MODEL_CONTENT_TYPE = "application/x-sagemaker-model"
 CHECKPOINT_FOLDER = "checkpoints"
 #: The role a request names on the local backend when the configuration has none (nothing assumes it locally).
 LOCAL_ROLE_ARN = "arn:aws:iam::000000000000:role/local-training"
+#: The model container's environment variable naming the runtime a local endpoint serves it with
+#: (``onnxruntime`` for the ONNX export); absent means MXNet, what the built-in algorithm's container runs.
+RUNTIME_ENV = "DETECTION_RUNTIME"
+#: SageMaker Neo's name and version for MXNet models (its table aliases every MXNet 1.x to 1.8).
+NEO_FRAMEWORK = "MXNET"
+NEO_FRAMEWORK_VERSION = "1.8"
 
 Tags = list[dict[str, str]]
 
@@ -61,10 +69,31 @@ class RequestError(ValueError):
 
 @functools.cache
 def builtin_image(region: str) -> str:
-    """The built-in object-detection algorithm's image for ``region`` (from the SageMaker SDK's tables, offline)."""
-    from sagemaker.core import image_uris
+    """The built-in object-detection algorithm's image for ``region``, offline.
 
-    return image_uris.retrieve(ALGORITHM, region)
+    Read from the SageMaker SDK's own table (``sagemaker/core/image_uri_config/object-detection.json``,
+    what ``sagemaker.core.image_uris.retrieve`` reads) with the partition's DNS suffix from
+    botocore, rather than through ``retrieve``: importing ``sagemaker.core`` takes 3.5-4.7 s here
+    and ``retrieve`` logs two INFO lines per call, on every local job too. A test compares the two.
+    """
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    from botocore.loaders import Loader
+    from botocore.regions import EndpointResolver
+
+    core = importlib.util.find_spec("sagemaker.core")  # imports the light parent package only
+    if core is None or not core.submodule_search_locations:
+        raise RequestError("the sagemaker SDK is not installed: it holds the built-in algorithms' image table")
+    table = Path(core.submodule_search_locations[0]) / "image_uri_config" / f"{ALGORITHM}.json"
+    version = json.loads(table.read_text())["versions"]["1"]
+    account = version["registries"].get(region)
+    if account is None:
+        raise RequestError(f"SageMaker's {ALGORITHM} algorithm has no image in region {region!r} ({table})")
+    resolver = EndpointResolver(Loader().load_data("endpoints"))
+    suffix = resolver.get_partition_dns_suffix(resolver.get_partition_for_region(region))
+    return f"{account}.dkr.ecr.{region}.{suffix}/{version['repository']}:1"
 
 
 @dataclass(frozen=True)
@@ -239,14 +268,18 @@ def tuning_job_request(
     }
 
 
-def model_request(*, name: str, model_data_url: str, role_arn: str, image: str, tags: Tags) -> dict[str, Any]:
-    """A ``CreateModel`` request serving ``model.tar.gz`` at ``model_data_url`` with ``image``."""
-    return {
-        "ModelName": name,
-        "PrimaryContainer": {"Image": image, "ModelDataUrl": model_data_url},
-        "ExecutionRoleArn": role_arn,
-        "Tags": tags,
-    }
+def model_request(
+    *, name: str, model_data_url: str, role_arn: str, image: str, tags: Tags, runtime: str = "mxnet"
+) -> dict[str, Any]:
+    """A ``CreateModel`` request serving ``model.tar.gz`` at ``model_data_url`` with ``image``.
+
+    Another ``runtime`` than MXNet (the local endpoint's ONNX Runtime) is named in the container's
+    environment (:data:`RUNTIME_ENV`).
+    """
+    container: dict[str, Any] = {"Image": image, "ModelDataUrl": model_data_url}
+    if runtime != "mxnet":
+        container["Environment"] = {RUNTIME_ENV: runtime}
+    return {"ModelName": name, "PrimaryContainer": container, "ExecutionRoleArn": role_arn, "Tags": tags}
 
 
 def endpoint_config_request(
@@ -289,12 +322,14 @@ def deployment_request(
     region: str,
     instance_type: str,
     instance_count: int = 1,
-    keep_until: str,
+    keep_until: str | None,
     image: str | None = None,
+    runtime: str = "mxnet",
 ) -> dict[str, dict[str, Any]]:
     """``{"Model", "EndpointConfig", "Endpoint"}`` for ``SageMakerEndpointOperator``'s combined config.
 
-    The endpoint carries the ``keep-until`` tag (:func:`naming.keep_until`) the sweeper reads.
+    The endpoint carries the ``keep-until`` tag (:func:`naming.keep_until`) the sweeper reads; without
+    one (``keep_until=None``) the sweeper leaves it alone. ``runtime`` goes to :func:`model_request`.
     """
     names = DeploymentNames.of(run)
     tags = run.tags()
@@ -305,6 +340,7 @@ def deployment_request(
             role_arn=role_arn,
             image=image or builtin_image(region),
             tags=tags,
+            runtime=runtime,
         ),
         "EndpointConfig": endpoint_config_request(
             name=names.endpoint_config,
@@ -316,8 +352,51 @@ def deployment_request(
         "Endpoint": endpoint_request(
             name=names.endpoint,
             config_name=names.endpoint_config,
-            tags=run.tags({KEEP_UNTIL_TAG: tag_value(keep_until)}),
+            tags=run.tags({} if keep_until is None else {KEEP_UNTIL_TAG: tag_value(keep_until)}),
         ),
+    }
+
+
+def compilation_job_request(
+    *,
+    name: str,
+    role_arn: str,
+    input_uri: str,
+    image_shape: int,
+    output_uri: str,
+    target_device: str | None,
+    target_platform: Mapping[str, str] | None = None,
+    compiler_options: str | None = None,
+    max_runtime_seconds: int = 900,
+    tags: Tags,
+) -> dict[str, Any]:
+    """A ``CreateCompilationJob`` request: SageMaker Neo compiles the MXNet graph in ``input_uri`` for a device.
+
+    ``input_uri`` is one ``.tar.gz`` holding ``*-symbol.json`` and ``*.params`` of an inference graph
+    whose input is ``data`` (1 x 3 x ``image_shape`` x ``image_shape``). The target is a device
+    (``ml_c5``, ``jetson_nano``, ...) or, instead, a platform (``{"Os", "Arch", "Accelerator"}``).
+    """
+    if (target_device is None) == (target_platform is None):
+        raise RequestError("a compilation job needs a target device or a target platform, not both or neither")
+    output: dict[str, Any] = {"S3OutputLocation": output_uri}
+    if target_device is not None:
+        output["TargetDevice"] = target_device
+    else:
+        output["TargetPlatform"] = dict(target_platform or {})
+    if compiler_options:
+        output["CompilerOptions"] = compiler_options
+    return {
+        "CompilationJobName": name,
+        "RoleArn": role_arn,
+        "InputConfig": {
+            "S3Uri": input_uri,
+            "DataInputConfig": json.dumps({"data": [1, 3, image_shape, image_shape]}),
+            "Framework": NEO_FRAMEWORK,
+            "FrameworkVersion": NEO_FRAMEWORK_VERSION,
+        },
+        "OutputConfig": output,
+        "StoppingCondition": {"MaxRuntimeInSeconds": max_runtime_seconds},
+        "Tags": tags,
     }
 
 

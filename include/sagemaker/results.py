@@ -1,8 +1,8 @@
-"""The small XCom results of training and tuning, the same keys for both backends.
+"""The small XCom results of training, tuning, deployment and Neo compilation, the same keys for both backends.
 
-Both are read from a description shaped as SageMaker's ``DescribeTrainingJob`` /
-``DescribeHyperParameterTuningJob`` answer: the provider's operators return the real ones, the
-local executors return dicts of the same shape, so one function reads both.
+Each is read from a description shaped as SageMaker's ``Describe*`` answer: the provider's operators
+(and boto3) return the real ones, the local executors return dicts of the same shape, so one function
+reads both.
 """
 
 from __future__ import annotations
@@ -11,6 +11,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from include.sagemaker.training_metrics import final_metrics
+
+#: The keys that name a job in a Describe*Job answer.
+NAME_KEYS = ("TrainingJobName", "HyperParameterTuningJobName", "CompilationJobName")
 
 
 class DescriptionError(ValueError):
@@ -21,7 +24,7 @@ def _get(description: Mapping[str, Any], *keys: str) -> Any:
     value: Any = description
     for key in keys:
         if not isinstance(value, Mapping) or key not in value:
-            name = description.get("TrainingJobName") or description.get("HyperParameterTuningJobName") or "?"
+            name = next((description[k] for k in NAME_KEYS if description.get(k)), "?")
             raise DescriptionError(f"job {name}: description has no {'.'.join(keys)}")
         value = value[key]
     return value
@@ -90,4 +93,24 @@ def deployment_result(result: Mapping[str, Any], *, backend: str) -> dict[str, A
         "model_names": [variant["ModelName"] for variant in variants],
         "status": _get(endpoint, "EndpointStatus"),
         **local,
+    }
+
+
+def compilation_result(description: Mapping[str, Any], *, backend: str) -> dict[str, Any]:
+    """What a SageMaker Neo compilation job produced (DescribeCompilationJob): the compiled model's URI first.
+
+    The URI is taken from the answer (``ModelArtifacts.S3ModelArtifacts``), never built from the
+    request's output location: Neo names the object itself.
+    """
+    output = _get(description, "OutputConfig")
+    return {
+        "backend": backend,
+        "job_name": _get(description, "CompilationJobName"),
+        "job_arn": description.get("CompilationJobArn"),
+        "status": _get(description, "CompilationJobStatus"),
+        "compiled_artifact_uri": _get(description, "ModelArtifacts", "S3ModelArtifacts"),
+        "inference_image": description.get("InferenceImage"),
+        "target": output.get("TargetDevice") or output.get("TargetPlatform"),
+        "framework": (description.get("InputConfig") or {}).get("Framework"),
+        "framework_version": (description.get("InputConfig") or {}).get("FrameworkVersion"),
     }

@@ -1,8 +1,24 @@
 """The built-in object-detection algorithm's tuning ranges, checked against its documentation.
 
 :func:`parameter_ranges` builds a tuning job's ``ParameterRanges`` from ranges inside the
-documented tunable bounds; :func:`default_ranges` are those bounds. The hyperparameters
-themselves are validated by :mod:`include.training.hyperparameters` (one table for both backends).
+documented tunable bounds (:data:`TUNABLE`, :func:`documented_ranges`). Those bounds are the
+widest a request may use, not good defaults: a learning rate of 0.5 diverged (loss 305) and a
+weight decay near 0.999 wipes the weights out. :func:`default_ranges` are the ranges a tuning job
+gets when the configuration names none: a decade either side of the profile's learning rate,
+weight decay 1e-5..1e-3, both log-scaled, the batch size around the profile's, momentum only for
+sgd (adam, rmsprop and adadelta ignore it here), and not the optimizer (one learning-rate range
+means different things to different optimizers). The hyperparameters themselves are validated
+by :mod:`include.training.hyperparameters` (one table for both backends).
+
+=================  ============================  ===========================================
+hyperparameter     SageMaker's documented range  default tuning range
+=================  ============================  ===========================================
+learning_rate      1e-6 .. 0.5                   lr / 10 .. lr x 10, Logarithmic
+weight_decay       0 .. 0.999                    1e-5 .. 1e-3, Logarithmic
+mini_batch_size    8 .. 64                       batch / 2 .. batch x 2 (within 8 .. 64)
+momentum           0 .. 0.999                    0.8 .. 0.99, ReverseLogarithmic (sgd only)
+optimizer          sgd, adam, rmsprop, adadelta  not tuned
+=================  ============================  ===========================================
 """
 
 from __future__ import annotations
@@ -12,7 +28,8 @@ from typing import Any
 
 from include.training.hyperparameters import OPTIMIZERS, HyperparameterError
 
-#: The documented tunable hyperparameters: range type and the widest bounds (or allowed values).
+#: The documented tunable hyperparameters (SageMaker's "Tune an Object Detection Model" page): range type and
+#: the widest bounds (or allowed values).
 TUNABLE: dict[str, tuple[str, tuple[Any, ...]]] = {
     "learning_rate": ("continuous", (1e-6, 0.5)),
     "mini_batch_size": ("integer", (8, 64)),
@@ -22,7 +39,26 @@ TUNABLE: dict[str, tuple[str, tuple[Any, ...]]] = {
 }
 
 
-def default_ranges() -> dict[str, dict[str, Any]]:
+def default_ranges(hyperparameters: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Tuning ranges around the profile's ``hyperparameters`` (see the module docstring), inside :data:`TUNABLE`."""
+    from include.training.hyperparameters import DEFAULTS
+
+    hp = {**DEFAULTS, **{k: str(v) for k, v in hyperparameters.items()}}
+    (lr_low, lr_high), (batch_low, batch_high) = TUNABLE["learning_rate"][1], TUNABLE["mini_batch_size"][1]
+    lr, batch = float(hp["learning_rate"]), int(float(hp["mini_batch_size"]))
+    ranges: dict[str, dict[str, Any]] = {
+        "learning_rate": {"type": "continuous", "min": max(lr / 10, lr_low), "max": min(lr * 10, lr_high),
+                          "scaling": "Logarithmic"},
+        "weight_decay": {"type": "continuous", "min": 1e-5, "max": 1e-3, "scaling": "Logarithmic"},
+        "mini_batch_size": {"type": "integer", "min": max(batch // 2, batch_low), "max": min(batch * 2, batch_high),
+                            "scaling": "Auto"},
+    }
+    if hp["optimizer"] == "sgd":
+        ranges["momentum"] = {"type": "continuous", "min": 0.8, "max": 0.99, "scaling": "ReverseLogarithmic"}
+    return ranges
+
+
+def documented_ranges() -> dict[str, dict[str, Any]]:
     """The documented tuning ranges, in the configuration's shape (``type``, ``min``/``max`` or ``values``)."""
     out: dict[str, dict[str, Any]] = {}
     for name, (kind, bounds) in TUNABLE.items():

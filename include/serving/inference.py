@@ -9,34 +9,79 @@ without a waiting window: a request alone on an idle endpoint is never delayed).
 hosts measured with bench/bench_endpoint.py, batches of 4 cost as much CPU per image as single
 images and gave fewer requests/s with 4 clients, while every image of a batch waits for the
 whole batch. Raise it where the bench shows a gain (many cores, an accelerator).
+
+The runtime is a parameter of the service (``mxnet``: ``model.tar.gz`` on MXNet; ``onnxruntime``: the
+ONNX export's ``model.onnx`` on ONNX Runtime, :class:`include.ssd_numpy.OnnxSsd`); both answer the same
+detections to the same code above them. The ONNX Runtime service never imports MXNet.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from include import storage
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from include.model_artifact import Detector
-
 log = logging.getLogger(__name__)
 
 _STOP = object()
+
+#: What can serve a model: MXNet (``model.tar.gz``) or ONNX Runtime (the ONNX export's ``model.onnx``).
+RUNTIMES = ("mxnet", "onnxruntime")
+
+
+class LoadedModel(Protocol):
+    """A model on either runtime: :class:`include.model_artifact.Detector` or :class:`include.ssd_numpy.OnnxSsd`."""
+
+    @property
+    def image_shape(self) -> int: ...
+
+    @property
+    def classes(self) -> dict[int, str]: ...
+
+    def predict_batch(self, images: list[np.ndarray]) -> list[np.ndarray]: ...
+
+    def predict(self, image: np.ndarray) -> np.ndarray: ...
+
+
+def check_runtime(runtime: str) -> str:
+    """``runtime`` when it is one of :data:`RUNTIMES`; ``ValueError`` otherwise."""
+    if runtime not in RUNTIMES:
+        raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)} (got {runtime!r})")
+    return runtime
+
+
+def load_model(model_uri: str, runtime: str = "mxnet") -> LoadedModel:
+    """The model at ``model_uri`` loaded on ``runtime``, on the CPU.
+
+    ONNX Runtime takes as many compute threads as ``OMP_NUM_THREADS`` gives MXNet (when set), so
+    one setting sizes either runtime.
+    """
+    if check_runtime(runtime) == "onnxruntime":
+        from include.ssd_numpy import OnnxSsd
+
+        if not model_uri.endswith(".onnx"):
+            raise ValueError(f"ONNX Runtime serves an ONNX export's model.onnx, not {model_uri}: export it first")
+        threads = os.environ.get("OMP_NUM_THREADS", "")
+        return OnnxSsd(storage.read_bytes(model_uri), threads=int(threads) if threads.isdigit() else None, spin=False)
+    from include.model_artifact import load_detector
+
+    return load_detector(model_uri)
 
 
 class BatchingPredictor:
     """Runs ``detector.predict_batch`` on one thread over the requests queued at that moment."""
 
-    def __init__(self, detector: Detector, max_batch: int = 1) -> None:
+    def __init__(self, detector: LoadedModel, max_batch: int = 1) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
         self.detector = detector
@@ -46,7 +91,7 @@ class BatchingPredictor:
         self._thread.start()
 
     def submit(self, image: np.ndarray) -> Future:
-        """Queue one RGB uint8 image; the future resolves to its detections (see ``Detector.predict``)."""
+        """Queue one RGB uint8 image; the future resolves to its detections (see ``LoadedModel.predict``)."""
         if not self._thread.is_alive():
             raise RuntimeError("the predictor is closed")
         future: Future = Future()
@@ -93,16 +138,24 @@ class BatchingPredictor:
 
 
 class ModelService:
-    """Loads a model artifact on a background thread and serves it through a :class:`BatchingPredictor`.
+    """Loads a model on a background thread and serves it through a :class:`BatchingPredictor`.
 
     ``state`` is ``loading``, ``ready`` or ``failed``; ``on_failure`` is called (from the loading
-    thread) when the artifact cannot be loaded, so the server can exit instead of staying unhealthy.
+    thread) when the model cannot be loaded, so the server can exit instead of staying unhealthy.
+    ``runtime`` is one of :data:`RUNTIMES` (see :func:`load_model`).
     """
 
-    def __init__(self, model_uri: str, max_batch: int = 1, on_failure: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        model_uri: str,
+        max_batch: int = 1,
+        on_failure: Callable[[], None] | None = None,
+        runtime: str = "mxnet",
+    ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
         self.model_uri = model_uri
+        self.runtime = check_runtime(runtime)
         self.max_batch = max_batch
         self.on_failure = on_failure
         self.state = "loading"
@@ -128,13 +181,11 @@ class ModelService:
     def _load(self) -> None:
         import numpy as np
 
-        from include.model_artifact import load_detector
-
         started = time.perf_counter()
         try:
             if not storage.exists(self.model_uri):  # fail before the seconds-long MXNet import
                 raise FileNotFoundError(f"no model artifact at {self.model_uri}")
-            detector = load_detector(self.model_uri)
+            detector = load_model(self.model_uri, self.runtime)
             # The first forward builds the cached graph; do it before answering /ping with 200.
             detector.predict(np.zeros((detector.image_shape, detector.image_shape, 3), dtype=np.uint8))
         except Exception:
@@ -150,6 +201,7 @@ class ModelService:
             extra={
                 "fields": {
                     "model": self.model_uri,
+                    "runtime": self.runtime,
                     "image_shape": detector.image_shape,
                     "classes": len(detector.classes),
                     "max_batch": self.max_batch,

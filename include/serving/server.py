@@ -11,7 +11,8 @@ measures the endpoint against the bare forward pass).
 Images are decoded on worker threads; forward passes run one at a time on the model's own thread,
 which can batch requests that wait together (``--max-batch``, :mod:`include.serving.inference`).
 
-Run it with ``python -m include.serving.server --model URI [--host 127.0.0.1] [--port 8080]``.
+Run it with ``python -m include.serving.server --model URI [--runtime mxnet|onnxruntime] [--port 8080]``:
+``model.tar.gz`` on MXNet, or the ONNX export's ``model.onnx`` on ONNX Runtime (same contract, same answers).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from urllib.parse import parse_qs
 
 from include import storage
 from include.serving import contract
-from include.serving.inference import ModelService
+from include.serving.inference import RUNTIMES, ModelService
 
 log = logging.getLogger(__name__)
 
@@ -196,7 +197,7 @@ class InferenceApp:
         if path == "/ping":
             if method != "GET":
                 raise HTTPError(405, f"{method} is not allowed on /ping", [(b"allow", b"GET")])
-            return (200 if self.service.ready else 503), {"status": self.service.state}
+            return (200 if self.service.ready else 503), {"status": self.service.state, "runtime": self.service.runtime}
         if path == "/invocations":
             if method != "POST":
                 raise HTTPError(405, f"{method} is not allowed on /invocations", [(b"allow", b"POST")])
@@ -271,6 +272,7 @@ def serve(
     max_body_bytes: int = contract.DEFAULT_MAX_BODY_BYTES,
     max_batch: int = 1,
     port_file: str | None = None,
+    runtime: str = "mxnet",
 ) -> int:
     """Listen, load the model in the background and serve until SIGTERM/SIGINT; 1 when the model failed to load.
 
@@ -289,7 +291,7 @@ def serve(
         if server is not None:
             server.should_exit = True
 
-    service = ModelService(storage.normalize(model_uri), max_batch=max_batch, on_failure=stop_server)
+    service = ModelService(storage.normalize(model_uri), max_batch=max_batch, on_failure=stop_server, runtime=runtime)
     config = uvicorn.Config(
         InferenceApp(service, max_body_bytes),
         host=host,
@@ -304,7 +306,8 @@ def serve(
         timeout_graceful_shutdown=30,
     )
     server = uvicorn.Server(config)
-    log.info("listening", extra={"fields": {"host": host, "port": bound_port, "pid": os.getpid(), "model": model_uri}})
+    fields = {"host": host, "port": bound_port, "pid": os.getpid(), "model": model_uri, "runtime": runtime}
+    log.info("listening", extra={"fields": fields})
     with sock:
         server.run(sockets=[sock])
     return 1 if service.state == "failed" else 0
@@ -320,7 +323,10 @@ def _positive_int(text: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m include.serving.server", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", required=True, help="model.tar.gz (or its unpacked folder), local path or URI")
+    parser.add_argument(
+        "--model", required=True, help="model.tar.gz (or its unpacked folder), or model.onnx with --runtime onnxruntime"
+    )
+    parser.add_argument("--runtime", choices=RUNTIMES, default="mxnet", help="what runs the model (default mxnet)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8080, help="port (default 8080 as in the container; 0 = any free)")
     parser.add_argument("--max-body-bytes", type=_positive_int, default=contract.DEFAULT_MAX_BODY_BYTES)
@@ -335,7 +341,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     configure_logging(args.log_level)
     try:
-        return serve(args.model, args.host, args.port, args.max_body_bytes, args.max_batch, args.port_file)
+        return serve(
+            args.model, args.host, args.port, args.max_body_bytes, args.max_batch, args.port_file, args.runtime
+        )
     except OSError as exc:
         log.error("cannot start: %s", exc)
         return 1

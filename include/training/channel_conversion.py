@@ -68,8 +68,10 @@ def recordio_channels(request: TrainingRequest, workdir: Path, emit: Callable[[s
 
     source = _source_folder(request, workdir)
     table, out = workdir / "input" / "table", workdir / "input" / "recordio"
-    summary = ingest(READERS[request.channel_format], str(source), str(table), label_attribute=request.label_attribute,
-                     validation_fraction=VALIDATION_FRACTION)
+    summary = ingest(  # the channels are the splits to train on: nothing is held out for testing here
+        READERS[request.channel_format], str(source), str(table), label_attribute=request.label_attribute,
+        validation_fraction=VALIDATION_FRACTION, test_fraction=0,
+    )
     if summary["issues"]:
         emit(f"Reading the channels: {summary['issues']} issue(s), see {table}/ingest_issues.json")
     built = build_recordio(str(table), str(out), resize=None, flip="none", workers=1)

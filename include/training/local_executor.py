@@ -106,7 +106,13 @@ class _Record:
             "RoleArn": raw.get("RoleArn"),
             "InputDataConfig": raw.get("InputDataConfig", []),
             "OutputDataConfig": raw.get("OutputDataConfig", {}),
-            "ResourceConfig": raw.get("ResourceConfig", {}),
+            # what ran: this machine (SageMaker's SDK calls its local mode "local"), and what the request asked for
+            "ResourceConfig": {
+                "InstanceType": "local",
+                "InstanceCount": 1,
+                "Cpus": os.cpu_count(),
+                "RequestedInstanceType": raw.get("ResourceConfig", {}).get("InstanceType"),
+            },
             "StoppingCondition": raw.get("StoppingCondition", {}),
             "CreationTime": _now(),
             "TrainingStartTime": _now(),

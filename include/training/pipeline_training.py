@@ -217,7 +217,7 @@ def build_request(
     from include.sagemaker.tuning_ranges import default_ranges
 
     tuning = cfg.training.tuning
-    ranges = {k: v.model_dump(exclude_none=True) for k, v in tuning.ranges.items()} or default_ranges()
+    ranges = {k: v.model_dump(exclude_none=True) for k, v in tuning.ranges.items()} or default_ranges(hp)
     return tuning_job_request(
         spec,
         name=name,

@@ -56,10 +56,10 @@ class RecordChannel:
                 idx.write_text("".join(f"{k}\t{off}\n" for k, off in enumerate(scan_offsets(rec))))
             self._files.append((rec, rec.open("rb")))
             for key, offset in read_index(idx):
-                boxes, count, _ = detection_record(self._read(number, offset), f"{rec} record {key}")
+                record = detection_record(self._read(number, offset), f"{rec} record {key}")
                 self._items.append((number, key, offset))
-                self.labels.append(boxes)
-                self.max_objects = max(self.max_objects, count)
+                self.labels.append(record.boxes)
+                self.max_objects = max(self.max_objects, record.objects)
 
     def _read(self, number: int, offset: int) -> bytes:
         path, handle = self._files[number]

@@ -79,6 +79,20 @@ def test_scratch_hyperparameters_are_checked_too() -> None:
         ({"overrides": {"sagemaker": {"role_arn": "admin"}}}, ["sagemaker.role_arn", "'admin'", "not an IAM role ARN"]),
         ({"params": {"backend": "azure"}}, ["backend", "'azure'", "local, sagemaker"]),
         ({"params": {"colour": 1}}, ["unknown parameter 'colour'", "allowed"]),
+        ({"params": {"deploy_runtime": "onnxruntime"}}, ["deploy.runtime", "also set export.enabled: true"]),
+        (
+            {
+                "params": {"backend": "sagemaker", "export": True, "deploy_runtime": "onnxruntime"},
+                "overrides": {"sagemaker": {"role_arn": ROLE, "bucket": "b-1"}},
+            },
+            ["deploy.runtime", "only local endpoints serve the ONNX export"],
+        ),
+        ({"overrides": {"export": {"formats": ["neo"]}}}, ["export.formats", "Neo compiles on SageMaker only"]),
+        ({"overrides": {"export": {"formats": ["tflite"]}}}, ["export.formats.0", "'tflite'", "'onnx' or 'neo'"]),
+        (
+            {"overrides": {"export": {"neo": {"target_platform": {"Os": "LINUX", "Arch": "ARM64"}}}}},
+            ["export.neo", "set either target_device or target_platform"],
+        ),
     ],
 )
 def test_bad_values_name_key_value_and_allowed(kwargs: dict, expected: list[str]) -> None:
@@ -86,6 +100,17 @@ def test_bad_values_name_key_value_and_allowed(kwargs: dict, expected: list[str]
         load_config(environ={}, **kwargs)
     for text in expected:
         assert text in str(err.value)
+
+
+def test_export_and_the_onnx_runtime_endpoint_are_params() -> None:
+    cfg = load_config(params={"export": True, "deploy_runtime": "onnxruntime"}, environ={})
+    assert (cfg.export.enabled, cfg.export.formats, cfg.deploy.runtime) == (True, ["onnx"], "onnxruntime")
+    assert (cfg.export.score_tolerance, cfg.export.box_tolerance, cfg.export.neo.target_device) == (1e-3, 1e-3, "ml_c5")
+    aws = load_config(
+        params={"backend": "sagemaker", "export": True},
+        environ={"DETECTION__SAGEMAKER__ROLE_ARN": ROLE, "DETECTION__SAGEMAKER__BUCKET": "my-bucket"},
+    )
+    assert aws.export.formats == ["neo"] and aws.deploy.runtime == "mxnet"
 
 
 def test_config_file_from_environment(tmp_path) -> None:

@@ -39,6 +39,7 @@ def test_failed_smoke_test_fails_the_run_and_leaves_no_server(
 
     assert str(dr.state) == "failed"
     assert states["deploy"] == {"success"} and states["teardown"] == {"success"}
+    assert states["export"] == {"skipped"}  # the export param is off by default
     assert tries["smoke_test"] == [("failed", pipeline.get_task("smoke_test").retries + 1)]
     assert states["watcher"] == {"failed"}  # what keeps the run failed although teardown succeeded
     # deploy started a server and waited for /ping; teardown stopped that very process and freed its port

@@ -41,7 +41,7 @@ STORAGE_BASE = f"s3://{BUCKET}/object-detection"
 DATASET_KEY = "datasets/bccd"
 PIPELINE_TASKS = {
     "resolve_config", "ingest", "validate", "plan_recordio", "build_recordio_shard", "merge_recordio",
-    "choose_training", "train", "evaluate", "promotion_gate", "deploy", "smoke_test", "teardown",
+    "choose_training", "train", "evaluate", "export", "promotion_gate", "deploy", "smoke_test", "teardown",
 }
 
 
@@ -98,7 +98,9 @@ def run_on_moto(
         for path in bccd_slice:
             s3.upload_file(str(path), BUCKET, f"{DATASET_KEY}/{path.relative_to(BCCD).as_posix()}")
 
-        def run(*, off_contract_answers: bool = False, channel_format: str = "recordio") -> Outcome:
+        def run(
+            *, off_contract_answers: bool = False, channel_format: str = "recordio", export: bool = False
+        ) -> Outcome:
             monkeypatch.setenv("DETECTION__RECORDIO__CHANNEL_FORMAT", channel_format)
             requests, invokes, stops = RequestLog(), InvokeStandIn(), StopStandIn()
             training = TrainingContainer(STORAGE_BASE, REGION)
@@ -112,7 +114,7 @@ def run_on_moto(
             ]
             conf = {
                 "backend": "sagemaker", "dataset_source": f"s3://{BUCKET}/{DATASET_KEY}", "dataset_format": "voc",
-                "epochs": EPOCHS, "tune": False, "deploy": True, "keep_endpoint_minutes": 0,
+                "epochs": EPOCHS, "tune": False, "deploy": True, "keep_endpoint_minutes": 0, "export": export,
             }
             with registered(handlers):
                 dr = pipeline.test(run_conf=conf)
@@ -149,7 +151,7 @@ def _assert_everything_went_to_moto(outcome: Outcome) -> None:
 def test_pipeline_trains_evaluates_deploys_and_tears_down_on_sagemaker(run_on_moto: Callable[..., Outcome]) -> None:
     import boto3
 
-    outcome = run_on_moto()
+    outcome = run_on_moto(export=True)
     assert outcome.state == "success", outcome.tries
     for task_id in PIPELINE_TASKS:
         assert outcome.states(task_id) == {"success"}, (task_id, outcome.tries[task_id])
@@ -186,6 +188,19 @@ def test_pipeline_trains_evaluates_deploys_and_tears_down_on_sagemaker(run_on_mo
     assert json.loads(storage.read_text(f"{run['layout']['training']}/{trained['job_name']}/output/training.json"))[
         "TrainingJobName"
     ] == trained["job_name"]
+
+    # export: the trained model's deployable graph compiled by Neo; the compiled model's URI recorded with it
+    exported = outcome.xcom["export"]
+    compiled = boto3.client("sagemaker", region_name=REGION).describe_compilation_job(
+        CompilationJobName=exported["neo_job_name"]
+    )
+    assert exported["neo_artifact_uri"] == compiled["ModelArtifacts"]["S3ModelArtifacts"]
+    assert exported["export_uri"] == f"{run['layout']['export']}/export.json" and exported["formats"] == ["neo"]
+    record = json.loads(storage.read_text(exported["export_uri"]))
+    assert record["model_uri"] == trained["artifact_uri"] and record["neo"]["input_graph"] == "gluoncv-inference"
+    assert compiled["InputConfig"]["S3Uri"] == record["neo"]["input_uri"] and storage.exists(record["neo"]["input_uri"])
+    assert json.loads(compiled["InputConfig"]["DataInputConfig"]) == {"data": [1, 3, IMAGE_SHAPE, IMAGE_SHAPE]}
+    assert "Neo" in storage.read_text(evaluation["report_uri"])
 
     # deployment and smoke test: the endpoint served the trained model's answers to the validation images
     deployed = outcome.xcom["deploy"]
@@ -225,7 +240,7 @@ def test_failed_smoke_test_fails_the_run_and_still_tears_down(
         assert all(storage.exists(line["source-ref"]) for line in lines)  # flipped copies written to S3 too
 
     assert outcome.state == "failed"
-    assert outcome.states("deploy") == {"success"}
+    assert outcome.states("deploy") == {"success"} and outcome.states("export") == {"skipped"}
     tries = pipeline.get_task("smoke_test").retries + 1
     assert outcome.tries["smoke_test"] == [("failed", tries)]  # every try got an off-contract answer
     assert len(outcome.invokes.requests) == tries  # each try stopped at its first answer

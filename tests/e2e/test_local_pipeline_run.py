@@ -8,6 +8,7 @@ from urllib.parse import urlparse
 import pytest
 
 from devtools.local_stack import AirflowClient
+from include.evaluation.evaluate import evaluate
 from include.project import PIPELINE_DAG_ID
 from tests.support.dag_runs import endpoint_servers
 
@@ -19,7 +20,9 @@ EXPECTED_SUCCESS = {
 }
 
 
-def test_every_task_runs_and_nothing_is_left_running(airflow_client: AirflowClient, airflow_stack: dict) -> None:
+def test_every_task_runs_and_nothing_is_left_running(
+    airflow_client: AirflowClient, airflow_stack: dict, tmp_path
+) -> None:
     # No champion yet (an earlier test's run may have set one): the gate's threshold is 0, so it deploys.
     (airflow_stack["runs"] / PIPELINE_DAG_ID / "registry.json").unlink(missing_ok=True)
     run_id = airflow_client.trigger(PIPELINE_DAG_ID, {"epochs": 1, "dataset_source": "sample", "tune": False})
@@ -35,8 +38,12 @@ def test_every_task_runs_and_nothing_is_left_running(airflow_client: AirflowClie
     report = urlparse(evaluation["report_uri"]).path
     assert report.endswith("report.html") and "<img" in open(report).read()
     record = json.loads(open(urlparse(evaluation["evaluation_uri"]).path).read())
-    # the independent evaluation agrees with the trainer's own validation mAP on the same data
-    assert abs(record["map"] - training["final_metrics"]["validation:mAP"]) < 0.02
+    assert record["split"] == evaluation["split"] == "test"  # the held-out split, not the selection data
+    # evaluation's own reading of the validation split agrees with the trainer's validation mAP on it
+    recordio = urlparse(record["channel_uri"]).path.rsplit("/", 1)[0]
+    again = evaluate(urlparse(record["training_uri"]).path, recordio, str(tmp_path / "again"), samples=0,
+                     split="validation")
+    assert abs(again["map"] - training["final_metrics"]["validation:mAP"]) < 0.02
 
     deployed = airflow_client.xcom(PIPELINE_DAG_ID, run_id, "deploy")
     smoke = airflow_client.xcom(PIPELINE_DAG_ID, run_id, "smoke_test")

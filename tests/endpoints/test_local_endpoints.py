@@ -82,7 +82,9 @@ def test_start_from_s3_replaces_a_wedged_endpoint_reuses_on_retry_and_stops_by_u
         "pid": first["pid"],
         "result": "terminated",
         "port_free": True,
+        "log_path": first["log_path"],  # the server's log stays, and the answer says where
     }
+    assert Path(first["log_path"]).is_file()
     assert not process.is_running(first["pid"], first["create_time"])
     assert not listening(first["port"])
     assert ep.list_endpoints(tmp_path) == []
@@ -163,3 +165,30 @@ def test_invoke_by_name_and_its_errors(endpoint, state_dir, jpeg_bytes):
         invoke("shared", jpeg_bytes, "image/jpeg")
     with pytest.raises(errors.EndpointError, match="not reachable"):
         invoke(f"http://127.0.0.1:{closed_port()}", jpeg_bytes, "image/jpeg", timeout_s=5)
+
+
+def test_deploy_serves_an_onnx_export_on_onnx_runtime_through_the_deployment_request(
+    onnx_export, jpeg_bytes, server_env, tmp_path, monkeypatch
+):
+    from include.configs import load_config
+    from include.endpoints.lifecycle import deploy_artifact, teardown_endpoints
+
+    monkeypatch.setenv("OMP_NUM_THREADS", server_env["OMP_NUM_THREADS"])  # the server inherits this environment
+    cfg = load_config(overrides={"local": {"endpoint_state_dir": str(tmp_path)}}, environ={})
+    (tmp_path / "export").mkdir()
+    (tmp_path / "export" / "export.json").write_text(json.dumps({"formats": ["onnx"], "onnx": onnx_export}))
+    deployed = deploy_artifact(cfg, str(tmp_path / "export"), name="onnx-deploy", keep_minutes=5, runtime="onnxruntime")
+    try:
+        state = ep.describe_endpoint("onnx-deploy", tmp_path)
+        assert (state["runtime"], state["model_uri"]) == ("onnxruntime", onnx_export["uri"])
+        assert deployed["endpoint_url"] == state["url"] and deployed["status"] == "InService"
+        answer = invoke("onnx-deploy", jpeg_bytes, "image/jpeg", state_dir=tmp_path)
+        assert len(answer["prediction"]) > 50
+    finally:
+        teardown_endpoints(cfg, "onnx-deploy")
+    sagemaker = load_config(overrides={"backend": "sagemaker", "sagemaker": {
+        "role_arn": "arn:aws:iam::123456789012:role/R", "bucket": "b-1"}}, environ={})
+    with pytest.raises(ValueError, match="only local endpoints serve the ONNX export"):
+        deploy_artifact(sagemaker, onnx_export["uri"], name="x", runtime="onnxruntime")
+    with pytest.raises(FileNotFoundError, match="no export record"):
+        deploy_artifact(cfg, str(tmp_path), name="x", runtime="onnxruntime")

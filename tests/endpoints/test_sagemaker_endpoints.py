@@ -69,7 +69,7 @@ def test_teardown_stops_only_this_runs_running_jobs(
     aws, jobs_start_in_progress, stop_calls, training_spec, hyperparameters, task_context
 ) -> None:
     from include.sagemaker.requests import training_job_request, tuning_job_request
-    from include.sagemaker.tuning_ranges import default_ranges
+    from include.sagemaker.tuning_ranges import documented_ranges
 
     client = boto3.client("sagemaker")
     ours = RunIdentity("detection_pipeline", task_context()["run_id"], 1)
@@ -85,7 +85,7 @@ def test_teardown_stops_only_this_runs_running_jobs(
             training_spec,
             name=ours.name("tune"),
             hyperparameters=hyperparameters,
-            ranges=default_ranges(),
+            ranges=documented_ranges(),
             tags=ours.tags(),
         )
     )

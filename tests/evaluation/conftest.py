@@ -107,7 +107,11 @@ def model_artifact(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 @pytest.fixture(scope="session")
 def recordio_dir(tmp_path_factory: pytest.TempPathFactory, model_artifact: str) -> Path:
-    """A RecordIO output folder whose ``validation/validation.rec`` ground truth comes from the model."""
+    """A RecordIO output folder whose ``test/test.rec`` ground truth comes from the model.
+
+    ``validation/validation.rec`` holds the same records: what a training request names, for the
+    runs evaluated without a data folder.
+    """
     import cv2
 
     from include.model_artifact import decode_image, load_detector
@@ -123,9 +127,11 @@ def recordio_dir(tmp_path_factory: pytest.TempPathFactory, model_artifact: str) 
     items = [(p, _ground_truth(d)) for p, d in zip(payloads, detections, strict=True)]
     root = tmp_path_factory.mktemp("recordio")
     write_rec(root / "validation" / "validation.rec", items)
+    write_rec(root / "test" / "test.rec", items)
     objects = sum(len(b) for _, b in items)
+    held_out = {"images": N_IMAGES, "flipped": 0, "records": N_IMAGES, "objects": objects}
     summary = {"channels": {"train": {"images": 20, "flipped": 20, "records": 40, "objects": 90},
-                            "validation": {"images": N_IMAGES, "flipped": 0, "records": N_IMAGES, "objects": objects}}}
+                            "validation": held_out, "test": held_out}}
     (root / "recordio.json").write_text(json.dumps(summary))
     return root
 

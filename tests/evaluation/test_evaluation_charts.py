@@ -31,6 +31,26 @@ def test_map_and_loss_charts_are_valid_pngs(curves: TrainingCurves) -> None:
     assert plt.get_fignums() == before  # nothing registered with pyplot
 
 
+def test_a_single_epoch_gets_one_tick_at_its_epoch() -> None:
+    from matplotlib.figure import Figure
+
+    ax = Figure().add_subplot()
+    ax.plot([0], [0.1])
+    charts._integer_x(ax, [0])  # noqa: SLF001
+    assert ax.get_xlim() == (-0.5, 0.5) and list(ax.get_xticks()) == [0]  # not -0.045 .. 0.045
+    assert_sensible_png(charts.map_chart(TrainingCurves.from_log(
+        "#quality_metric: host=algo-1, epoch=0, validation mAP <score>=(0.1)")))
+
+
+def test_precision_recall_and_confusion_charts() -> None:
+    curves = {0: (np.array([0.5, 1.0]), np.array([1.0, 0.66])), 1: (np.zeros(0), np.zeros(0))}
+    assert_sensible_png(charts.pr_chart(curves, {0: "RBC", 1: "WBC"}, {0: 0.8, 1: 0.0}, 0.5, "test"))
+    counts = np.array([[5, 1, 2], [0, 3, 1], [4, 0, 0]])
+    assert_sensible_png(charts.confusion_chart(counts, {0: "RBC", 1: "WBC"}, 0.5, "test"))
+    with pytest.raises(charts.ChartDataError, match="no precision-recall curve"):
+        charts.pr_chart({}, {}, {}, 0.5, "test")
+
+
 def test_tuning_chart_plots_trials_with_the_best_so_far() -> None:
     trials = [
         {"name": "tune-001", "hyperparameters": {"learning_rate": "0.01"}, "objective": 0.2},

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from include.evaluation.channel_data import ChannelNotFoundError, read_channel
 from include.evaluation.training_run import (
     TrainingCurves,
     TrainingRecordError,
@@ -15,9 +16,8 @@ from include.evaluation.training_run import (
     tuning_objective,
     tuning_trials,
 )
-from include.evaluation.validation_data import ChannelNotFoundError, read_validation
 from include.recordio_codec import RecordFormatError, parse_label
-from tests.support.evaluation_helpers import tuning_record, write_rec
+from tests.support.evaluation_helpers import make_training_dir, tuning_record, write_rec
 
 
 def jpeg(color: int) -> bytes:
@@ -32,7 +32,7 @@ def test_a_sharded_channel_is_read_in_file_order(tmp_path: Path) -> None:
     channel = tmp_path / "validation"
     write_rec(channel / "validation-00001.rec", [(jpeg(200), np.array([[1, 0.5, 0.5, 0.9, 0.9]]))])
     write_rec(channel / "validation-00000.rec", [(jpeg(10), np.array([[0, 0.1, 0.2, 0.3, 0.4], [1, 0, 0, 1, 1]]))])
-    items = list(read_validation(str(channel)))
+    items = list(read_channel(str(channel)))
     assert [(Path(i.source).name, i.index) for i in items] == [("validation-00000.rec", 0), ("validation-00001.rec", 0)]
     np.testing.assert_allclose(items[0].boxes, [[0, 0.1, 0.2, 0.3, 0.4], [1, 0, 0, 1, 1]], atol=1e-6)
     assert items[0].image.shape == (20, 30, 3) and items[0].image.mean() < 30 < items[1].image.mean()
@@ -53,12 +53,12 @@ def test_bad_labels_name_the_record(label: list[float]) -> None:
 def test_a_record_that_is_not_an_image_is_named(tmp_path: Path) -> None:
     write_rec(tmp_path / "validation" / "v.rec", [(jpeg(5), np.zeros((0, 5))), (b"not an image", np.zeros((0, 5)))])
     with pytest.raises(RecordFormatError, match=r"v.rec record 1: the request body is not a decodable"):
-        list(read_validation(str(tmp_path / "validation")))
+        list(read_channel(str(tmp_path / "validation")))
 
 
 def test_a_folder_without_records_is_named(tmp_path: Path) -> None:
     with pytest.raises(ChannelNotFoundError, match=f"no .rec files in file://{tmp_path}/validation"):
-        list(read_validation(str(tmp_path / "validation")))
+        list(read_channel(str(tmp_path / "validation")))
 
 
 def test_a_corrupt_file_names_the_record(tmp_path: Path) -> None:
@@ -67,7 +67,7 @@ def test_a_corrupt_file_names_the_record(tmp_path: Path) -> None:
     data = rec.read_bytes()
     rec.write_bytes(data[: len(data) // 2] + b"\x00" * 64)  # the second frame's magic is gone
     with pytest.raises(RecordFormatError, match=r"v.rec record 1: not a RecordIO frame"):
-        list(read_validation(str(tmp_path / "validation")))
+        list(read_channel(str(tmp_path / "validation")))
 
 
 def test_curves_need_a_log_or_a_training_job(tmp_path: Path) -> None:
@@ -123,3 +123,35 @@ def test_a_tuning_folder_without_a_successful_trial_is_named(tmp_path: Path) -> 
     (tmp_path / "tuning.json").write_text('{"TrainingJobSummaries": [}')
     with pytest.raises(TrainingRecordError, match="tuning.json line 1: not valid JSON"):
         resolve_training(str(tmp_path))
+
+
+def test_every_path_to_a_model_resolves_to_its_run(tmp_path: Path, model_artifact: str) -> None:
+    from include import storage
+
+    root = tmp_path / "training"
+    output = make_training_dir(root / "job-1" / "output", model_artifact, None, job="job-1")
+    expected = storage.normalize(output)
+    for given, how in (
+        (root, "the only job under it (job-1)"),
+        (root / "job-1", "a training job's folder (its output/)"),
+        (output, "a training output folder"),
+        (output / "model.tar.gz", "a model archive"),
+    ):
+        resolved = resolve_training(str(given))
+        assert (resolved.training_uri, resolved.model_uri) == (expected, f"{expected}/model.tar.gz"), given
+        assert how in resolved.how and resolved.record["TrainingJobName"] == "job-1"
+        assert resolved.describe(str(given)).startswith(f"model: {expected}/model.tar.gz (training job job-1)")
+    make_training_dir(root / "job-2" / "output", model_artifact, None, job="job-2")
+    with pytest.raises(TrainingRecordError, match=r"holds 2 jobs \(job-1, job-2\): pass the one to use"):
+        resolve_training(str(root))
+    (tmp_path / "elsewhere" / "notes").mkdir(parents=True)
+    with pytest.raises(TrainingRecordError, match="is not a training output folder.*; it holds notes"):
+        resolve_training(str(tmp_path / "elsewhere"))
+    bare = tmp_path / "bare" / "detector.tar.gz"
+    bare.parent.mkdir()
+    bare.write_bytes((output / "model.tar.gz").read_bytes())
+    alone = resolve_training(str(bare))
+    assert alone.record == {} and alone.model_uri == storage.normalize(bare)
+    assert "without a training record" in alone.how
+    with pytest.raises(TrainingRecordError, match="no model archive at"):
+        resolve_training(str(tmp_path / "missing.tar.gz"))

@@ -166,3 +166,20 @@ def test_bad_input_is_rejected_with_the_row() -> None:
         ev.result()
     with pytest.raises(ValueError, match="unknown interpolation"):
         hand_case().result(interpolation="101-point")  # type: ignore[arg-type]
+
+
+def test_confusion_matrix_counts_hits_confusions_misses_and_false_detections() -> None:
+    evaluator = DetectionEvaluator(2, iou=0.5, voc_offset=0.0, score_threshold=0.5)
+    gt = np.array([[0, 0, 0, 10, 10], [1, 20, 20, 30, 30], [1, 40, 40, 50, 50]], dtype=float)
+    det = np.array([
+        [0, 0.9, 0, 0, 10, 10],  # class 0 found as class 0
+        [0, 0.8, 20, 20, 30, 30],  # class 1 taken for class 0
+        [1, 0.7, 60, 60, 70, 70],  # nothing there: a false detection
+        [1, 0.3, 40, 40, 50, 50],  # below the score threshold: the class-1 box at 40 is missed
+    ], dtype=float)
+    evaluator.add(det, gt)
+    # rows: ground truth 0, 1, no object; columns: predicted 0, 1, missed
+    assert evaluator.confusion.tolist() == [[1, 0, 0], [1, 0, 1], [0, 1, 0]]
+    curves = evaluator.pr_curves()
+    recall, precision = curves[1]
+    assert recall.tolist() == [0.0, 0.5] and precision.tolist() == [0.0, 0.5]  # ranked: 0.7 (miss), 0.3 (hit)

@@ -11,7 +11,14 @@ import numpy as np
 import pytest
 
 from include.evaluation.metrics import DetectionEvaluator
-from include.evaluation.report import Picture, ReportContent, render_report
+from include.evaluation.report import (
+    EXPORT_SECTION_ID,
+    Picture,
+    ReportContent,
+    export_section,
+    render_report,
+    with_section,
+)
 from tests.support.evaluation_helpers import png_size
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -39,6 +46,21 @@ def test_a_failed_quality_gate_is_shown_as_failed() -> None:
     html = render_report(ReportContent(title="t", metrics=small_metrics(), quality=quality))
     assert '<p class="bad">failed (policy drop)</p>' in html
     assert "boxes dropped" in html and "box_geometry" in html
+
+
+def test_the_export_section_is_added_once_and_shows_neo_and_failures() -> None:
+    page = render_report(ReportContent(title="t", metrics=small_metrics()))
+    neo = {"neo": {"job_name": "neo-x", "status": "COMPLETED", "target": "ml_c5",
+                   "compiled_artifact_uri": "s3://b/run/export/neo/compiled/model-ml_c5.tar.gz",
+                   "input_uri": "s3://b/run/export/neo/neo-input.tar.gz"}}
+    once = with_section(page, export_section(neo), EXPORT_SECTION_ID)
+    failed = {**neo, "error": "JobFailedError: FAILED: <unsupported operator>"}
+    twice = with_section(once, export_section(failed), EXPORT_SECTION_ID)
+    assert once.count('<section id="export">') == twice.count('<section id="export">') == 1
+    assert "model-ml_c5.tar.gz" in twice and '<p class="bad">JobFailedError: FAILED: &lt;unsupported' in twice
+    assert twice.index("Metrics on the test split") < twice.index('id="export"') < twice.index("</main>")
+    with pytest.raises(ValueError, match="no <main> element"):
+        with_section("<html></html>", export_section(neo), EXPORT_SECTION_ID)
 
 
 def test_every_picture_is_embedded_once() -> None:
@@ -82,8 +104,9 @@ def test_report_renders_every_chart_in_headless_chromium(evaluated: dict[str, An
         assert driver.save_screenshot(str(target))
     finally:
         driver.quit()
-    assert len(images) == 6  # 3 charts (mAP, losses, tuning) + 3 samples
-    assert {alt for alt, *_ in images} >= {"Validation mAP per epoch", "Training losses per epoch", "Tuning trials"}
+    assert len(images) == 8  # 5 charts (precision-recall, confusion, mAP, losses, tuning) + 3 samples
+    assert {alt for alt, *_ in images} >= {"Validation mAP per epoch", "Training losses per epoch", "Tuning trials",
+                                           "Precision-recall per class on test", "Confusion matrix on test"}
     broken = [alt for alt, complete, width, h in images if not complete or width == 0 or h == 0]
     assert not broken, f"images that did not render: {broken}"
     width, shot_height = png_size(target.read_bytes())

@@ -22,6 +22,7 @@ from tests.support.evaluation_helpers import (
     write_rec,
 )
 
+SMALL_TEST_SPLIT = "the test split has 8 images (fewer than 50): one image moves its mAP by whole points"
 
 def test_evaluation_json_holds_the_metrics_and_settings(evaluated: dict[str, Any]) -> None:
     result, out = evaluated["result"], evaluated["output"]
@@ -37,7 +38,9 @@ def test_evaluation_json_holds_the_metrics_and_settings(evaluated: dict[str, Any
     assert document["model_uri"] == f"file://{evaluated['training']}/model.tar.gz"  # the tuning job's best trial
     assert document["hyperparameters"]["base_network"] == "mobilenet-1.0"
     assert document["timings"]["training train_seconds"] == 10.5
-    assert document["notes"] == []
+    assert document["notes"] == [SMALL_TEST_SPLIT]  # a held-out split of 8 images is flagged as too small
+    assert document["split"] == result["split"] == "test"
+    assert document["channel_uri"].endswith("/test") and document["selection"]["map"] == 0.34
     assert result["map"] == document["map"] and result["coco_map"] == document["coco_map"]
     assert result["report_uri"] == f"file://{out}/report.html"
     assert result["evaluation_uri"] == f"file://{out}/evaluation.json"
@@ -46,7 +49,8 @@ def test_evaluation_json_holds_the_metrics_and_settings(evaluated: dict[str, Any
 def test_charts_and_samples_are_written(evaluated: dict[str, Any]) -> None:
     out = evaluated["output"]
     names = sorted(str(p.relative_to(out)) for p in out.rglob("*.png"))
-    assert names == ["charts/training_losses.png", "charts/tuning.png", "charts/validation_map.png",
+    assert names == ["charts/confusion_matrix.png", "charts/precision_recall.png", "charts/training_losses.png",
+                     "charts/tuning.png", "charts/validation_map.png",
                      "samples/sample_00.png", "samples/sample_01.png", "samples/sample_02.png"]
     for path in out.rglob("*.png"):
         assert_sensible_png(path.read_bytes())
@@ -92,7 +96,7 @@ def test_report_is_self_contained_and_shows_every_chart_and_sample(evaluated: di
     assert "<script" not in html and "@import" not in html and "url(" not in html
     embedded = re.findall(r'<img src="data:image/png;base64,([^"]+)"', html)
     files = sorted(out.rglob("*.png"))
-    assert len(embedded) == len(files) == 6
+    assert len(embedded) == len(files) == 8
     assert sorted(base64.b64decode(e) for e in embedded) == sorted(p.read_bytes() for p in files)
     for text in ("tune-002-b", "mobilenet-1.0", "box_geometry", "passed (policy fail)", "tune-001-a", "0.002",
                  "COCO mAP", "circle", "square", "train_seconds", "model.tar.gz", "best validation mAP"):
@@ -114,7 +118,8 @@ def test_the_validation_channel_of_the_training_request_is_used(tmp_path: Path, 
     result = evaluate(str(training), None, str(tmp_path / "out"), samples=0)
     assert not stale.parent.exists()
     document = json.loads((tmp_path / "out" / "evaluation.json").read_text())
-    assert document["validation_uri"] == f"file://{recordio_dir}/validation"
+    assert document["channel_uri"] == f"file://{recordio_dir}/validation" and document["split"] == "validation"
+    assert document["notes"][0].startswith("no held-out test split: these figures are on the validation split")
     assert result["map"] == evaluated["result"]["map"]
 
 
@@ -142,11 +147,13 @@ def test_a_run_without_metric_lines_is_evaluated_with_a_note(tmp_path: Path, tra
     (training / "training.log").write_text("the algorithm crashed before logging metrics\n")
     result = evaluate(str(training), None, str(tmp_path / "out"), samples=0)
     assert result["notes"] == [
+        SMALL_TEST_SPLIT,
         "no chart 'Validation mAP per epoch': the training run logged no validation mAP: nothing to chart",
         "no chart 'Training losses per epoch': the training run logged no training losses: nothing to chart",
     ]
     assert "the training run logged no validation mAP" in (tmp_path / "out" / "report.html").read_text()
-    assert not (tmp_path / "out" / "charts").exists()
+    charts = sorted(p.name for p in (tmp_path / "out" / "charts").iterdir())
+    assert charts == ["confusion_matrix.png", "precision_recall.png"]  # from the evaluation itself, not the log
 
 
 def test_evaluation_reads_and_writes_s3(s3_bucket: str, training_dir: Path, recordio_dir: Path,
@@ -160,8 +167,8 @@ def test_evaluation_reads_and_writes_s3(s3_bucket: str, training_dir: Path, reco
                 storage.upload_file(path, f"{base}/{name}/{path.relative_to(folder)}")
     result = evaluate(f"{base}/training", f"{base}/recordio", f"{base}/evaluation", samples=1)
     written = sorted(storage.relative(u, f"{base}/evaluation") for u in storage.walk_files(f"{base}/evaluation"))
-    assert written == ["charts/training_losses.png", "charts/validation_map.png", "evaluation.json", "report.html",
-                       "samples/sample_00.png"]
+    assert written == ["charts/confusion_matrix.png", "charts/precision_recall.png", "charts/training_losses.png",
+                       "charts/validation_map.png", "evaluation.json", "report.html", "samples/sample_00.png"]
     assert result["report_uri"] == f"{base}/evaluation/report.html"
     assert result["map"] == evaluated["result"]["map"]  # the same model on the same records as the local run
     assert json.loads(storage.read_text(result["evaluation_uri"]))["images"] == N_IMAGES

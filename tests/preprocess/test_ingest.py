@@ -41,10 +41,16 @@ def test_cub_subset_is_renumbered_in_original_id_order(tmp_path):
     assert read_classes(str(tmp_path / "out")) == {0: "002.square", 1: "005.ring"}
     assert dict(zip(table["class_name"], table["class_id"], strict=True)) == {"002.square": 0, "005.ring": 1}
     assert summary["images"] == 16 and summary["issues"] == 0  # 8 images per class; other classes' images leave
-    assert summary["split_source"] == "data set"
+    # train_test_split.txt gives train and the held-out test split; validation is drawn from train
+    assert summary["split_source"] == {
+        "train": "data set",
+        "validation": "seeded from train (validation_fraction 0.2, seed 42)",
+        "test": "data set",
+    }
     lines = {int(a): int(b) for a, b in (x.split() for x in (root / "train_test_split.txt").read_text().splitlines())}
     for row in table.itertuples():
-        assert row.split == ("train" if lines[row.source_line] == 1 else "validation")
+        assert row.split in (("train", "validation") if lines[row.source_line] == 1 else ("test",))
+    assert summary["splits"]["validation"]["images"] > 0 and summary["splits"]["test"]["images"] > 0
 
 
 def test_seeded_split_is_stratified_and_deterministic(tmp_path):
@@ -53,21 +59,46 @@ def test_seeded_split_is_stratified_and_deterministic(tmp_path):
     b = ingest("groundtruth", str(root), str(tmp_path / "b"), validation_fraction=0.25, seed=7)
     ingest("groundtruth", str(root), str(tmp_path / "c"), validation_fraction=0.25, seed=8)
     ta, tb, tc = (read_table(str(tmp_path / x)) for x in "abc")
-    assert a["split_source"] == "seeded" and a["splits"] == b["splits"]
+    assert a["split_source"] == {
+        "train": "seeded",
+        "validation": "seeded from train (validation_fraction 0.25, seed 7)",
+        "test": "seeded from train (test_fraction 0.15, seed 7)",
+    }
+    assert a["splits"] == b["splits"]
     pd.testing.assert_frame_equal(ta, tb)
     assert not ta["split"].equals(tc["split"])
     assert 12 <= a["splits"]["validation"]["images"] <= 18
+    assert 6 <= a["splits"]["test"]["images"] <= 12
     assert (ta.groupby("image")["split"].nunique() == 1).all()  # whole images go to one split
-    assert pd.crosstab(ta["split"], ta["class_id"]).gt(0).all().all()  # every class in both splits
+    assert pd.crosstab(ta["split"], ta["class_id"]).gt(0).all().all()  # every class in every split
+
+
+def test_no_test_split_when_the_fraction_is_zero(tmp_path):
+    root = generate_sample(tmp_path / "data", n_images=30, seed=0, layout="groundtruth", max_objects=2)
+    summary = ingest("groundtruth", str(root), str(tmp_path / "a"), seed=7, test_fraction=0)
+    assert summary["splits"]["test"] == {"images": 0, "boxes": 0} and "test" not in summary["split_source"]
+    with pytest.raises(ValueError, match="validation_fraction 0.6 \\+ test_fraction 0.5 leave no training images"):
+        ingest("groundtruth", str(root), str(tmp_path / "b"), validation_fraction=0.6, test_fraction=0.5)
 
 
 def test_assign_split_keeps_single_image_classes_in_train():
     boxes = pd.DataFrame({"image": ["a", "b", "c", "c"], "class_id": [0, 1, 1, 0]})
-    out = assign_split(boxes, 0.5, seed=0)
+    out, _ = assign_split(boxes, 0.5, seed=0)
     assert out.loc[0, "split"] == "train"  # class 0's only image (c's majority is a tie -> first box, class 1)
     assert sorted(out.drop_duplicates("image")["split"]) == ["train", "train", "validation"]
     with pytest.raises(ValueError, match="validation_fraction"):
         assign_split(boxes, 1.0, seed=0)
+
+
+def test_a_data_set_s_own_splits_are_kept_and_only_missing_ones_drawn():
+    images = [f"img{i:02d}" for i in range(20)]
+    own = ["validation" if i < 4 else "train" for i in range(20)]
+    boxes = pd.DataFrame({"image": images, "class_id": [0] * 20, "split": own})
+    out, sources = assign_split(boxes, 0.2, seed=3, test_fraction=0.25)
+    assert (out["split"][:4] == "validation").all()  # the data set's own validation images stay
+    assert (out["split"] == "validation").sum() == 4 and (out["split"] == "test").sum() == 5  # round(20 x 0.25)
+    test_source = "seeded from train (test_fraction 0.25, seed 3)"
+    assert sources == {"train": "data set", "validation": "data set", "test": test_source}
 
 
 def _reencode(path: Path, fmt: str, mode: str) -> None:

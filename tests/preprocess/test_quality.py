@@ -35,7 +35,9 @@ def test_bccd_fails_on_exactly_the_two_zero_area_boxes(bccd_ingested, tmp_path):
         validate(str(bccd_ingested), str(tmp_path))
     message = str(error.value)
     assert "Annotations/BloodImage_00338.xml:158" in message and "Annotations/BloodImage_00343.xml:50" in message
-    assert "xmax 503 is not greater than xmin 503" in message
+    # quoted as the VOC file writes them (1-based), beside the 0-based table's value
+    assert "xmax 504 in the file (503 in the 0-based table) is not greater than xmin 504 in the file" in message
+    assert "--policy drop" in message  # the exact command that would pass
     report = json.loads((tmp_path / "quality.json").read_text())
     assert report["success"] is False and report["checks_failed"] == ["box_ordered", "box_min_side"]
     assert {
@@ -52,13 +54,22 @@ def test_bccd_fails_on_exactly_the_two_zero_area_boxes(bccd_ingested, tmp_path):
     assert not (tmp_path / "annotations.parquet").exists()  # nothing for the next stage
 
 
+def test_validate_refuses_to_write_into_its_input(bccd_ingested, tmp_path):
+    with pytest.raises(ValueError, match="is the input folder or inside it"):
+        validate(str(bccd_ingested), str(bccd_ingested))
+    with pytest.raises(ValueError, match="is the input folder or inside it"):
+        validate(str(bccd_ingested), str(bccd_ingested / "quality"))
+
+
 def test_bccd_drop_removes_exactly_those_boxes(bccd_ingested, tmp_path):
     summary = validate(str(bccd_ingested), str(tmp_path), policy="drop")
     assert summary["success"] and summary["rows_dropped"] == 2 and summary["boxes"] == 4886
     assert summary["images"] == 364 and summary["images_dropped"] == 0
     quarantine = json.loads((tmp_path / "quarantine.json").read_text())
     assert {(r["file"], r["line"]) for r in quarantine["dropped_boxes"]} == ZERO_AREA
-    assert quarantine["dropped_boxes"][0]["reasons"][0].startswith("box_ordered: xmax 503")
+    assert quarantine["dropped_boxes"][0]["reasons"][0].startswith("box_ordered: xmax 504 in the file (503 in")
+    html = (tmp_path / "quality.html").read_text()
+    assert "passed after dropping 2 boxes" in html and ">dropped<" in html
     cleaned = read_table(str(tmp_path))
     assert (
         len(cleaned) == 4886 and not set(zip(cleaned["source_file"], cleaned["source_line"], strict=True)) & ZERO_AREA

@@ -41,11 +41,12 @@ def test_bccd_reads_as_voc_with_its_own_split(bccd_table):
     table, classes, summary = bccd_table
     assert (summary["images"], summary["boxes"], summary["classes"]) == (364, 4888, 3)
     assert classes == {0: "Platelets", 1: "RBC", 2: "WBC"}
-    assert summary["split_source"] == "data set"
+    assert summary["split_source"] == {"train": "data set", "validation": "data set", "test": "data set"}
     lists = {n: (BCCD / "ImageSets" / "Main" / f"{n}.txt").read_text().split() for n in ("train", "val", "test")}
     per_image = table.drop_duplicates("image").set_index("image")["split"]
-    assert sorted(per_image[per_image == "train"].index) == sorted(f"JPEGImages/{i}.jpg" for i in lists["train"])
-    assert len(per_image[per_image == "validation"]) == len(lists["val"]) + len(lists["test"])
+    for split, listed in (("train", "train"), ("validation", "val"), ("test", "test")):  # test.txt is held out
+        assert sorted(per_image[per_image == split].index) == sorted(f"JPEGImages/{i}.jpg" for i in lists[listed])
+    assert summary["splits"]["test"]["images"] == 72 and summary["splits"]["validation"]["images"] == 87
     assert summary["issues"] == 0 and summary["converted_images"] == 0
 
 
@@ -71,7 +72,7 @@ def test_groundtruth_and_imagejson_exports_read_back_to_the_voc_table(bccd_table
     for fmt, source in (("groundtruth", gt), ("imagejson", ij)):
         out = tmp_path / f"out-{fmt}"
         summary = ingest(fmt, str(source), str(out))
-        assert summary["split_source"] == "data set"
+        assert summary["split_source"] == {"train": "data set", "validation": "data set", "test": "data set"}
         assert read_classes(str(out)) == classes
         pd.testing.assert_frame_equal(comparable(read_table(str(out))), expected, check_dtype=False)
 

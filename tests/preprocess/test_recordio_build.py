@@ -264,6 +264,28 @@ def test_one_shard_is_moved_into_place_and_a_retried_merge_completes(synthetic, 
         assert (out / name).read_bytes() == (reference / name).read_bytes(), name
 
 
+def test_a_held_out_test_split_gets_its_own_channel_sharded_like_the_others(mx, tmp_path):
+    root = tmp_path / "data"
+    rows = synthetic_images(root)
+    rows = [{**r, "split": "test"} if r["image"] in ("birds/c.jpg", "d.png") else r for r in rows]
+    data = write_dataset(root, tmp_path / "table", rows, {0: "bird", 1: "cat"})
+    one = recordio.build_recordio(data.table_uri, str(tmp_path / "one"), resize=32, workers=1)
+    assert one["records"] == {"train": 4, "validation": 2, "test": 2}  # train only is mirrored
+    specs = recordio.plan_shards(data.table_uri, str(tmp_path / "two"), 2, resize=32)
+    two = recordio.merge_shards(str(tmp_path / "two"), [recordio.build_shard(s, workers=1) for s in specs])
+    assert two["records"] == one["records"]
+    for name in (f"test/test.{k}" for k in recordio.KINDS):
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes(), name
+    check_labels(read_records(mx, tmp_path / "one", "test"), expected_records(data.table, "train")["test"])
+    assert recordio.finished_build(str(tmp_path / "one"))["channels"]["test"]["images"] == 2
+
+
+def test_without_test_images_there_is_no_test_channel(synthetic, tmp_path, caplog):
+    out = tmp_path / "out"
+    assert "test" not in recordio.build_recordio(synthetic.table_uri, str(out), resize=32, workers=1)["records"]
+    assert not (out / "test").exists() and "no test images" in caplog.text
+
+
 def test_tasks_rerun_after_the_merge_find_the_finished_build(synthetic, tmp_path):
     out = str(tmp_path / "out")
     specs = recordio.plan_shards(synthetic.table_uri, out, 2, resize=32)
@@ -381,6 +403,7 @@ def test_cli_build_recordio_options(synthetic, tmp_path):
     for extra, decoder, flip in (([], "fast", "train"), (["--exact", "--no-flip"], "exact", "none")):
         out = tmp_path / decoder
         args = ["build-recordio", "--input", synthetic.table_uri, "--output", str(out), "--resize", "32", *extra]
-        assert main(args) == 0
+        assert main(args) == 1  # the table has not been through the quality gate
+        assert main([*args, "--skip-gate"]) == 0
         options = json.loads((out / "recordio.json").read_text())["options"]
         assert (options["decoder"], options["flip"], options["resize"]) == (decoder, flip, 32)

@@ -123,7 +123,8 @@ def test_cli_rejects_zero_quality_and_shards(synthetic, tmp_path, capsys):
     from include.cli import main
 
     for flag, message in (("--quality", "quality must be within 1..100"), ("--shards", "shards must be at least 1")):
-        args = ["build-recordio", "--input", synthetic.table_uri, "--output", str(tmp_path / "o"), flag, "0"]
+        args = ["build-recordio", "--input", synthetic.table_uri, "--output", str(tmp_path / "o"), flag, "0",
+                "--skip-gate"]
         assert main(args) != 0
         assert message in capsys.readouterr().err
     assert not (tmp_path / "o").exists()

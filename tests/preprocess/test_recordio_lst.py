@@ -80,8 +80,8 @@ def test_bad_rows_are_named(synthetic, tmp_path):
     with pytest.raises(lst.AnnotationTableError, match="size differ"):
         lst.plan_records(table, "train")
     table = synthetic.table.copy()
-    table.loc[0, "split"] = "test"
-    with pytest.raises(lst.AnnotationTableError, match="split 'test'"):
+    table.loc[0, "split"] = "holdout"
+    with pytest.raises(lst.AnnotationTableError, match="split 'holdout'"):
         lst.plan_records(table, "train")
     with pytest.raises(ValueError, match="flip must be one of"):
         lst.plan_records(synthetic.table, "yes")

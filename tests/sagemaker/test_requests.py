@@ -13,6 +13,7 @@ from include.sagemaker import naming
 from include.sagemaker.metrics import metric_definitions
 from include.sagemaker.naming import RunIdentity, job_name, keep_until, run_token
 from include.sagemaker.requests import (
+    RUNTIME_ENV,
     RequestError,
     builtin_image,
     deployment_request,
@@ -21,7 +22,7 @@ from include.sagemaker.requests import (
     tuning_job_request,
     validate_request,
 )
-from include.sagemaker.tuning_ranges import default_ranges
+from include.sagemaker.tuning_ranges import documented_ranges
 from include.sagemaker.validation import RequestValidationError
 
 RUN = RunIdentity("detection_pipeline", "scheduled__2026-01-02T03:04:05.123456+00:00", 1)
@@ -217,7 +218,7 @@ def test_tuning_request_shares_the_training_definition(training_spec, hyperparam
         training_spec,
         name=RUN.name("tune"),
         hyperparameters=hyperparameters,
-        ranges=default_ranges(),
+        ranges=documented_ranges(),
         tags=RUN.tags(),
         strategy="Random",
         max_jobs=6,
@@ -228,7 +229,7 @@ def test_tuning_request_shares_the_training_definition(training_spec, hyperparam
     for key in ("RoleArn", "InputDataConfig", "OutputDataConfig", "ResourceConfig", "StoppingCondition"):
         assert definition[key] == training[key]
     assert definition["AlgorithmSpecification"] == training["AlgorithmSpecification"]
-    tuned = set(default_ranges())
+    tuned = set(documented_ranges())
     assert set(definition["StaticHyperParameters"]) == set(hyperparameters) - tuned
     config = tuning["HyperParameterTuningJobConfig"]
     assert config["Strategy"] == "Random"
@@ -287,15 +288,20 @@ def test_tuning_limits_are_checked(training_spec, hyperparameters) -> None:
             training_spec,
             name="t",
             hyperparameters=hyperparameters,
-            ranges=default_ranges(),
+            ranges=documented_ranges(),
             tags=[],
             max_jobs=2,
             max_parallel_jobs=3,
         )
     with pytest.raises(RequestError, match="Bayesian or Random"):
         tuning_job_request(
-            training_spec, name="t", hyperparameters=hyperparameters, ranges=default_ranges(), tags=[], strategy="Grid"
-        )  # type: ignore[arg-type]
+            training_spec,
+            name="t",
+            hyperparameters=hyperparameters,
+            ranges=documented_ranges(),
+            tags=[],
+            strategy="Grid",  # type: ignore[arg-type]
+        )
 
 
 def test_deployment_request_is_valid() -> None:
@@ -326,6 +332,16 @@ def test_deployment_request_is_valid() -> None:
     )
     assert request["Endpoint"]["EndpointConfigName"] == request["EndpointConfig"]["EndpointConfigName"]
     assert {"Key": "keep-until", "Value": "2026-01-01T00:30:00+00:00"} in request["Endpoint"]["Tags"]
+
+
+def test_another_runtime_is_named_in_the_model_containers_environment() -> None:
+    request = deployment_request(
+        RUN, model_data_url="s3://b/run/export/onnx/model.onnx", role_arn="arn:aws:iam::123456789012:role/R",
+        region="us-east-1", instance_type="ml.m5.xlarge", keep_until="2026-01-01T00:30:00+00:00",
+        runtime="onnxruntime",
+    )  # fmt: skip
+    validate_request("CreateModel", request["Model"])
+    assert request["Model"]["PrimaryContainer"]["Environment"] == {RUNTIME_ENV: "onnxruntime"}
 
 
 def test_validation_reports_what_botocore_and_the_service_check(training_spec, hyperparameters) -> None:
@@ -362,3 +378,41 @@ def test_local_requests_may_use_file_uris(training_spec, hyperparameters) -> Non
         validate_request("CreateTrainingJob", request)
     validate_request("CreateTrainingJob", request, local_uris=True)
     assert request["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"] == "file:///data/train"  # not changed
+
+
+@pytest.mark.parametrize("region", ["us-east-1", "eu-west-1", "cn-north-1", "us-gov-west-1"])
+def test_builtin_image_is_the_sdks_without_its_import(region: str) -> None:
+    from sagemaker.core import image_uris
+
+    from include.sagemaker.requests import RequestError, builtin_image
+
+    assert builtin_image(region) == image_uris.retrieve("object-detection", region)
+    with pytest.raises(RequestError, match="no image in region 'mars-west-1'"):
+        builtin_image("mars-west-1")
+
+
+@pytest.mark.parametrize(
+    ("profile", "expected"),
+    [
+        (
+            {"learning_rate": 0.002, "optimizer": "adam", "mini_batch_size": 8},
+            {"learning_rate", "weight_decay", "mini_batch_size"},
+        ),
+        (
+            {"learning_rate": 0.001, "optimizer": "sgd", "mini_batch_size": 16},
+            {"learning_rate", "weight_decay", "mini_batch_size", "momentum"},
+        ),
+    ],
+)
+def test_default_ranges_surround_the_profile_and_fit_the_documented_ones(profile: dict, expected: set) -> None:
+    from include.sagemaker.tuning_ranges import default_ranges, parameter_ranges
+
+    ranges = default_ranges(profile)
+    assert set(ranges) == expected  # no optimizer; momentum only where the optimizer uses it
+    lr = ranges["learning_rate"]
+    assert lr["min"] == pytest.approx(profile["learning_rate"] / 10) and lr["max"] == pytest.approx(
+        profile["learning_rate"] * 10
+    )
+    assert lr["scaling"] == ranges["weight_decay"]["scaling"] == "Logarithmic"
+    assert ranges["weight_decay"]["max"] <= 1e-3 and ranges["mini_batch_size"]["min"] >= 8
+    parameter_ranges(ranges)  # inside SageMaker's documented bounds

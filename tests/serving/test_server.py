@@ -34,7 +34,7 @@ def post_image(url: str, body: bytes, content_type: str = "image/jpeg", accept: 
 
 def test_ping_answers_200_once_the_model_is_loaded(endpoint):
     status, headers, body = request(endpoint["url"], "GET", "/ping")
-    assert (status, body) == (200, {"status": "ready"})
+    assert (status, body) == (200, {"status": "ready", "runtime": "mxnet"})
     assert headers["content-type"] == "application/json"
 
 

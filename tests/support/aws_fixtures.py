@@ -14,7 +14,16 @@ from typing import Any
 import pytest
 
 from include.sagemaker.naming import RunIdentity
-from tests.support.aws_stand_ins import BUCKET, REGION, ROLE_ARN, STOPS, InvokeStandIn, StopStandIn, start_in_progress
+from tests.support.aws_stand_ins import (
+    BUCKET,
+    REGION,
+    ROLE_ARN,
+    STOPS,
+    CompilationStandIn,
+    InvokeStandIn,
+    StopStandIn,
+    start_in_progress,
+)
 
 
 @pytest.fixture
@@ -79,6 +88,19 @@ def invoke_calls() -> Iterator[InvokeStandIn]:
     """The binary InvokeEndpoint stand-in; yields it so tests can see what was sent."""
     stand_in = InvokeStandIn()
     with _registered([("before-call.sagemaker-runtime.InvokeEndpoint", stand_in)]):
+        yield stand_in
+
+
+@pytest.fixture
+def neo_jobs() -> Iterator[CompilationStandIn]:
+    """The Neo stand-in (a new compilation job's status, its stop); yields it so tests can set the status."""
+    stand_in = CompilationStandIn()
+    with _registered(
+        [
+            ("after-call.sagemaker.CreateCompilationJob", stand_in.created),
+            ("before-call.sagemaker.StopCompilationJob", stand_in.stop),
+        ]
+    ):
         yield stand_in
 
 
@@ -150,14 +172,14 @@ def training_builder(training_spec: Any, hyperparameters: dict[str, str]) -> Cal
 def tuning_builder(training_spec: Any, hyperparameters: dict[str, str]) -> Callable[..., dict[str, Any]]:
     """The tuning operators' ``request_builder``: a CreateHyperParameterTuningJob request, 4 jobs, 2 at a time."""
     from include.sagemaker.requests import tuning_job_request
-    from include.sagemaker.tuning_ranges import default_ranges
+    from include.sagemaker.tuning_ranges import documented_ranges
 
     def build(context: Any, run: RunIdentity) -> dict[str, Any]:
         return tuning_job_request(
             training_spec,
             name=run.name("tune"),
             hyperparameters=hyperparameters,
-            ranges=default_ranges(),
+            ranges=documented_ranges(),
             tags=run.tags(),
             max_jobs=4,
             max_parallel_jobs=2,

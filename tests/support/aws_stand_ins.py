@@ -1,7 +1,7 @@
 """Stand-ins for the SageMaker calls moto (5.2) lacks, and the test constants.
 
-moto has no StopTrainingJob / StopHyperParameterTuningJob, creates jobs already ``Completed``
-and cannot take a binary InvokeEndpoint body. :class:`StopStandIn` answers those two calls the
+moto has no StopTrainingJob / StopHyperParameterTuningJob / StopCompilationJob, creates jobs already
+``Completed`` and cannot take a binary InvokeEndpoint body. :class:`StopStandIn` answers those two calls the
 way SageMaker does (and changes moto's state accordingly); :func:`start_in_progress` leaves new
 jobs ``InProgress`` as SageMaker does; :class:`InvokeStandIn` takes image bodies and answers from
 moto's own results queue. They are botocore event handlers, so every client (the provider's hooks included) goes
@@ -76,6 +76,33 @@ def start_in_progress(parsed: dict[str, Any], model: Any, **_: Any) -> None:
     }[model.name]
     if arn_key in parsed:
         setattr(getattr(_backend(), table)[parsed[arn_key].rsplit("/", 1)[-1]], status_attr, "InProgress")
+
+
+class CompilationStandIn:
+    """Neo on moto: a new compilation job takes :attr:`status` and :attr:`reason` when set (moto completes jobs
+    at once); StopCompilationJob, which moto lacks, stops a running job as SageMaker does, and is recorded."""
+
+    def __init__(self) -> None:
+        self.status: str | None = None
+        self.reason = ""
+        self.stopped: list[str] = []
+
+    def created(self, parsed: dict[str, Any], **_: Any) -> None:
+        if self.status and "CompilationJobArn" in parsed:
+            job = _backend().compilation_jobs[parsed["CompilationJobArn"].rsplit("/", 1)[-1]]
+            job.compilation_job_status, job.failure_reason = self.status, self.reason
+
+    def stop(self, model: Any, params: dict[str, Any], **_: Any) -> tuple[Any, dict[str, Any]]:
+        name = json.loads(params["body"])["CompilationJobName"]
+        job = _backend().compilation_jobs.get(name)
+        if job is None:
+            return _answer(400, {"Error": {"Code": "ResourceNotFound", "Message": f"Could not find job {name}"}})
+        if job.compilation_job_status not in ("STARTING", "INPROGRESS"):
+            message = f"The request was rejected because the job is in status {job.compilation_job_status}."
+            return _answer(400, {"Error": {"Code": "ValidationException", "Message": message}})
+        job.compilation_job_status = "STOPPING"
+        self.stopped.append(name)
+        return _answer(200, {})
 
 
 class InvokeStandIn:

@@ -127,7 +127,7 @@ def bccd_rows(names: list[str], split: str) -> list[dict]:
 def expected_records(table, flip: str) -> dict[str, list[tuple[str, np.ndarray]]]:
     """(lst path, [[cls, xmin, ymin, xmax, ymax], ...]) per split, computed from the table directly."""
     out = {}
-    for split in ("train", "validation"):
+    for split in ("train", "validation", "test"):
         part = table[table["split"] == split]
         records = []
         for image in sorted(part["image"].unique()):

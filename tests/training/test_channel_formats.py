@@ -28,13 +28,13 @@ from tests.support.tiny_jobs import TINY_HP
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A RecordIO build (6 train images + mirrored copies, 3 validation) of a table of shape JPEGs."""
+    """A RecordIO build (6 train images + mirrored copies, 3 validation, 3 held-out test) of shape JPEGs."""
     import pandas as pd
 
     root = tmp_path_factory.mktemp("formats")
     rng = np.random.default_rng(5)
     rows = []
-    for i in range(9):
+    for i in range(12):
         img, objects = draw_image(rng, 96, 80, 3, 2)
         path = root / "images" / f"s{i}.jpg"
         path.parent.mkdir(exist_ok=True)
@@ -43,7 +43,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
             rows.append({"image": f"images/s{i}.jpg", "image_uri": path.as_uri(), "width": 96, "height": 80,
                          "depth": 3, "class_id": int(c), "class_name": class_names(3)[int(c)],
                          "xmin": x0 * 96, "ymin": y0 * 80, "xmax": x1 * 96, "ymax": y1 * 80,
-                         "split": "validation" if i % 3 == 2 else "train", "source_file": "t.csv",
+                         "split": ("train", "train", "validation", "test")[i % 4], "source_file": "t.csv",
                          "source_line": len(rows) + 1})
     table = root / "table"
     write_table(conform(add_normalized(pd.DataFrame(rows))), dict(enumerate(class_names(3))), str(table))
@@ -92,6 +92,19 @@ def test_request_names_the_channels_as_sagemaker_takes_them(built: Path, fmt: st
         assert len(annotations) == 12
     assert request["HyperParameters"]["num_training_samples"] == "12"
     assert parse_request(request).channel_format == fmt
+
+
+@pytest.mark.parametrize("fmt", ["recordio", "augmented-manifest", "image-json"])
+def test_the_held_out_test_split_is_never_a_training_channel(built: Path, fmt: str) -> None:
+    assert (built / "recordio" / "test" / "test.rec").is_file()  # built beside the training channels
+    if fmt == "recordio":
+        cfg = load_config(overrides={"training": {"hyperparameters": TINY_HP}}, environ={})
+        request = build_request(cfg, str(built / "recordio"), str(built / "training"), name="r", tags=[])
+    else:
+        request = request_for(built, fmt, f"held-out-{fmt}")
+    names = set(channels_of(request))
+    assert "test" not in names and not any("/test" in str(c["DataSource"]) for c in request["InputDataConfig"])
+    assert names <= {"train", "validation", "train_annotation", "validation_annotation", "model"}
 
 
 def test_mixed_or_incomplete_channels_are_refused(built: Path) -> None:

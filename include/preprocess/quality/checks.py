@@ -19,6 +19,18 @@ if TYPE_CHECKING:
 
 BOX = ["xmin", "ymin", "xmax", "ymax"]
 
+
+def written(row: Any, corner: str) -> str:
+    """A corner as the annotation file writes it, beside the 0-based table's value where they differ.
+
+    VOC files count pixels from 1 (``origin`` 1): ``xmax 504 in the file (503 in the 0-based
+    table)``, so a person can find the value in the file; other formats count from 0.
+    """
+    value, origin = getattr(row, corner), getattr(row, "origin", 0.0) or 0.0
+    if not origin or math.isnan(value):
+        return f"{corner} {value:g}"
+    return f"{corner} {value + origin:g} in the file ({value:g} in the 0-based table)"
+
 DESCRIPTIONS: dict[str, str] = {
     **INGEST_CHECKS,
     "class_ids_known": "class ids are in 0..n-1 and named as in classes.json; no box of an unknown or unselected class",
@@ -29,7 +41,7 @@ DESCRIPTIONS: dict[str, str] = {
     "unique_boxes": "no box appears twice (same image, class and coordinates)",
     "unique_images": "no image appears twice under different names (same content hash)",
     "objects_per_image": "objects per image fit the training label_width: (label_width - 2) / 5",
-    "split_coverage": "both splits are non-empty and every class has boxes in both",
+    "split_coverage": "train and validation are non-empty and every class has boxes in both (test: gaps noted)",
     "image_sizes_match": "the annotated image size, where given, equals the real one (the real one is used)",
 }
 ORDER = [
@@ -158,13 +170,13 @@ def rules(classes: dict[int, str], tolerance: float, min_box_side: float, max_ob
             "box_inside_image",
             "boxes",
             gxe.ExpectColumnValuesToBeBetween(column="xmin", min_value=-tolerance),
-            lambda r: f"xmin {r.xmin:g} is left of the image {tol}",
+            lambda r: f"{written(r, 'xmin')} is left of the image {tol}",
         ),
         Rule(
             "box_inside_image",
             "boxes",
             gxe.ExpectColumnValuesToBeBetween(column="ymin", min_value=-tolerance),
-            lambda r: f"ymin {r.ymin:g} is above the image {tol}",
+            lambda r: f"{written(r, 'ymin')} is above the image {tol}",
         ),
         Rule(
             "box_inside_image",
@@ -172,7 +184,7 @@ def rules(classes: dict[int, str], tolerance: float, min_box_side: float, max_ob
             gxe.ExpectColumnPairValuesAToBeGreaterThanB(
                 column_A="x_limit", column_B="xmax", or_equal=True, ignore_row_if="neither"
             ),
-            lambda r: f"xmax {r.xmax:g} is beyond the image width {r.width:g} {tol}",
+            lambda r: f"{written(r, 'xmax')} is beyond the image width {r.width:g} {tol}",
         ),
         Rule(
             "box_inside_image",
@@ -180,19 +192,19 @@ def rules(classes: dict[int, str], tolerance: float, min_box_side: float, max_ob
             gxe.ExpectColumnPairValuesAToBeGreaterThanB(
                 column_A="y_limit", column_B="ymax", or_equal=True, ignore_row_if="neither"
             ),
-            lambda r: f"ymax {r.ymax:g} is beyond the image height {r.height:g} {tol}",
+            lambda r: f"{written(r, 'ymax')} is beyond the image height {r.height:g} {tol}",
         ),
         Rule(
             "box_ordered",
             "boxes",
             gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A="xmax", column_B="xmin", ignore_row_if="neither"),
-            lambda r: f"xmax {r.xmax:g} is not greater than xmin {r.xmin:g}",
+            lambda r: f"{written(r, 'xmax')} is not greater than {written(r, 'xmin')}",
         ),
         Rule(
             "box_ordered",
             "boxes",
             gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A="ymax", column_B="ymin", ignore_row_if="neither"),
-            lambda r: f"ymax {r.ymax:g} is not greater than ymin {r.ymin:g}",
+            lambda r: f"{written(r, 'ymax')} is not greater than {written(r, 'ymin')}",
         ),
         Rule(
             "box_min_side",

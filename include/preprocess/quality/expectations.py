@@ -48,6 +48,8 @@ def _frames(
         "y_limit": height + tolerance,
         "box_width": (table["xmax"] - table["xmin"]).to_numpy(),
         "box_height": (table["ymax"] - table["ymin"]).to_numpy(),
+        # what the annotation files count pixels from (VOC: 1), for messages that quote the file's values
+        "origin": table["coordinate_origin"].to_numpy(dtype="float64") if "coordinate_origin" in table else 0.0,
     }
     for column, real in (("annotated_width", width), ("annotated_height", height)):
         if column in table:

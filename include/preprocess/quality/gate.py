@@ -15,7 +15,14 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from include import storage
-from include.preprocess.annotations import ANNOTATIONS_FILE, SPLITS, read_classes, read_table, write_table
+from include.preprocess.annotations import (
+    ANNOTATIONS_FILE,
+    SPLITS,
+    TRAINING_SPLITS,
+    read_classes,
+    read_table,
+    write_table,
+)
 from include.preprocess.issues import Issue, read_issues
 from include.preprocess.quality.checks import ORDER, Check
 from include.preprocess.quality.expectations import table_checks
@@ -37,7 +44,11 @@ class QualityGateError(ValueError):
 
 
 def coverage(table: pd.DataFrame, classes: dict[int, str]) -> Check:
-    """Both splits non-empty and every class present in both (pandas: box counts per split and class)."""
+    """Train and validation non-empty with every class in both; the held-out test split's gaps as notes.
+
+    (pandas: box counts per split and class.) A class missing from test cannot fail training, so
+    it is reported (``details["test_gaps"]``), not blocking; the evaluation report repeats it.
+    """
     import numpy as np
 
     splits, class_ids = table["split"].to_numpy(dtype=object), table["class_id"].to_numpy()
@@ -46,17 +57,21 @@ def coverage(table: pd.DataFrame, classes: dict[int, str]) -> Check:
         s: np.bincount(class_ids[(splits == s)][np.isin(class_ids[(splits == s)], known)], minlength=len(classes))
         for s in SPLITS
     }
-    problems = [f"split {s!r} is empty" for s in SPLITS if not (splits == s).any()]
-    problems += [
-        f"class {k} ({classes[k]}) has no box in {s}{_class_boxes(table, class_ids == k)}"
-        for s in SPLITS
-        if (splits == s).any()
-        for k in sorted(classes)
-        if counts[s][k] == 0
-    ]
+
+    def gaps(split: str) -> list[str]:
+        return [
+            f"class {k} ({classes[k]}) has no box in {split}{_class_boxes(table, class_ids == k)}"
+            for k in sorted(classes)
+            if counts[split][k] == 0
+        ]
+
+    problems = [f"split {s!r} is empty" for s in TRAINING_SPLITS if not (splits == s).any()]
+    problems += [gap for s in TRAINING_SPLITS if (splits == s).any() for gap in gaps(s)]
     problems += [f"unknown split {s!r}" for s in sorted(set(splits) - set(SPLITS), key=str)]
     per_split = {s: {classes[k]: int(counts[s][k]) for k in sorted(classes)} for s in SPLITS}
-    return Check("split_coverage", {"pandas"}, evaluated=len(table), details={"problems": problems, "boxes": per_split})
+    test_gaps = gaps("test") if (splits == "test").any() else ["no test split: evaluation scores validation"]
+    details = {"problems": problems, "boxes": per_split, "test_gaps": test_gaps}
+    return Check("split_coverage", {"pandas"}, evaluated=len(table), details=details)
 
 
 def _class_boxes(table: pd.DataFrame, mask: Any, shown: int = 3) -> str:
@@ -118,6 +133,12 @@ def validate(
         raise ValueError(f"unknown quality policy {policy!r}; expected one of {', '.join(POLICIES)}")
     if label_width < 7:
         raise ValueError(f"label_width must be at least 7 (one object), got {label_width}")
+    source, target = storage.normalize(input_uri).rstrip("/"), storage.normalize(output_uri).rstrip("/")
+    if target == source or target.startswith(source + "/"):
+        raise ValueError(
+            f"the output {output_uri} is the input folder or inside it: the gate would overwrite the table it "
+            "checks; give it a folder of its own (e.g. a sibling named quality)"
+        )
     table = read_table(input_uri).reset_index(drop=True)
     classes = read_classes(input_uri)
     issues = read_issues(input_uri)
@@ -144,6 +165,7 @@ def validate(
         "quality_json": storage.join(output_uri, QUALITY_JSON),
         "quality_html": storage.join(output_uri, QUALITY_HTML),
     }
+    drop_would_pass = policy == "fail" and bad_rows and coverage(table.drop(index=bad_rows), classes).failed == 0
     report = {
         "success": success,
         "policy": policy,
@@ -158,6 +180,12 @@ def validate(
         "checks_failed": [c.name for c in failed],
         "checks": [c.as_dict() for c in ordered],
     }
+    if drop_would_pass:
+        report["drop_hint"] = (
+            f"policy drop would quarantine these {len(bad_rows)} boxes and pass: detection-pipeline validate "
+            f"--input {input_uri} --output {output_uri} --policy drop (or quality.policy, or the DAG param "
+            "quality_policy)"
+        )
     if policy == "drop":
         uris["quarantine"] = storage.join(output_uri, QUARANTINE_JSON)
         images_dropped = counts_in["images"] - counts_out["images"]
@@ -167,13 +195,8 @@ def validate(
     storage.write_text(uris["quality_json"], json.dumps(report, indent=1, default=_json_default))
     storage.write_text(uris["quality_html"], render_html(report))
     if not success:
-        _remove_stale_outputs(input_uri, output_uri, policy)
-        hint = ""
-        if policy == "fail" and bad_rows and coverage(table.drop(index=bad_rows), classes).failed == 0:
-            hint = (
-                f"; policy drop would quarantine these {len(bad_rows)} boxes and pass (--policy drop, "
-                "quality.policy, or the DAG param quality_policy)"
-            )
+        _remove_stale_outputs(output_uri, policy)
+        hint = f"; {report['drop_hint']}" if drop_would_pass else ""
         blocking = failed if policy == "fail" else [checks["split_coverage"]]  # dropped rows do not block
         raise QualityGateError(
             f"quality gate failed (policy {policy}): {_first_problems(blocking)}; report: {uris['quality_json']}{hint}"
@@ -191,20 +214,34 @@ def validate(
     }
 
 
-def check_gate_passed(folder_uri: str) -> None:
-    """Raise :class:`QualityGateError` when ``folder_uri`` holds a ``quality.json`` whose gate failed."""
-    uri = storage.join(folder_uri, QUALITY_JSON)
-    if storage.exists(uri) and not json.loads(storage.read_text(uri)).get("success", True):
+def check_gate_passed(folder_uri: str, required: bool = False) -> bool:
+    """Whether the table at ``folder_uri`` (a folder, or its ``annotations.parquet``) passed the quality gate.
+
+    Raises :class:`QualityGateError` when its ``quality.json`` says the gate failed, and, when
+    ``required``, when there is no ``quality.json`` at all (an ingest output, say: the gate was
+    walked around); otherwise answers False for a table the gate never saw.
+    """
+    folder = folder_uri.rsplit("/", 1)[0] if folder_uri.endswith(".parquet") else folder_uri
+    uri = storage.join(folder, QUALITY_JSON)
+    if not storage.exists(uri):
+        if required:
+            quality = f"{folder.rstrip('/').rsplit('/', 1)[0]}/quality" if "/" in folder.rstrip("/") else "quality"
+            raise QualityGateError(
+                f"{folder} has not been through the quality gate (no {QUALITY_JSON}): run "
+                f"`detection-pipeline validate --input {folder} --output {quality}` and build from its output "
+                "(or pass --skip-gate to build from it anyway)"
+            )
+        return False
+    if not json.loads(storage.read_text(uri)).get("success", True):
         raise QualityGateError(
-            f"{folder_uri}: the quality gate failed on this data (see {uri}); fix the data or validate it "
+            f"{folder}: the quality gate failed on this data (see {uri}); fix the data or validate it "
             "again with policy drop"
         )
+    return True
 
 
-def _remove_stale_outputs(input_uri: str, output_uri: str, policy: str) -> None:
+def _remove_stale_outputs(output_uri: str, policy: str) -> None:
     """Remove what an earlier, passing run left in ``output_uri``: it must not offer a table the gate refused."""
-    if storage.normalize(input_uri).rstrip("/") == storage.normalize(output_uri).rstrip("/"):
-        return  # validated in place: the files are the input
     stale = [ANNOTATIONS_FILE, CLASSES_FILE] + ([QUARANTINE_JSON] if policy == "fail" else [])
     for name in stale:
         uri = storage.join(output_uri, name)

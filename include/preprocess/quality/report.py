@@ -19,11 +19,14 @@ code{font-size:.85rem} .zero{color:#cf222e;font-weight:600}
 """
 
 
-def _badge(check: dict[str, Any]) -> str:
+def _badge(check: dict[str, Any], dropping: bool = False) -> str:
+    """A check's result; under policy drop, an error check's offending rows were dropped, not blocking."""
     if check.get("skipped"):
         return '<span class="badge skip">skipped</span>'
     if check["success"]:
         return '<span class="badge pass">pass</span>'
+    if dropping and check["severity"] == "error" and check.get("rows") and not check.get("problems"):
+        return '<span class="badge warn">dropped</span>'
     return f'<span class="badge {"warn" if check["severity"] == "warning" else "fail"}">{check["severity"]}</span>'
 
 
@@ -32,11 +35,12 @@ def _cell(value: Any, numeric: bool = False) -> str:
     return f'<td class="num">{text}</td>' if numeric else f"<td>{text}</td>"
 
 
-def _summary_table(checks: list[dict[str, Any]]) -> str:
+def _summary_table(checks: list[dict[str, Any]], dropping: bool = False) -> str:
     head = "<tr><th>check</th><th>rule</th><th>engine</th><th>evaluated</th><th>failed</th><th>result</th></tr>"
     body = "".join(
         f'<tr><td><a href="#{escape(c["name"])}">{escape(c["name"])}</a></td>{_cell(c["description"])}'
-        f"{_cell(c['engine'])}{_cell(c['evaluated'], True)}{_cell(c['failed'], True)}<td>{_badge(c)}</td></tr>"
+        f"{_cell(c['engine'])}{_cell(c['evaluated'], True)}{_cell(c['failed'], True)}"
+        f"<td>{_badge(c, dropping)}</td></tr>"
         for c in checks
     )
     return f"<table>{head}{body}</table>"
@@ -73,8 +77,8 @@ def _findings_table(check: dict[str, Any]) -> str:
     return f"<table>{head}{body}</table>{more}"
 
 
-def _check_section(check: dict[str, Any]) -> str:
-    parts = [f'<h3 id="{escape(check["name"])}">{escape(check["name"])} {_badge(check)}</h3>']
+def _check_section(check: dict[str, Any], dropping: bool = False) -> str:
+    parts = [f'<h3 id="{escape(check["name"])}">{escape(check["name"])} {_badge(check, dropping)}</h3>']
     parts.append(f"<p>{escape(check['description'])}. Engine: {escape(check['engine'])}")
     if check["expectations"]:
         parts.append(" (" + ", ".join(f"<code>{escape(e)}</code>" for e in check["expectations"]) + ")")
@@ -89,10 +93,20 @@ def _check_section(check: dict[str, Any]) -> str:
     return "".join(parts)
 
 
+def _verdict(report: dict[str, Any]) -> tuple[str, str]:
+    """The title badge's words and class: passed, passed after dropping N boxes (a warning colour), failed."""
+    dropped = (report.get("dropped") or {}).get("boxes")
+    if not report["success"]:
+        return "failed", "fail"
+    if dropped:
+        return f"passed after dropping {dropped} boxes", "warn"
+    return "passed", "pass"
+
+
 def render_html(report: dict[str, Any]) -> str:
     """The report dict :func:`include.preprocess.quality.validate` writes as ``quality.json``, as HTML."""
-    verdict = "passed" if report["success"] else "failed"
-    badge = f'<span class="badge {"pass" if report["success"] else "fail"}">{verdict}</span>'
+    verdict, badge_class = _verdict(report)
+    badge = f'<span class="badge {badge_class}">{escape(verdict)}</span>'
     table, params = report["table"], report["parameters"]
     facts = (
         f"<p>{table['images']} images, {table['boxes']} boxes, {table['classes']} classes. "
@@ -108,10 +122,13 @@ def render_html(report: dict[str, Any]) -> str:
             f"{dropped['excluded_at_ingest']} entries were already excluded at ingest (see quarantine.json). "
             f"Output: {out['images']} images, {out['boxes']} boxes.</p>"
         )
-    sections = "".join(_check_section(c) for c in report["checks"])
+    if report.get("drop_hint"):
+        facts += f"<p><b>Fix:</b> {escape(report['drop_hint'])}</p>"
+    dropping = report["policy"] == "drop"
+    sections = "".join(_check_section(c, dropping) for c in report["checks"])
     return (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>Data quality report</title>"
         f"<style>{STYLE}</style></head><body><h1>Bounding-box quality gate {badge}</h1>"
         f"<p class='sub'><code>{escape(report['input'])}</code></p>{facts}"
-        f"<h2>Checks</h2>{_summary_table(report['checks'])}<h2>Details</h2>{sections}</body></html>"
+        f"<h2>Checks</h2>{_summary_table(report['checks'], dropping)}<h2>Details</h2>{sections}</body></html>"
     )

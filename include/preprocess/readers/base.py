@@ -56,6 +56,8 @@ class SourceData:
     classes: dict[int, str]  # the data set's class id -> name
     issues: list[Issue] = field(default_factory=list)
     notes: dict[str, int] = field(default_factory=dict)  # counts worth reporting (e.g. unlisted files)
+    #: what the annotation files count pixel coordinates from (VOC: 1); the table counts from 0
+    coordinate_origin: float = 0.0
 
     @property
     def has_split(self) -> bool:

@@ -6,7 +6,7 @@ Space-separated text files with 1-based ids, next to an ``images/`` folder::
     classes.txt             <class_id> <class_name>          (e.g. ``17 017.Cardinal``)
     image_class_labels.txt  <image_id> <class_id>
     bounding_boxes.txt      <image_id> <x> <y> <width> <height>   (pixels, one line per box)
-    train_test_split.txt    <image_id> <1 train | 0 test>   (optional; test -> validation)
+    train_test_split.txt    <image_id> <1 train | 0 test>   (optional; ingest draws validation from train)
 
 The source may be the ``CUB_200_2011`` folder itself or its parent. Image sizes are not in
 the data set; they are read from the images during verification. Each box's source is its
@@ -70,7 +70,7 @@ def _id_map(root: str, name: str, parse_value: Callable[[str, int], T]) -> dict[
 def _split_value(value: str, line: int) -> str:
     if value.strip() not in ("0", "1"):
         raise AnnotationFormatError(SPLIT, line, f"is_training_image must be 0 or 1, got {value!r}")
-    return "train" if value.strip() == "1" else "validation"
+    return "train" if value.strip() == "1" else "test"
 
 
 def read_cub(source_uri: str) -> SourceData:

@@ -7,7 +7,7 @@ automatically (the key whose ``-metadata`` twin has type ``groundtruth/object-de
 or whose value has ``image_size`` and ``annotations``) unless it is named.
 
 The source is a manifest file, or a folder of ``*.manifest`` / ``*.jsonl`` files; when those
-are named after splits (``train``, ``validation``/``val``/``test``) they give the split.
+are named after splits (``train``, ``validation``/``val``, ``test``) they give the split.
 ``source-ref`` may be an ``s3://`` or ``file://`` URI or an absolute local path (taken as
 written, as Ground Truth writes full URIs), or a path relative to the manifest's folder
 (which must not climb out of it). ``image`` is the path relative to the deepest folder
@@ -36,7 +36,7 @@ from include.preprocess.readers.base import (
 
 OBJECT_DETECTION = "groundtruth/object-detection"
 MANIFEST_SUFFIXES = (".manifest", ".jsonl")
-SPLIT_NAMES = {"train": "train", "validation": "validation", "val": "validation", "test": "validation"}
+SPLIT_NAMES = {"train": "train", "validation": "validation", "val": "validation", "test": "test"}
 
 
 def groundtruth_line(

@@ -8,9 +8,9 @@ Each JSON file is::
 
 with absolute pixel boxes. Two layouts are read:
 
-- SageMaker's channels: ``train_annotation/`` and ``validation_annotation/`` hold the JSON
-  files and ``file`` is relative to the ``train/`` / ``validation/`` image channel; the
-  channel gives the split.
+- SageMaker's channels: ``train_annotation/`` and ``validation_annotation/`` (and the
+  pipeline's held-out ``test_annotation/``) hold the JSON files and ``file`` is relative to the
+  ``train/`` / ``validation/`` / ``test/`` image channel; the channel gives the split.
 - Flat: every ``*.json`` under the source folder, ``file`` relative to that folder; no split.
 
 The class names are the union of every file's ``categories``. A box's source is its JSON
@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from include import storage
+from include.preprocess.annotations import SPLITS
 from include.preprocess.issues import Issue
 from include.preprocess.readers.base import (
     AnnotationFormatError,
@@ -37,7 +38,7 @@ from include.preprocess.readers.base import (
     ltwh_label_size,
 )
 
-CHANNELS = ("train", "validation")
+CHANNELS = SPLITS
 
 
 def imagejson_record(

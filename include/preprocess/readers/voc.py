@@ -1,8 +1,9 @@
 """Reader for Pascal VOC XML annotations (``Annotations/*.xml``).
 
 Split: when ``ImageSets/Main`` has the generic lists, ``train.txt`` (or ``trainval.txt``
-minus ``val.txt`` when there is no ``train.txt``) is train and ``val.txt`` plus ``test.txt``
-are validation; only listed images are read (annotation files no list names are counted in
+minus ``val.txt`` when there is no ``train.txt``) is train, ``val.txt`` validation and
+``test.txt`` the held-out test split (an id in two lists is an error naming both); only listed
+images are read (annotation files no list names are counted in
 ``notes["unlisted_annotations"]``, as the VOC devkit reads only listed ids). Without the
 lists the data set has no split of its own.
 
@@ -56,16 +57,18 @@ def _split_lists(root: str, files: set[str]) -> dict[str, tuple[str, str, int]]:
         if rel in files:
             lines = storage.read_text(storage.join(root, rel)).splitlines()
             ids[name] = {t.split()[0]: (rel, n) for n, t in enumerate(lines, start=1) if t.strip()}
-    validation = {**ids.get("test", {}), **ids.get("val", {})}
+    validation = ids.get("val", {})
     if "train" in ids:
         train = ids["train"]
     else:
         train = {k: v for k, v in ids.get("trainval", {}).items() if k not in validation}
-    out = {k: ("validation", *v) for k, v in validation.items()}
-    for image_id, (rel, line) in train.items():
-        if image_id in out:
-            raise AnnotationFormatError(rel, line, f"{image_id} is also listed in {out[image_id][1]} (validation)")
-        out[image_id] = ("train", rel, line)
+    out: dict[str, tuple[str, str, int]] = {}
+    for split, listed in (("test", ids.get("test", {})), ("validation", validation), ("train", train)):
+        for image_id, (rel, line) in listed.items():
+            if image_id in out:
+                other = out[image_id]
+                raise AnnotationFormatError(rel, line, f"{image_id} is also listed in {other[1]} ({other[0]})")
+            out[image_id] = (split, rel, line)
     return out
 
 
@@ -144,4 +147,11 @@ def read_voc(source_uri: str, workers: int = 8) -> SourceData:
                 issues.append(Issue(rel, line, filename, "image_files", outside, name))
                 continue
             rows.add(image, storage.join(root, image), size, keys[name], name, box, split, rel, line)
-    return SourceData(root=root, boxes=rows.frame(), classes=dict(enumerate(names)), issues=issues, notes=notes)
+    return SourceData(
+        root=root,
+        boxes=rows.frame(),
+        classes=dict(enumerate(names)),
+        issues=issues,
+        notes=notes,
+        coordinate_origin=VOC_ORIGIN,
+    )

@@ -1,0 +1,215 @@
+"""What each ``detection-pipeline`` command tells a person when it ends: a few lines and the exact next command.
+
+The CLI prints these on stderr; the machine-readable result stays behind ``--json`` (stdout).
+Each summary is a function of the command's arguments and its result, so what it says is what
+happened; the next command it prints uses the paths the user gave, and a test parses every one
+of them with the CLI's own parser.
+"""
+
+from __future__ import annotations
+
+import argparse
+import posixpath
+from collections.abc import Callable, Mapping
+from typing import Any
+
+CLI = "detection-pipeline"
+
+Summary = Callable[[argparse.Namespace, Any], list[str]]
+
+
+def sibling(path: str, name: str) -> str:
+    """``path``'s sibling folder ``name`` (``/tmp/bccd/ingest`` -> ``/tmp/bccd/quality``), as the user wrote it."""
+    trimmed = path.rstrip("/")
+    parent = posixpath.dirname(trimmed)
+    return posixpath.join(parent, name) if parent else name
+
+
+def _splits(counts: Mapping[str, Mapping[str, int]], key: str) -> str:
+    return ", ".join(f"{split} {c[key]}" for split, c in counts.items() if c.get(key))
+
+
+def ingest(args: argparse.Namespace, r: Mapping[str, Any]) -> list[str]:
+    sources = r.get("split_source") or {}
+    drawn = [f"{s} {how}" for s, how in sources.items() if how != "data set"]
+    lines = [
+        f"ingested {r['images']} images, {r['boxes']} boxes, {r['classes']} classes into {args.output}",
+        f"images per split: {_splits(r['splits'], 'images')}" + (f" ({'; '.join(drawn)})" if drawn else ""),
+    ]
+    if r.get("issues"):
+        lines.append(f"{r['issues']} issue(s) set aside ({r['uris']['issues']}); the quality gate reports them")
+    out = sibling(args.output, "quality")
+    lines.append(f"next: {CLI} validate --input {args.output} --output {out}")
+    return lines
+
+
+def validate(args: argparse.Namespace, r: Mapping[str, Any]) -> list[str]:
+    dropped = r.get("rows_dropped") or 0
+    verdict = (
+        f"passed after dropping {dropped} boxes ({r['images_dropped']} images left with none)"
+        if dropped
+        else ("passed")
+    )
+    return [
+        f"quality gate {verdict} (policy {r['policy']}): {r['images']} images, {r['boxes']} boxes kept",
+        f"report: {r['uris']['quality_html']}",
+        f"next: {CLI} build-recordio --input {args.output} --output {sibling(args.output, 'recordio')}",
+    ]
+
+
+def build_recordio(args: argparse.Namespace, r: Mapping[str, Any]) -> list[str]:
+    records = ", ".join(f"{split} {n}" for split, n in r["records"].items())
+    lines = [f"RecordIO channels in {args.output}: {records} records"]
+    if "test" not in r["records"]:
+        lines.append("no test channel: evaluation will score validation, the data that selects the epoch")
+    lines.append(f"next: {CLI} train --input {args.output} --output {sibling(args.output, 'training')}")
+    return lines
+
+
+def _best(record: Mapping[str, Any]) -> str:
+    best = record.get("BestValidationMAP")
+    return f"; best validation mAP {best:.4f} at epoch {record.get('BestEpoch')}" if best is not None else ""
+
+
+def train(args: argparse.Namespace, r: Mapping[str, Any]) -> list[str]:
+    if "HyperParameterTuningJobName" in r:
+        best = r.get("BestTrainingJob") or {}
+        metric = (best.get("FinalHyperParameterTuningJobObjectiveMetric") or {}).get("Value")
+        objective = f" (validation mAP {metric:.4f})" if metric is not None else ""
+        head = (
+            f"tuning job {r['HyperParameterTuningJobName']} {r['HyperParameterTuningJobStatus']}: best trial "
+            f"{best.get('TrainingJobName', '-')}{objective}"
+        )
+    else:
+        head = f"training job {r['TrainingJobName']} {r['TrainingJobStatus']}{_best(r)}"
+    model = (r.get("ModelArtifacts") or {}).get("S3ModelArtifacts", "-")
+    evaluation = sibling(args.output, "evaluation")
+    return [
+        head,
+        f"model: {model}",
+        f"next: {CLI} evaluate --input {args.output} --data {args.input} --output {evaluation}",
+    ]
+
+
+def evaluate(args: argparse.Namespace, r: Mapping[str, Any]) -> list[str]:
+    split = r.get("split", "test")
+    lines = [f"{split} mAP@{r['iou']:g} {r['map']:.4f}, COCO mAP {r['coco_map']:.4f} on {r['images']} {split} images"]
+    lines += [f"note: {note}" for note in r.get("notes", [])]
+    threshold = r.get("promotion_threshold")
+    if threshold is not None:
+        verdict = "meets" if r["map"] >= threshold else "is below"
+        lines.append(f"promotion: {split} mAP {r['map']:.4f} {verdict} the threshold {threshold:g}")
+    lines.append(f"report: {r['report_uri']}")
+    lines.append(f"next: {CLI} deploy --input {args.input} --name my-detector")
+    return lines
+
+
+def export_model(args: argparse.Namespace, r: Mapping[str, Any]) -> list[str]:
+    record, lines = r["record"], []
+    if "onnx" in record:
+        lines.append(f"onnx: {record['onnx']['uri']} (sha256 {record['onnx']['sha256'][:16]}...)")
+        lines.append(f"parity: {r['parity_line']}")
+    if "neo" in record:
+        lines.append(f"neo: {record['neo']['compiled_artifact_uri']} ({record['neo']['job_name']})")
+    if "onnx" in record:
+        lines.append(f"next: {CLI} deploy --input {args.output} --runtime onnxruntime --name my-detector")
+    return lines
+
+
+def deploy(args: argparse.Namespace, r: Mapping[str, Any]) -> list[str]:
+    where = f" at {r['endpoint_url']} (pid {r['pid']})" if r.get("endpoint_url") else ""
+    keep = getattr(args, "keep_minutes", None)
+    lasts = (
+        f"the sweeper removes it after {keep} minutes"
+        if keep
+        else f"it stays up until `{CLI} teardown --endpoint {r['endpoint_name']}`"
+    )
+    return [
+        f"endpoint {r['endpoint_name']} {r['status']}{where}: {lasts}",
+        f"next: {CLI} invoke --endpoint {r['endpoint_name']} --image IMAGE.jpg --draw detections.png",
+    ]
+
+
+def invoke(args: argparse.Namespace, r: Mapping[str, Any]) -> list[str]:
+    shown = r["summary"]
+    counts = ", ".join(f"{name} {n}" for name, n in shown["per_class"].items())
+    best = shown["best"]
+    lines = [
+        f"{counts} at score >= {shown['threshold']:g}"
+        if counts
+        else f"no detection reaches score {shown['threshold']:g}"
+    ]
+    if best:
+        lines.append(f"best score {best['score']:.2f} ({best['class']}) of {shown['detections']} detections")
+        if not counts:
+            lines.append(f"hint: try --threshold {max(round(best['score'] - 0.05, 2), 0.0):g}")
+    if r.get("drawing"):
+        lines.append(f"drawing: {r['drawing']['path']}")
+    lines.append(f"next: {CLI} teardown --endpoint {args.endpoint}")
+    return lines
+
+
+def teardown(args: argparse.Namespace, r: Mapping[str, Any]) -> list[str]:
+    stopped = r.get("stopped")
+    if stopped is None:  # SageMaker: what was deleted
+        return [f"deleted: {', '.join(f'{k} {v}' for k, v in r.items() if v) or 'nothing (already gone)'}"]
+    if not stopped:
+        return ["no endpoint was running"]
+    lines = [f"stopped {s['name']} ({s['result']})" for s in stopped]
+    lines += [f"log kept: {s['log_path']}" for s in stopped if s.get("log_path")]
+    return lines
+
+
+def endpoints(args: argparse.Namespace, r: Mapping[str, Any]) -> list[str]:
+    rows = r["endpoints"]
+    if not rows:
+        return ["no endpoints"]
+    return [
+        f"{e['name']}  {e.get('status', '')}  {e.get('url') or '-'}  pid {e.get('pid') or '-'}  "
+        f"keep until {e.get('keep_until') or 'teardown'}  model {e.get('model_uri') or '-'}"
+        for e in rows
+    ]
+
+
+def sweep(args: argparse.Namespace, r: Mapping[str, Any]) -> list[str]:
+    verb = "would remove" if getattr(args, "dry_run", False) else "removed"
+    names = [n for names in r.values() for n in names]
+    return [f"{verb}: {', '.join(names)}" if names else f"{verb} nothing: no endpoint is past its keep time"]
+
+
+def run(args: argparse.Namespace, r: Mapping[str, Any]) -> list[str]:
+    lines = []
+    if evaluation := r.get("evaluation"):
+        split = evaluation.get("split", "test")
+        lines.append(f"{split} mAP {evaluation['map']:.4f} (report: {evaluation['report_uri']})")
+    if promotion := r.get("promotion"):
+        outcome = "promoted" if promotion["promote"] else "NOT PROMOTED"
+        lines.append(f"PROMOTION GATE: {outcome}: {promotion['reason']}")
+        if not promotion["promote"]:
+            lines.append("nothing was deployed (--promotion-threshold sets the threshold; more epochs help)")
+    if deployed := r.get("deploy"):
+        lines.append(
+            f"deployed {deployed['endpoint_name']}; smoke test: {r.get('smoke_test', {}).get('detections')} detections"
+        )
+    kept = (r.get("teardown") or {}).get("kept_endpoints") or []
+    for name in kept:
+        lines.append(f"endpoint {name} stays up; next: {CLI} invoke --endpoint {name} --image IMAGE.jpg")
+    return lines
+
+
+#: command -> its summary (commands without one print their JSON result).
+SUMMARIES: dict[str, Summary] = {
+    "ingest": ingest,
+    "validate": validate,
+    "build-recordio": build_recordio,
+    "train": train,
+    "tune": train,
+    "evaluate": evaluate,
+    "export-model": export_model,
+    "deploy": deploy,
+    "invoke": invoke,
+    "teardown": teardown,
+    "endpoints": endpoints,
+    "sweep": sweep,
+    "run": run,
+}

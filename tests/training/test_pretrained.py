@@ -208,7 +208,7 @@ def test_import_takes_an_exported_models_names_and_a_file_without_classifier(ran
 
 @pytest.mark.skipif(not SHARED_MOBILENET.is_file(), reason="../shared/models is not there")
 def test_the_shared_imagenet_file_imports(tmp_path: Path, capsys) -> None:
-    assert main(["weights", "import", str(SHARED_MOBILENET), "--cache", str(tmp_path / "cache")]) == 0
+    assert main(["--json", "weights", "import", str(SHARED_MOBILENET), "--cache", str(tmp_path / "cache")]) == 0
     record = json.loads(capsys.readouterr().out)
     assert record["sha256"] == SHARED_MOBILENET_SHA256 and record["source"] == "import"
     assert record["gluoncv_sha1_verified"] is False  # a TF-slim conversion, not GluonCV's own download
@@ -221,8 +221,10 @@ def test_cli_lists_the_cache_and_refuses_with_the_layer(random_mobilenet: Path, 
     assert "does not fit vgg16_atrous" in capsys.readouterr().err and _listing(cache) == []
     assert main(["weights", "import", str(random_mobilenet)]) == 0
     capsys.readouterr()
-    assert main(["weights", "list"]) == 0
-    listing = json.loads(capsys.readouterr().out)
+    assert main(["--json", "weights", "list"]) == 0
+    out, err = capsys.readouterr()
+    listing = json.loads(out)
+    assert f"mobilenet-1.0: {cache / 'mobilenet1.0-efbb2ca3.params'} (sha256 " in err
     assert listing["searched"][0] == str(cache) and listing["mobilenet-1.0"]["source"] == "import"
     assert listing["resnet-50"] == "not cached (resnet50_v1-cc729d95.params)"
 
@@ -233,7 +235,7 @@ def test_cli_fetch_downloads_into_the_cache_and_fails_clearly_offline(
     _publish(tmp_path / "store", random_mobilenet)
     with _model_store(tmp_path / "store") as url:
         monkeypatch.setenv("MXNET_GLUON_REPO", url)
-        assert main(["weights", "fetch", "--cache", str(tmp_path / "cache")]) == 0
+        assert main(["--json", "weights", "fetch", "--cache", str(tmp_path / "cache")]) == 0
     assert json.loads(capsys.readouterr().out)["source"] == "download"
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))

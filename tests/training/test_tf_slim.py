@@ -102,7 +102,7 @@ def test_the_first_layer_takes_gluoncvs_input_as_tf_slim_took_its_own() -> None:
 def test_weights_import_from_tf_slim_converts_checks_and_records_the_graph(tmp_path: Path, capsys) -> None:
     graph = write_graph(slim_tensors(), tmp_path / "mobilenet_v1_1.0_224_frozen.pb")
     cache = tmp_path / "cache"
-    assert main(["weights", "import", str(graph), "--from", "tf-slim", "--cache", str(cache)]) == 0
+    assert main(["--json", "weights", "import", str(graph), "--from", "tf-slim", "--cache", str(cache)]) == 0
     record = json.loads(capsys.readouterr().out)
     assert record["source"] == "import" and record["file"] == str(cache / "mobilenet1.0-efbb2ca3.params")
     sidecar = json.loads((cache / "mobilenet1.0-efbb2ca3.params.json").read_text())

@@ -33,7 +33,8 @@ otherwise), and ``--freeze PATTERN`` adds a third run of the local trainer with 
 ImageNet weights, then as the product does without any (an empty cache, no download: the local
 profile's from-scratch fallback, ``--scratch-hp`` changing its settings), and prints both curves
 against wall time and training CPU time (the machine is shared: CPU seconds / 2 is what 2
-dedicated cores would need at best).
+dedicated cores would need at best). Where the build has a test split, each run's model (its
+best validation epoch) is then scored on it, as the promotion gate does.
 
 Usage::
 
@@ -305,10 +306,17 @@ def quality(args: argparse.Namespace) -> None:
             print(f"{name}: job {time.monotonic() - started:.0f} s wall, load average {load:.1f} at the start, "
                   f"{os.getloadavg()[0]:.1f} at the end")
             results[name] = _curve(record, args.target)
-    if args.compare:
-        ratio = results["pretrained"]["best"] / max(results["scratch"]["best"], 1e-9)
-        print(f"best validation mAP within the same budget: pretrained {results['pretrained']['best']:.4f}, "
-              f"from scratch {results['scratch']['best']:.4f} (ratio {ratio:.2f}x)")
+        if args.compare:
+            ratio = results["pretrained"]["best"] / max(results["scratch"]["best"], 1e-9)
+            print(f"best validation mAP within the same budget: pretrained {results['pretrained']['best']:.4f}, "
+                  f"from scratch {results['scratch']['best']:.4f} (ratio {ratio:.2f}x)")
+        if (data / "test").is_dir():  # the promotion gate's figure: the exported model on the held-out split
+            from include.evaluation.evaluate import evaluate
+
+            for name in runs:
+                scored = evaluate(str(Path(tmp) / name), str(data), str(Path(tmp) / f"{name}-evaluation"), samples=0)
+                print(f"{name}: {scored['split']} mAP@0.5 {scored['map']:.4f} on {scored['images']} images "
+                      "(the model of its best validation epoch)")
 
 
 def main() -> None:

@@ -95,6 +95,28 @@ def test_resnet_and_vgg_load_imagenet_weights_from_the_same_cache(
     assert others and not any(np.all(p.data().asnumpy() == 0.25) for p in others)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("network", ["resnet-50", "vgg-16"])
+def test_resnet_and_vgg_still_train_from_scratch(network: str) -> None:
+    """Without a weights file every layer starts random and a training step moves the base network too."""
+    from include.training.ssd_trainer import TrainingStep, train_epoch
+
+    size = 300
+    net = build_ssd(network, size, CLASSES)
+    net(mx.nd.zeros((1, 3, size, size)))  # deferred shapes known
+    hp = validate_hyperparameters({"num_classes": "2", "num_training_samples": "2", "base_network": network,
+                                   "image_shape": str(size), "mini_batch_size": "2", "optimizer": "adam"})
+    step = TrainingStep.create(net, hp)
+    images = np.random.default_rng(0).normal(size=(2, 3, size, size)).astype(np.float32)
+    boxes = np.array([[[30, 40, 150, 200]], [[100, 60, 280, 170]]], np.float32)
+    ids = np.array([[[0]], [[1]]], np.float32)
+    before = {p.name: p.data().asnumpy().copy() for p in base_parameters(net, network) if p.name.endswith("weight")}
+    stats = train_epoch(step, [(images, boxes, ids)], 0, hp["learning_rate"], lambda _: None)
+    assert stats is not None and stats.batches == 1 and np.isfinite(stats.cross_entropy) and stats.cross_entropy > 0
+    after = net.collect_params()
+    assert before and all(not np.array_equal(value, after[name].data().asnumpy()) for name, value in before.items())
+
+
 def test_freeze_layer_pattern_stops_gradients() -> None:
     net = build_ssd("mobilenet-1.0", 128, CLASSES)
     frozen = freeze(net, r"^mobilenet\d+_conv0_")

@@ -542,7 +542,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "cache, or fetch from GluonCV's model store ($MXNET_GLUON_REPO).")
     p.add_argument("action", choices=["import", "list", "fetch"])
     p.add_argument("file", nargs="?", help="import: the weights file (see --from)")
-    p.add_argument("--base-network", default="mobilenet-1.0", choices=["mobilenet-1.0", "resnet-50", "vgg-16"])
+    p.add_argument("--base-network", default="mobilenet-1.0", choices=["mobilenet-1.0", "resnet-50", "vgg-16"],
+                   help="the base network the weights are for (default: mobilenet-1.0)")
     p.add_argument("--cache", help="the cache folder to write (default: the first writable one)")
     p.add_argument("--from", dest="source_format", choices=["gluoncv", "tf-slim"], default="gluoncv",
                    help="import: a GluonCV .params file, or a TF-slim MobileNet v1 frozen graph (.pb) to convert")

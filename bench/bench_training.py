@@ -21,7 +21,7 @@ unless ``--hp`` overrides) on a RecordIO build and prints the validation mAP cur
   (generate -> ingest -> quality gate -> RecordIO, 256 px, flipped training copies);
 * ``--data bccd``: ../shared/datasets/bccd (Pascal VOC blood cells) through the same stages, originals kept;
 * ``--data bccd-wbc``: 200 BCCD images with white blood cells, that class only, 20 % held out for
-  validation: a single-class set of real photographs (:func:`bccd_single_class`);
+  validation and 15 % for test: a single-class set of real photographs (:func:`bccd_single_class`);
 * ``--data PATH``: any RecordIO build output folder.
 
 With ``--pretrained`` every net starts from the base network's ImageNet weights (fine-tuning; the
@@ -202,7 +202,7 @@ def bccd_single_class(work: Path, class_name: str = "WBC", images: int = 200, se
     """A Pascal VOC folder of ``images`` BCCD images that show ``class_name`` (copies), without BCCD's split lists.
 
     It stands in for "a single-class photo set of about 200 images": ingest keeps only that class
-    and splits off 20 % for validation, as it would for a user's own photographs.
+    and splits off 20 % for validation and 15 % for test, as it would for a user's own photographs.
     """
     import random
 

@@ -39,8 +39,8 @@ os.environ.pop("MXNET_GLUON_REPO", None)
 pytest_plugins = [
     "tests.support.aws_fixtures",
     "tests.support.serving_fixtures",
+    "tests.support.pretrained_weights",  # before export_fixtures, which imports it
     "tests.support.export_fixtures",
-    "tests.support.pretrained_weights",
     "tests.support.jumpstart_metadata",
 ]
 

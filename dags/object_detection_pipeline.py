@@ -52,7 +52,7 @@ PARAMS = {
     ),
     "dataset_format": Param(
         "auto", type="string", title="Data set format",
-        enum=["auto", "cub", "voc", "groundtruth", "imagejson", "coco", "yolo", "labelstudio", "cvat"],
+        enum=["auto", "cub", "voc", "groundtruth", "imagejson", "coco", "yolo", "labelstudio", "cvat", "jumpstart"],
         description="auto: detected from the layout (the sample: cub; an ambiguous or unknown layout stops ingest, "
         "saying what it found). labelstudio: Label Studio's JSON export; cvat: CVAT for images 1.1; "
         "yolo: Ultralytics data.yaml.",

@@ -137,7 +137,9 @@ def cmd_build_recordio(args: argparse.Namespace) -> Any:
         decoder="exact" if args.exact else r.decoder,
         label_width=label_width(cfg.training.hyperparameters),
     )
-    channel_format = args.channel_format or r.channel_format
+    from include.training.pipeline_training import channel_format as training_channel_format
+
+    channel_format = args.channel_format or training_channel_format(cfg)
     if channel_format != "recordio":
         from include.preprocess.channels import build_training_channels
 
@@ -343,6 +345,40 @@ def cmd_rollback(args: argparse.Namespace) -> Any:
     return registry.rollback(args.version, by=_who(), reason=args.reason or "rolled back with detection-pipeline")
 
 
+def cmd_weights(args: argparse.Namespace) -> Any:
+    """The ImageNet weights cache: ``import`` a file, ``list`` what is there, ``fetch`` from GluonCV's model store."""
+    from pathlib import Path
+
+    from include.training import pretrained
+    from include.training.hyperparameters import LOCAL_BASE_NETWORKS
+
+    cache = Path(args.cache) if args.cache else None
+    if args.action == "import":
+        if not args.file:
+            raise ValueError("weights import needs the FILE to import")
+        if args.source_format == "gluoncv":
+            return pretrained.import_weights(Path(args.file), args.base_network, cache).record()
+        if args.base_network != "mobilenet-1.0":
+            raise ValueError("--from tf-slim converts TF-slim MobileNet v1 (--base-network mobilenet-1.0)")
+        import tempfile
+
+        from include.training.tf_slim import convert_frozen_graph
+
+        with tempfile.TemporaryDirectory() as tmp:
+            converted = convert_frozen_graph(Path(args.file), Path(tmp) / "converted.params")
+            imported = pretrained.import_weights(converted, args.base_network, cache, converted_from=Path(args.file))
+        return imported.record()
+    if args.file:
+        raise ValueError(f"weights {args.action} takes no FILE")
+    if args.action == "fetch":
+        return pretrained.download(args.base_network, cache).record()
+    listing: dict[str, Any] = {"searched": [str(folder) for folder in pretrained.search_dirs()]}
+    for network in LOCAL_BASE_NETWORKS:
+        found = pretrained.find(network)
+        listing[network] = found.record() if found else f"not cached ({pretrained.file_name(network)})"
+    return listing
+
+
 def cmd_config_show(args: argparse.Namespace) -> Any:
     overrides: dict[str, Any] = {}
     if args.backend:
@@ -478,8 +514,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exact", action="store_true", help="decode as im2rec does: records byte-identical to its output")
     p.add_argument(
         "--channel-format",
-        choices=["recordio", "augmented-manifest", "image-json"],
-        help=f"also write these training channels beside the RecordIO {default('recordio.channel_format')}",
+        choices=["recordio", "augmented-manifest", "image-json", "jumpstart"],
+        help="also write these training channels beside the RecordIO (manifest/, image-json/ or jumpstart/) "
+        f"{default('recordio.channel_format')}",
     )
     p.add_argument(
         "--skip-gate",
@@ -667,6 +704,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("rollback", cmd_rollback, "make the previous champion (or --version N) the champion again")
     p.add_argument("--version", type=int, help="a version that was champion before (default: previous)")
     p.add_argument("--reason", help="why, recorded in the alias history (default: rolled back with detection-pipeline)")
+
+    p = sub.add_parser("weights", help="ImageNet weights of the base networks: import | list | fetch",
+                       description="The weights cache use_pretrained_model=1 reads ($DETECTION_PRETRAINED_DIR, then "
+                       "$MXNET_HOME/models): import a file after checking it fits the base network, list the "
+                       "cache, or fetch from GluonCV's model store ($MXNET_GLUON_REPO).")
+    p.add_argument("action", choices=["import", "list", "fetch"])
+    p.add_argument("file", nargs="?", help="import: the weights file (see --from)")
+    p.add_argument("--base-network", default="mobilenet-1.0", choices=["mobilenet-1.0", "resnet-50", "vgg-16"],
+                   help="the base network the weights are for (default: mobilenet-1.0)")
+    p.add_argument("--cache", help="the cache folder to write (default: the first writable one)")
+    p.add_argument("--from", dest="source_format", choices=["gluoncv", "tf-slim"], default="gluoncv",
+                   help="import: a GluonCV .params file, or a TF-slim MobileNet v1 frozen graph (.pb) to convert")
+    p.set_defaults(func=cmd_weights)
 
     p = sub.add_parser("config", help="configuration")
     p.add_argument("action", choices=["show"], help="show: the resolved configuration as JSON")

@@ -71,7 +71,23 @@ def _best(record: Mapping[str, Any]) -> str:
     return f"; best validation mAP {best:.4f} at epoch {record.get('BestEpoch')}" if best is not None else ""
 
 
+def _started_from(record: Mapping[str, Any]) -> list[str]:
+    """What the model started from (the report's "Start weights"): the ImageNet file, or why it had none."""
+    from include.evaluation.training_run import start_weights
+
+    start = start_weights(dict(record))
+    if not start:
+        return []
+    line = f"started from {start['started from']}"
+    if start.get("file"):
+        line += f": {start['file']} (sha256 {str(start.get('sha256'))[:12]}...)"
+    if start.get("why"):
+        line += f": {start['why']}"
+    return [line]
+
+
 def train(args: argparse.Namespace, r: Mapping[str, Any]) -> list[str]:
+    started_from: list[str] = []
     if "HyperParameterTuningJobName" in r:
         best = r.get("BestTrainingJob") or {}
         metric = (best.get("FinalHyperParameterTuningJobObjectiveMetric") or {}).get("Value")
@@ -82,10 +98,12 @@ def train(args: argparse.Namespace, r: Mapping[str, Any]) -> list[str]:
         )
     else:
         head = f"training job {r['TrainingJobName']} {r['TrainingJobStatus']}{_best(r)}"
+        started_from = _started_from(r)
     model = (r.get("ModelArtifacts") or {}).get("S3ModelArtifacts", "-")
     evaluation = sibling(args.output, "evaluation")
     return [
         head,
+        *started_from,
         f"model: {model}",
         f"next: {CLI} evaluate --input {args.output} --data {args.input} --output {evaluation}",
     ]
@@ -259,6 +277,24 @@ def rollback(args: argparse.Namespace, r: Mapping[str, Any]) -> list[str]:
     return [f"version {r['champion']} is the champion again{replaced}"]
 
 
+def _cached(entry: Mapping[str, Any]) -> str:
+    return f"{entry['file']} (sha256 {entry['sha256'][:12]}..., {entry['source']})"
+
+
+def weights(args: argparse.Namespace, r: Mapping[str, Any]) -> list[str]:
+    if args.action != "list":  # import, fetch: the file now in the cache
+        network = r["base_network"]
+        return [
+            f"{network}: {_cached(r)}; jobs with use_pretrained_model=1 and base_network {network} start from it",
+            f"next: {CLI} weights list",
+        ]
+    lines = [f"searched: {', '.join(r['searched'])}"]
+    for network, found in r.items():
+        if network != "searched":
+            lines.append(f"{network}: {_cached(found) if isinstance(found, Mapping) else found}")
+    return lines
+
+
 #: command -> its summary (commands without one print their JSON result).
 SUMMARIES: dict[str, Summary] = {
     "ingest": ingest,
@@ -279,4 +315,5 @@ SUMMARIES: dict[str, Summary] = {
     "models": models,
     "promote": promote,
     "rollback": rollback,
+    "weights": weights,
 }

@@ -286,24 +286,26 @@ def build_recordio_shard(spec: dict[str, Any]) -> dict[str, Any]:
 def merge_recordio(ctx: RunContext, shard_results: list[dict[str, Any]]) -> dict[str, Any]:
     """Merge the shards into the train/ and validation/ channels and recordio.json.
 
-    With ``recordio.channel_format`` other than ``recordio`` the training channels of that format
-    are written beside them (evaluation always reads the RecordIO validation channel).
+    With ``recordio.channel_format`` other than ``recordio`` (or ``training.algorithm: jumpstart``) the
+    training channels of that format are written beside them (evaluation always reads the RecordIO
+    validation channel).
     """
     from include.cache import read_marker
     from include.preprocess.recordio import merge_shards
+    from include.training.pipeline_training import channel_format
 
     marker = read_marker(ctx.layout.recordio)
     if marker is not None and marker["hit"]:  # plan_recordio put an earlier build in place
         return marker["result"]
     result = merge_shards(ctx.layout.recordio, list(shard_results))
     r = ctx.config.recordio
-    if r.channel_format != "recordio":
+    if channel_format(ctx.config) != "recordio":
         from include.preprocess.channels import build_training_channels
 
         result["training_channels"] = build_training_channels(
             ctx.layout.quality,
             ctx.layout.recordio,
-            r.channel_format,
+            channel_format(ctx.config),
             label_attribute=r.label_attribute,
             flip=r.flip,
             quality=r.quality,

@@ -28,12 +28,20 @@ for key, value in {
 }.items():
     os.environ[key] = value
 os.environ.pop("AWS_PROFILE", None)
+# ImageNet weights: never ~/.mxnet, never the network. Tests that need weights point
+# DETECTION_PRETRAINED_DIR at a folder of their own (tests/support/pretrained_weights.py).
+os.environ["MXNET_HOME"] = str(ROOT / ".airflow" / "test-mxnet-home")
+os.environ["DETECTION_PRETRAINED_DOWNLOAD"] = "0"
+os.environ.pop("DETECTION_PRETRAINED_DIR", None)
+os.environ.pop("MXNET_GLUON_REPO", None)
 
 #: Fixtures shared across test folders (``pyproject.toml`` puts the project and ``plugins/`` on the path).
 pytest_plugins = [
     "tests.support.aws_fixtures",
     "tests.support.serving_fixtures",
+    "tests.support.pretrained_weights",  # before export_fixtures, which imports it
     "tests.support.export_fixtures",
+    "tests.support.jumpstart_metadata",
     "tests.support.tracking_fixtures",
 ]
 

@@ -163,13 +163,17 @@ def test_every_summary_ends_with_a_next_command_the_cli_accepts() -> None:
         (s.build_recordio, Namespace(output="/tmp/x/recordio"), {"records": {"train": 16, "validation": 2}}),
         (s.train, Namespace(input="/tmp/x/recordio", output="/tmp/x/training"),
          {"TrainingJobName": "j", "TrainingJobStatus": "Completed", "BestValidationMAP": 0.4, "BestEpoch": 1,
-          "ModelArtifacts": {"S3ModelArtifacts": "m.tar.gz"}}),
+          "ModelArtifacts": {"S3ModelArtifacts": "m.tar.gz"}, "HyperParameters": {"use_pretrained_model": "1"},
+          "PretrainedWeights": {"base_network": "mobilenet-1.0", "file": "/c/mobilenet1.0-efbb2ca3.params",
+                                "sha256": "1acbb0f7a7cfe1ce" + "0" * 48, "source": "cache"}}),
         (s.evaluate, Namespace(input="/tmp/x/training"), {"split": "test", "iou": 0.5, "map": 0.4, "coco_map": 0.2,
                                                           "images": 2, "report_uri": "r.html",
                                                           "promotion_threshold": 0.5}),
         (s.deploy, Namespace(keep_minutes=0), {"endpoint_name": "det", "status": "InService"}),
         (s.invoke, Namespace(endpoint="det"), {"summary": {"threshold": 0.5, "detections": 3, "per_class": {},
                                                            "best": {"class": "RBC", "score": 0.32}}}),
+        (s.weights, Namespace(action="import"), {"base_network": "mobilenet-1.0", "source": "import",
+                                                 "file": "/c/mobilenet1.0-efbb2ca3.params", "sha256": "1acbb0f7" * 8}),
     ]
     parser = build_parser()
     for summary, args, result in cases:
@@ -178,6 +182,8 @@ def test_every_summary_ends_with_a_next_command_the_cli_accepts() -> None:
         assert len(commands) == 1, (summary.__name__, lines)
         parser.parse_args(commands[0])  # exits (fails the test) on anything the CLI would refuse
     assert "promotion: test mAP 0.4000 is below the threshold 0.5" in s.evaluate(*cases[4][1:])
+    assert s.train(*cases[3][1:])[1] == ("started from ImageNet weights of mobilenet-1.0: "
+                                         "/c/mobilenet1.0-efbb2ca3.params (sha256 1acbb0f7a7cf...)")
     invoked = s.invoke(*cases[6][1:])
     assert invoked[:3] == ["no detection reaches score 0.5", "best score 0.32 (RBC) of 3 detections",
                            "hint: try --threshold 0.27"]

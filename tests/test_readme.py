@@ -60,6 +60,7 @@ def test_the_walkthrough_runs_as_written(tmp_path: Path) -> None:
         "DETECTION__TRAINING__HYPERPARAMETERS__IMAGE_SHAPE": "128",
         "DETECTION__STORAGE__BASE_URI": str(tmp_path / "runs"),
         "DETECTION__LOCAL__ENDPOINT_STATE_DIR": str(tmp_path / "endpoints"),
+        "MXNET_HOME": str(tmp_path / "mxnet"),  # the weights import's cache: this test's own
     }
     env.pop("DETECTION_CONFIG_FILE", None)
     try:
@@ -72,4 +73,5 @@ def test_the_walkthrough_runs_as_written(tmp_path: Path) -> None:
     assert (out / "evaluation" / "report.html").is_file() and (out / "detections.png").is_file()
     assert "images per split: train 12, validation 6, test 6" in done.stderr  # BCCD's own lists
     assert "test mAP@0.5" in done.stderr and "stopped bccd-detector" in done.stderr
+    assert f"started from ImageNet weights of mobilenet-1.0: {tmp_path / 'mxnet' / 'models'}" in done.stderr
     assert list((tmp_path / "endpoints").glob("*.json")) == []

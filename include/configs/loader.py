@@ -195,10 +195,12 @@ def _check_hyperparameters(cfg: PipelineConfig) -> None:
 
     from_data = {"num_classes": "1", "num_training_samples": "1"}
     hp = from_data | {k: str(v) for k, v in cfg.training.hyperparameters.items()}
-    try:
-        validate_hyperparameters(hp, for_sagemaker=cfg.backend == "sagemaker")
-    except HyperparameterError as exc:
-        raise ConfigError(f"invalid configuration:\n  training.hyperparameters: {exc}") from exc
+    scratch = hp | {k: str(v) for k, v in cfg.training.scratch_hyperparameters.items()}
+    for key, values in (("hyperparameters", hp), ("scratch_hyperparameters", scratch)):
+        try:
+            validate_hyperparameters(values, for_sagemaker=cfg.backend == "sagemaker")
+        except HyperparameterError as exc:
+            raise ConfigError(f"invalid configuration:\n  training.{key}: {exc}") from exc
 
 
 def resolve_storage(cfg: PipelineConfig) -> str:
@@ -213,6 +215,26 @@ def resolve_storage(cfg: PipelineConfig) -> str:
     if "://" not in base and not Path(base).is_absolute():
         base = str(PROJECT_ROOT / base)
     return storage.normalize(base)
+
+
+def _section(data: Any, *keys: str) -> Any:
+    """``data[k1][k2]...`` when every level is a mapping, else an empty dict."""
+    for key in keys:
+        data = data.get(key) if isinstance(data, Mapping) else None
+    return data if isinstance(data, Mapping) else {}
+
+
+def _keep_own_hyperparameters(merged: dict[str, Any], top: Mapping[str, Any]) -> None:
+    """A hyperparameter set above the profile (file, environment, params) also holds without ImageNet weights.
+
+    ``training.scratch_hyperparameters`` replaces the profile's own values when training falls back to
+    scratch; it must not replace the user's, so those are copied into it (unless it is set there too).
+    """
+    own = _section(top, "training", "hyperparameters")
+    explicit = _section(top, "training", "scratch_hyperparameters")
+    scratch = _section(merged, "training", "scratch_hyperparameters")
+    if isinstance(scratch, dict):
+        scratch.update({k: v for k, v in own.items() if k in scratch and k not in explicit})
 
 
 def resolve_source(source: str) -> str:
@@ -254,6 +276,7 @@ def load_config(
         raise ConfigError(f"invalid configuration:\n  key 'backend' = {backend!r}: allowed: {', '.join(PROFILES)}")
     merged = deep_merge(_read_yaml(CONFIG_DIR / "defaults.yaml"), _read_yaml(CONFIG_DIR / f"{backend}.yaml"))
     merged = deep_merge(merged, top)
+    _keep_own_hyperparameters(merged, top)
     try:
         cfg = PipelineConfig.model_validate(merged)
     except ValidationError as exc:

@@ -36,7 +36,9 @@ class Storage(Section):
 
 
 #: Data set formats, or auto: detected from the layout (include.preprocess.readers.FORMATS, AUTO).
-DatasetFormat = Literal["auto", "cub", "voc", "groundtruth", "imagejson", "coco", "yolo", "labelstudio", "cvat"]
+DatasetFormat = Literal[
+    "auto", "cub", "voc", "groundtruth", "imagejson", "coco", "yolo", "labelstudio", "cvat", "jumpstart"
+]
 
 
 class Dataset(Section):
@@ -104,11 +106,23 @@ class Tuning(Section):
     ranges: dict[str, TuningRange] = Field(default_factory=dict)
 
 
+class JumpStart(Section):
+    """The JumpStart model ``training.algorithm: jumpstart`` fine-tunes (its metadata comes from the SDK)."""
+
+    model_id: str = Field("mxnet-od-ssd-512-mobilenet1-0-coco", min_length=1)
+    model_version: str = Field("2.0.0", pattern=r"^\d+\.\d+\.\d+$")
+    hyperparameters: dict[str, Scalar] = Field(default_factory=dict)  # over the model's defaults
+
+
 class Training(Section):
     tune: bool = False
+    algorithm: Literal["builtin", "jumpstart"] = "builtin"
     hyperparameters: dict[str, Scalar] = Field(default_factory=dict)
+    # replace those keys of hyperparameters when the local backend trains from scratch instead
+    scratch_hyperparameters: dict[str, Scalar] = Field(default_factory=dict)
     tuning: Tuning = Field(default_factory=Tuning)
     cache: bool = True
+    jumpstart: JumpStart = Field(default_factory=JumpStart)
 
 
 class Evaluation(Section):
@@ -207,6 +221,7 @@ class Local(Section):
     host: str = "127.0.0.1"
     workers: PositiveInt = 2
     endpoint_state_dir: str = "data/endpoints"
+    pretrained_fallback: Literal["fail", "scratch"] = "fail"
 
 
 class SageMaker(Section):

@@ -37,6 +37,7 @@ from include.evaluation.training_run import (
     read_json_object,
     read_training_curves,
     resolve_training,
+    start_weights,
     training_facts,
     training_job_name,
     training_timings,
@@ -295,6 +296,7 @@ def evaluate(
         charts=list(chart_pictures.values()),
         samples=_sample_pictures(measured.samples, detector.classes, score_threshold),
         trials=tuning_trials(tuning) if tuning else [],
+        start_weights=start_weights(record),
         timings={
             **{f"training {k}": v for k, v in training_timings(record).items()},
             "evaluation model load seconds": round(load_seconds, 3),
@@ -407,6 +409,7 @@ def _write_outputs(output_uri: str, content: ReportContent, chart_names: list[st
         "training": content.training,
         "confusion_matrix": content.confusion,
         "hyperparameters": dict(content.hyperparameters),
+        "start_weights": dict(content.start_weights),
         "files": files,
         "notes": list(content.notes),
         "timings": dict(content.timings),

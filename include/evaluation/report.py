@@ -60,6 +60,7 @@ class ReportContent:
     charts: list[Picture] = field(default_factory=list)
     samples: list[Picture] = field(default_factory=list)
     trials: Sequence[Mapping[str, Any]] = ()
+    start_weights: Mapping[str, Any] = field(default_factory=dict)  # training_run.start_weights
     timings: Mapping[str, Any] = field(default_factory=dict)
     artifacts: Mapping[str, str] = field(default_factory=dict)
     notes: Sequence[str] = ()
@@ -226,6 +227,8 @@ def render_report(content: ReportContent) -> str:
         facts = {TRAINING_LABELS.get(k, k): v for k, v in content.training.items() if not isinstance(v, (dict, list))}
         sections.append(_section("Training", _key_values(facts) + "<h3>Hyperparameters</h3>"
                                  + _key_values(content.hyperparameters)))
+    if content.start_weights:
+        sections.append(_section("Start weights", _table(("name", "value"), content.start_weights.items())))
     if content.charts:
         sections.append(_section("Charts", "".join(_figure(c) for c in content.charts)))
     if content.trials:

@@ -189,6 +189,34 @@ def training_facts(record: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in facts.items() if v is not None}
 
 
+def start_weights(record: dict[str, Any]) -> dict[str, Any]:
+    """Which weights the model started from, as far as the record says (report.html's "Start weights").
+
+    The local backend records the ImageNet file (``PretrainedWeights``: file, sha256, source) or why
+    it trained from scratch (``PretrainedFallback``) and, for a JumpStart request, what ran in its
+    place; SageMaker's algorithm chooses its ImageNet weights itself (no file to name).
+    """
+    hp = record.get("HyperParameters") or record.get("hyperparameters") or {}
+    weights = record.get("PretrainedWeights")
+    if weights:
+        out = {"started from": f"ImageNet weights of {weights.get('base_network')}", "file": weights.get("file"),
+               "sha256": weights.get("sha256"), "source": weights.get("source"),
+               "GluonCV model-store SHA-1 verified": weights.get("gluoncv_sha1_verified")}
+    elif record.get("PretrainedFallback"):
+        out = {"started from": "random initial values (fallback: local.pretrained_fallback is scratch)",
+               "why": record["PretrainedFallback"]}
+    elif str(hp.get("use_pretrained_model")) == "1":
+        out = {"started from": f"ImageNet weights of {hp.get('base_network')}, chosen by SageMaker's algorithm"}
+    elif "use_pretrained_model" in hp:
+        out = {"started from": "random initial values (use_pretrained_model=0)"}
+    else:
+        out = {}
+    for key, label in (("JumpStartModelId", "JumpStart model"), ("LocalSubstitute", "run locally as")):
+        if record.get(key):
+            out[label] = record[key]
+    return out
+
+
 def training_timings(record: dict[str, Any]) -> dict[str, Any]:
     """Seconds the training took, as far as the record says (local ``Timings``, SageMaker's time fields)."""
     timings = dict(record.get("Timings") or record.get("timings") or {})

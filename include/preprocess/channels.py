@@ -9,6 +9,10 @@
   paths (mirrored copies at ``flipped/<image>``), ``train_annotation/`` and
   ``validation_annotation/`` one ``<image path without extension>.json`` each, whose
   ``file`` is the image's path inside its channel.
+* JumpStart (File mode, ``training.algorithm: jumpstart``): one ``training/`` channel of the train
+  split's source images, ``training/images/`` and ``training/annotations.json``
+  (:mod:`include.preprocess.readers.jumpstart`); JumpStart's script splits off its own validation
+  images and augments, so there are no mirrored copies; the class map goes beside the channel.
 
 The held-out test split, when the table has one, is written the same way (``test/``,
 ``test_annotation/``) for evaluation and export; no training request names it. Record order,
@@ -31,10 +35,11 @@ from typing import Any
 from include import storage
 from include.preprocess import annotations, augment, lst
 from include.preprocess.workers import ordered_map, process_pool
+from include.run_layout import CLASSES_FILE
 
 MANIFEST_TYPE = "groundtruth/object-detection"
 CHANNELS_FILE = "channels.json"
-FORMAT_FOLDERS = {"augmented-manifest": "manifest", "image-json": "image-json"}
+FORMAT_FOLDERS = {"augmented-manifest": "manifest", "image-json": "image-json", "jumpstart": "jumpstart"}
 RECORDIO_CONTENT_TYPE = "application/x-recordio"
 IMAGE_CONTENT_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png"}
 ANY_IMAGE = "application/x-image"  # what the algorithm takes for a mix of JPEG and PNG
@@ -191,6 +196,30 @@ def build_image_json_channels(
     return result
 
 
+def build_jumpstart_channel(input_uri: str, output_uri: str, workers: int | None = None) -> dict[str, Any]:
+    """Write ``training/images/`` and ``training/annotations.json`` of the train split, ``classes.json`` beside."""
+    from include.preprocess.readers.jumpstart import ANNOTATIONS, IMAGES, jumpstart_annotations
+
+    channels, classes = _plan(input_uri, "none")
+    channel = storage.join(output_uri, "training")
+    records = channels["train"]
+    names = {r.path: f"{n:06d}-{posixpath.basename(r.path)}" for n, r in enumerate(records)}  # flat and unique
+    images = [{"file_name": names[r.path], "height": r.height, "width": r.width, "id": n}
+              for n, r in enumerate(records)]
+    boxes = [
+        {"image_id": n, "bbox": [_num(b.xmin), _num(b.ymin), _num(b.xmax), _num(b.ymax)], "category_id": b.class_id}
+        for n, r in enumerate(records)
+        for b in r.boxes
+    ]
+    targets = {r.path: storage.join(channel, IMAGES, names[r.path]) for r in records}
+    with process_pool(workers) as pool:
+        written = sum(ordered_map(write_copies, _jobs(records, targets, {}, 95), pool))
+    storage.write_text(storage.join(channel, ANNOTATIONS), json.dumps(jumpstart_annotations(images, boxes)))
+    class_map = {str(k): v for k, v in sorted(classes.items())}
+    storage.write_text(storage.join(output_uri, CLASSES_FILE), json.dumps(class_map))
+    return {"training": {"uri": channel + "/", "records": len(records), "images_written": written}}
+
+
 def build_training_channels(
     input_uri: str,
     output_uri: str,
@@ -200,7 +229,7 @@ def build_training_channels(
     quality: int = 95,
     workers: int | None = None,
 ) -> dict[str, Any]:
-    """Write the ``augmented-manifest`` or ``image-json`` channels under ``output_uri`` and ``channels.json``.
+    """Write the ``augmented-manifest``, ``image-json`` or ``jumpstart`` channels and ``channels.json``.
 
     Returns what ``channels.json`` holds: ``format``, ``input_mode``, ``label_attribute`` (manifests)
     and per channel its ``uri`` and ``content_type``.
@@ -209,7 +238,10 @@ def build_training_channels(
         raise ValueError(f"channel format must be one of {', '.join(FORMAT_FOLDERS)}, got {channel_format!r}")
     folder = storage.join(output_uri, FORMAT_FOLDERS[channel_format])
     description: dict[str, Any] = {"format": channel_format}
-    if channel_format == "augmented-manifest":
+    if channel_format == "jumpstart":
+        built = build_jumpstart_channel(input_uri, folder, workers)
+        description |= {"input_mode": "File", "channels": {"training": {**built["training"], "content_type": None}}}
+    elif channel_format == "augmented-manifest":
         built = build_manifest_channels(input_uri, folder, label_attribute, flip, quality, workers)
         description |= {"input_mode": "Pipe", "label_attribute": label_attribute}
         description["channels"] = {

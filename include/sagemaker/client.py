@@ -50,6 +50,20 @@ def sagemaker_client(region: str | None = None) -> Any:
     return client("sagemaker", region)
 
 
+def jumpstart_session(region: str) -> Any:
+    """A SageMaker SDK session for JumpStart's metadata look-ups, with the pipeline's credentials.
+
+    The SDK keeps a process-wide metadata cache with its own S3 client; it is reset here to one
+    from the same session, so the look-ups read JumpStart's bucket with the pipeline's identity.
+    """
+    from sagemaker.core.helper.session_helper import Session
+    from sagemaker.core.jumpstart.accessors import JumpStartModelsAccessor
+
+    boto = session(region)
+    JumpStartModelsAccessor.reset_cache({"s3_client": boto.client("s3", region_name=region)}, region)
+    return Session(boto_session=boto)
+
+
 def error_code(err: Exception) -> tuple[str, str]:
     """``(code, message)`` of a botocore ``ClientError`` (empty strings for anything else)."""
     response = getattr(err, "response", None) or {}

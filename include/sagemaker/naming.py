@@ -36,6 +36,8 @@ RUN_ID_TAG = "airflow-run-id"
 TRY_NUMBER_TAG = "airflow-try-number"
 RUN_TOKEN_TAG = "detection-run-token"
 KEEP_UNTIL_TAG = "keep-until"
+#: On a local training request: why it trains from scratch although the profile asked for ImageNet weights.
+PRETRAINED_FALLBACK_TAG = "pretrained-fallback"
 
 _TAG_VALUE_FORBIDDEN = re.compile(r"[^\w\s.:/=+\-@]")
 

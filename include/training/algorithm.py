@@ -2,11 +2,18 @@
 
 Run as ``python -m include.training.algorithm --request job.json --workdir DIR`` (the local
 executor's child process): it reads the CreateTrainingJob request, stages the channels, checks the
-hyperparameters against the data, builds the SSD (pretrained base weights, frozen layers, the
-``model`` channel's weights), trains it (:mod:`include.training.ssd_trainer`), prints the
+hyperparameters against the data, builds the SSD (ImageNet base weights from the weights cache,
+frozen layers, the ``model`` channel's weights), trains it (:mod:`include.training.ssd_trainer`), prints the
 algorithm's metric lines (and human lines) on stdout, writes the best epoch's model to
 ``DIR/model.tar.gz`` with :func:`include.model_artifact.export_model` and its outcome to
 ``DIR/result.json``. It exits by itself when its parent process goes away.
+
+``use_pretrained_model=1`` means what it means on SageMaker: the base network starts from its
+ImageNet weights (:mod:`include.training.pretrained`), or the job fails at once with a
+ClientError naming the missing file and the import command, before any data is read. Fine-tuning
+from them, the base network's BatchNorm statistics stay ImageNet's, the learning rate warms up
+over the first epoch and the base network learns at ``base_lr_factor`` times ``learning_rate``
+(docs/transfer-learning.md has the measurements behind each).
 """
 
 from __future__ import annotations
@@ -23,10 +30,12 @@ from pathlib import Path
 from typing import Any
 
 from include.run_layout import MODEL_ARCHIVE
+from include.training import jumpstart_job
 from include.training.channel_conversion import recordio_channels
 from include.training.hyperparameters import DEFAULTS, validate_hyperparameters
+from include.training.pretrained import WeightsFile, check_cached, resolve
 from include.training.recordio_data import Batchify, RecordChannel, loader
-from include.training.ssd_network import build_ssd, freeze
+from include.training.ssd_network import base_parameters, build_ssd, freeze
 from include.training.ssd_trainer import NMS_TOPK, POST_NMS, SEED, Emit, seed_everything, train_ssd
 from include.training.training_request import TrainingRequest, find_class_map, parse_request, stage_channel
 
@@ -98,26 +107,62 @@ def _watch_parent(interval: float = 0.5) -> None:
     threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
 
 
-def run_job(request: TrainingRequest, workdir: Path, emit: Emit, data_workers: int) -> dict[str, Any]:
-    """Stage, check, train and export; the outcome as a JSON-able dict (raises ValueError on bad input)."""
-    start = time.monotonic()
-    deadline = start + request.max_runtime_s if request.max_runtime_s else None
-    hp = validate_hyperparameters(request.hyperparameters)
+def pretrained_weights(hp: dict[str, Any], emit: Emit) -> WeightsFile | None:
+    """The checked ImageNet weights ``use_pretrained_model=1`` asks for (None for 0); ValueError when unavailable."""
+    if not hp["use_pretrained_model"]:
+        emit(f"use_pretrained_model=0: the {hp['base_network']} base network starts from random weights")
+        return None
+    weights = check_cached(resolve(hp["base_network"]))
+    emit(f"Pretrained {hp['base_network']} base network: ImageNet weights {weights.path} "
+         f"(sha256 {weights.sha256}, {weights.source})")
+    return weights
+
+
+def training_json_keys(request: TrainingRequest, weights: WeightsFile | None) -> dict[str, Any]:
+    """What the job's training.json adds: the start weights (file, sha256, source), what ran for a JumpStart request."""
+    keys: dict[str, Any] = {"PretrainedWeights": weights.record()} if weights else {}
+    if request.channel_format == "jumpstart":
+        keys.update(jumpstart_job.substitute(request, keys.get("PretrainedWeights", {})))
+    return keys
+
+
+def request_hyperparameters(
+    request: TrainingRequest, num_classes: int | None = None, num_training_samples: int | None = None
+) -> dict[str, str]:
+    """The algorithm's hyperparameters (strings): the request's own, or what a JumpStart request's mean here."""
+    if request.channel_format != "jumpstart":
+        return dict(request.hyperparameters)
+    return jumpstart_job.algorithm_hyperparameters(request, num_classes, num_training_samples)
+
+
+def stage_data(request: TrainingRequest, workdir: Path, emit: Emit) -> tuple[dict[str, Path], str]:
+    """The RecordIO ``train``/``validation`` folders (and ``model``) of the request, and where its class map is."""
     emit(f"Staging channels {', '.join(sorted(request.channels))} ({request.channel_format})")
     if request.channel_format == "recordio":
         data = workdir / "input" / "data"
         folders = {name: stage_channel(uri, data / name) for name, uri in request.channels.items()}
-        class_source = request.channels["train"]
-    else:
-        folders = recordio_channels(request, workdir, emit)
-        class_source = folders["train"].as_uri()
+        return folders, request.channels["train"]
+    if "model" in request.channels and request.channel_format == "jumpstart":
+        emit("The JumpStart model channel (a COCO-trained detector) is not used: the base starts from ImageNet weights")
+    folders = recordio_channels(request, workdir, emit)
+    return folders, folders["train"].as_uri()
+
+
+def run_job(request: TrainingRequest, workdir: Path, emit: Emit, data_workers: int) -> dict[str, Any]:
+    """Stage, check, train and export; the outcome as a JSON-able dict (raises ValueError on bad input)."""
+    start = time.monotonic()
+    deadline = start + request.max_runtime_s if request.max_runtime_s else None
+    hp = validate_hyperparameters(request_hyperparameters(request))
+    weights = pretrained_weights(hp, emit)
+    folders, class_source = stage_data(request, workdir, emit)
     train = RecordChannel(folders["train"], workdir / "index" / "train")
     validation = RecordChannel(folders["validation"], workdir / "index" / "validation")
     classes, classes_uri = find_class_map(class_source, hp["num_classes"])
+    hp_strings = request_hyperparameters(request, len(classes), len(train))
     emit(f"Class map: {classes_uri or 'none found, using class_<id> names'}; "
          f"{len(train)} training and {len(validation)} validation records")
     hp = validate_hyperparameters(
-        request.hyperparameters,
+        hp_strings,
         num_classes=len(classes) if classes_uri else None,
         num_training_samples=len(train),
         max_objects=max(train.max_objects, validation.max_objects),
@@ -129,9 +174,12 @@ def run_job(request: TrainingRequest, workdir: Path, emit: Emit, data_workers: i
                              f"{channel.folder} uses class id(s) {too_big}")
     class_names = [classes[i] for i in range(hp["num_classes"])]
     seed_everything(SEED)
-    net = build_ssd(hp["base_network"], hp["image_shape"], class_names, bool(hp["use_pretrained_model"]), emit)
+    net = build_ssd(hp["base_network"], hp["image_shape"], class_names, weights.path if weights else None)
     if "model" in folders:
         load_model_channel(net, folders["model"], hp, emit)
+    if hp["base_lr_factor"] != 1.0:
+        for param in base_parameters(net, hp["base_network"]):
+            param.lr_mult = hp["base_lr_factor"]
     frozen = freeze(net, hp["freeze_layer_pattern"])
     if hp["freeze_layer_pattern"]:
         emit(f"freeze_layer_pattern {hp['freeze_layer_pattern']!r} froze {len(frozen)} parameter(s)")
@@ -140,14 +188,15 @@ def run_job(request: TrainingRequest, workdir: Path, emit: Emit, data_workers: i
     size, batch = hp["image_shape"], hp["mini_batch_size"]
     train_data = loader(train, batch, Batchify(size, flip_probability=0.5), shuffle=True, workers=data_workers)
     validation_data = loader(validation, batch, Batchify(size), shuffle=False, workers=data_workers)
+    warmup = len(train_data) if weights else 0
     emit(f"Training {hp['base_network']} SSD at {size}px for {hp['epochs']} epochs, batch {batch}, "
-         f"{hp['optimizer']} lr {hp['learning_rate']}")
-    outcome, best_params = train_ssd(net, train_data, validation_data, hp, class_names, emit, deadline)
+         f"{hp['optimizer']} lr {hp['learning_rate']} (base network x{hp['base_lr_factor']:g})"
+         + (f", warm-up over the first {warmup} batches" if warmup else ""))
+    outcome, best_params = train_ssd(net, train_data, validation_data, hp, class_names, emit, deadline, warmup)
     model_path = None
     if best_params:
         model_path = workdir / MODEL_ARCHIVE
-        hp_strings = {**DEFAULTS, **request.hyperparameters}
-        export_best(net, best_params, hp, hp_strings, classes, model_path)
+        export_best(net, best_params, hp, {**DEFAULTS, **hp_strings}, classes, model_path)
         emit(f"Exported the model of epoch {outcome.best_epoch} (validation mAP {outcome.best_map:.4f})")
     return {
         "status": "Stopped" if outcome.stop_reason == "max_runtime" else "Completed",
@@ -160,6 +209,7 @@ def run_job(request: TrainingRequest, workdir: Path, emit: Emit, data_workers: i
         "classes": {str(k): v for k, v in classes.items()},
         "classes_uri": classes_uri,
         "frozen_parameters": len(frozen),
+        "training_json": training_json_keys(request, weights),
         "num_training_records": len(train),
         "num_validation_records": len(validation),
         "seconds": time.monotonic() - start,

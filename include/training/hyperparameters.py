@@ -6,8 +6,11 @@ parameter, the value and what is allowed. :func:`to_strings` goes back to the re
 
 Local-only extension (documented): ``base_network`` also accepts ``mobilenet-1.0`` (GluonCV
 SSD with a MobileNet 1.0 base, light enough for a CPU), and with it ``image_shape`` may go below
-SageMaker's minimum of 300 (down to :data:`LOCAL_MIN_IMAGE_SHAPE`). Requests for the ``sagemaker``
-backend must use :data:`SAGEMAKER_BASE_NETWORKS` only; ``for_sagemaker=True`` enforces that.
+SageMaker's minimum of 300 (down to :data:`LOCAL_MIN_IMAGE_SHAPE`); and ``base_lr_factor`` (local
+only, default 1) sets the base network's learning rate to that fraction of ``learning_rate``, which
+fine-tuning from ImageNet weights wants lower than the new layers' (SageMaker's algorithm has no
+such hyperparameter). Requests for the ``sagemaker`` backend must use :data:`SAGEMAKER_BASE_NETWORKS`
+and no local-only hyperparameter; ``for_sagemaker=True`` enforces that.
 
 Two data-dependent checks are stricter than SageMaker, to catch a request that would misbehave
 there: ``num_training_samples`` must equal the number of training records (SageMaker leaves the
@@ -26,6 +29,8 @@ LOCAL_BASE_NETWORKS: tuple[str, ...] = (*SAGEMAKER_BASE_NETWORKS, "mobilenet-1.0
 OPTIMIZERS: tuple[str, ...] = ("sgd", "adam", "rmsprop", "adadelta")
 SAGEMAKER_MIN_IMAGE_SHAPE = 300
 LOCAL_MIN_IMAGE_SHAPE = 64
+#: Hyperparameters only the local algorithm knows.
+LOCAL_ONLY: tuple[str, ...] = ("base_lr_factor",)
 
 #: SageMaker's default ``label_width``: room for (350 - 2) / 5 = 69 objects per image.
 DEFAULT_LABEL_WIDTH = 350
@@ -127,6 +132,7 @@ SPECS: dict[str, Hyperparameter] = {
         Hyperparameter("early_stopping_tolerance", float, "a float in [0, 1]", "0.0", lambda v: 0 <= v <= 1),
         Hyperparameter("freeze_layer_pattern", _regex, "a Python regular expression over parameter names", ""),
         Hyperparameter("kv_store", _choice(("", "dist_sync", "dist_async")), "dist_sync or dist_async", ""),
+        Hyperparameter("base_lr_factor", float, "a float in (0, 1] (local only)", "1.0", lambda v: 0 < v <= 1),
     )
 }
 
@@ -186,6 +192,11 @@ def validate_hyperparameters(
 
 def _check_combinations(out: dict[str, Any], hp: Mapping[str, Any], for_sagemaker: bool) -> None:
     network = out["base_network"]
+    local_only = [name for name in LOCAL_ONLY if name in hp]
+    if for_sagemaker and local_only:
+        raise HyperparameterError(
+            f"hyperparameter {local_only[0]}={hp[local_only[0]]!r} is local only: SageMaker's algorithm lacks it"
+        )
     if for_sagemaker and network not in SAGEMAKER_BASE_NETWORKS:
         raise _fail("base_network", network, f"one of {', '.join(SAGEMAKER_BASE_NETWORKS)} on SageMaker",
                     "is a local-only base network")

@@ -10,7 +10,12 @@ Outputs go where SageMaker puts them, ``<S3OutputPath>/<TrainingJobName>/output/
 ``model.tar.gz`` (copied there atomically only after training succeeded), ``training.log`` (the
 algorithm's metric lines and human lines) and ``training.json``, a DescribeTrainingJob-shaped
 record (written ``InProgress`` at the start and after every epoch, final at the end) with local
-additions: per-epoch metrics and timings, the best epoch and the final validation mAP.
+additions: per-epoch metrics and timings, the best epoch, the final validation mAP, and
+``PretrainedWeights`` (file, sha256, source) when the base network started from ImageNet weights,
+or ``PretrainedFallback`` (why not) when the request was built to train from scratch instead.
+
+A request with ``use_pretrained_model=1`` whose weights are neither in the cache nor downloadable
+fails here at once (ClientError naming the file and the import command), before a process starts.
 
 ``StoppingCondition.MaxRuntimeInSeconds``: the trainer stops between batches when it is reached
 and, as a SageMaker algorithm may do in the 120 s it gets after SIGTERM, exports the best epoch so
@@ -43,7 +48,8 @@ from include.project import PROJECT_ROOT
 from include.reattach import Attachment, find_job
 from include.run_layout import TRAINING_JSON, TRAINING_LOG
 from include.sagemaker.metrics import final_values, parse_lines
-from include.training.algorithm import RESULT_FILE
+from include.sagemaker.naming import PRETRAINED_FALLBACK_TAG
+from include.training.algorithm import RESULT_FILE, request_hyperparameters
 from include.training.hyperparameters import validate_hyperparameters
 from include.training.metric_log import parse_metrics
 from include.training.training_request import TrainingRequest, parse_request
@@ -156,6 +162,9 @@ class _Record:
             "output_uri": request.output_uri,
             **(extra or {}),
         }
+        fallback = [t["Value"] for t in raw.get("Tags") or [] if t.get("Key") == PRETRAINED_FALLBACK_TAG]
+        if fallback:
+            self.data["PretrainedFallback"] = fallback[0]
 
     def attach_trainer(self, pid: int) -> None:
         """Name the trainer process in the record, so a retried task can tell a running job from a lost one."""
@@ -199,6 +208,7 @@ class _Record:
                 BestValidationMAP=logged.get(result.get("best_epoch"), result.get("best_validation_map")),
                 BestClassAP=result.get("best_class_ap", {}),
                 FinalValidationMAP=finals.get("validation:mAP"),
+                **result.get("training_json", {}),
                 StopReason=result.get("stop_reason"),
                 Classes=result.get("classes"),
                 ClassesUri=result.get("classes_uri"),
@@ -210,6 +220,7 @@ class _Record:
                     "compute_seconds": sum(e["compute_seconds"] for e in epochs),
                     "validation_seconds": sum(e["validation_seconds"] for e in epochs),
                     "train_cpu_seconds": sum(e["cpu_seconds"] for e in epochs),
+                    "validation_cpu_seconds": sum(e.get("validation_cpu_seconds", 0.0) for e in epochs),
                 },
             )
         self.write()
@@ -309,7 +320,11 @@ def run_training_job(
         job = parse_request({**request, "TrainingJobName": found.name})
     record = _Record(job, extra_record)
     try:
-        validate_hyperparameters(job.hyperparameters)
+        hp = validate_hyperparameters(request_hyperparameters(job))
+        if hp["use_pretrained_model"]:
+            from include.training.pretrained import check_cached, resolve
+
+            record.data["PretrainedWeights"] = check_cached(resolve(hp["base_network"])).record()
     except ValueError as exc:
         record.finish("Failed", "Failed", "", None, f"ClientError: {exc}", None)
         raise

@@ -7,24 +7,35 @@ profile unless another configuration is given) completed from the data: ``num_cl
 class map, ``num_training_samples`` from the train channel's records, ``label_width`` raised to
 what the most crowded image needs. :func:`run_training` then hands it to the one
 execution path (:func:`include.execution.execute_request`) on the configuration's backend.
+
+ImageNet weights on the local backend: a request with ``use_pretrained_model=1`` fails when the
+weights are neither in the cache nor downloadable. Where that value comes from the configuration
+(not from an explicit override) and ``local.pretrained_fallback`` is ``scratch``, the request is
+built instead with ``training.scratch_hyperparameters`` and ``use_pretrained_model=0``, logged as a
+warning and tagged ``pretrained-fallback`` with the reason, which ``training.json`` records: the
+request itself says what ran and why.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from include import storage
 from include.run_layout import RECORDIO_SUMMARY
+from include.sagemaker.naming import PRETRAINED_FALLBACK_TAG, tag_value
 from include.sagemaker.requests import LOCAL_ROLE_ARN
 from include.training.hyperparameters import DEFAULTS, to_strings, validate_hyperparameters
 from include.training.training_request import TrainingRequestError, find_class_map
 
 if TYPE_CHECKING:
     from include.configs import PipelineConfig
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -88,13 +99,40 @@ def local_hyperparameters(
     return hp
 
 
+def training_settings(
+    cfg: PipelineConfig, overrides: Mapping[str, Any] | None
+) -> tuple[dict[str, Any], str | None]:
+    """The configuration's hyperparameters, or its scratch ones and the reason (see the module doc)."""
+    settings = dict(cfg.training.hyperparameters)
+    explicit = overrides or {}
+    merged = {**DEFAULTS, **to_strings({**settings, **explicit})}
+    if cfg.backend != "local" or cfg.local.pretrained_fallback != "scratch" or merged["use_pretrained_model"] != "1":
+        return settings, None
+    if "use_pretrained_model" in explicit:
+        return settings, None  # asked for explicitly: the job fails without the weights
+    from include.training.pretrained import WeightsUnavailable, resolve
+
+    try:
+        resolve(merged["base_network"])
+    except WeightsUnavailable as exc:
+        log.warning("%s; training from scratch with training.scratch_hyperparameters "
+                    "(local.pretrained_fallback: scratch)", exc)
+        return {**settings, **cfg.training.scratch_hyperparameters, "use_pretrained_model": "0"}, exc.summary
+    return settings, None
+
+
 def _job_name(prefix: str) -> str:
     return f"{prefix}-{dt.datetime.now(dt.UTC):%y%m%d-%H%M%S}"
 
 
+def channel_format(cfg: PipelineConfig) -> str:
+    """The training channels' format: ``jumpstart`` for that algorithm, else ``recordio.channel_format``."""
+    return "jumpstart" if cfg.training.algorithm == "jumpstart" else cfg.recordio.channel_format
+
+
 def _channel_fields(cfg: PipelineConfig, data: RecordIODataset, rec_file_channels: bool) -> dict[str, Any]:
-    """The TrainingSpec fields of the channels ``recordio.channel_format`` names (built beside the RecordIO)."""
-    fmt = cfg.recordio.channel_format
+    """The TrainingSpec fields of the channels :func:`channel_format` names (built beside the RecordIO)."""
+    fmt = channel_format(cfg)
     if fmt == "recordio":
         train_uri, validation_uri = data.train_uri, data.validation_uri
         if rec_file_channels:
@@ -105,6 +143,8 @@ def _channel_fields(cfg: PipelineConfig, data: RecordIODataset, rec_file_channel
 
     described = read_training_channels(data.uri, fmt)
     channels = described["channels"]
+    if fmt == "jumpstart":  # one channel; validation_uri is not sent
+        return {"train_uri": channels["training"]["uri"], "validation_uri": channels["training"]["uri"]}
     fields = {
         "train_uri": channels["train"]["uri"],
         "validation_uri": channels["validation"]["uri"],
@@ -164,7 +204,13 @@ def build_request(
     from include.sagemaker.requests import training_job_request, tuning_job_request
 
     data = describe_dataset(input_uri)
-    hp = local_hyperparameters(cfg.training.hyperparameters, hyperparameters, data)
+    if cfg.training.algorithm == "jumpstart":
+        return _jumpstart_request(cfg, data, output_uri, name=name, tags=tags, tune=tune,
+                                  hyperparameters=hyperparameters, max_runtime_s=max_runtime_s)
+    settings, fallback = training_settings(cfg, hyperparameters)
+    hp = local_hyperparameters(settings, hyperparameters, data)
+    if fallback:
+        tags = [*tags, {"Key": PRETRAINED_FALLBACK_TAG, "Value": tag_value(fallback)}]
     spec = _spec(cfg, data, output_uri, max_runtime_s, rec_file_channels)
     if not tune:
         return training_job_request(spec, name=name, hyperparameters=hp, tags=tags)
@@ -181,6 +227,34 @@ def build_request(
         strategy=tuning.strategy,
         max_jobs=tuning.max_jobs,
         max_parallel_jobs=tuning.max_parallel_jobs,
+    )
+
+
+def _jumpstart_request(
+    cfg: PipelineConfig,
+    data: RecordIODataset,
+    output_uri: str,
+    *,
+    name: str,
+    tags: list[dict[str, str]],
+    tune: bool,
+    hyperparameters: Mapping[str, Any] | None,
+    max_runtime_s: int | None,
+) -> dict[str, Any]:
+    """JumpStart's fine-tuning request for ``training.jumpstart``'s model (its hyperparameters, then ours)."""
+    from include.sagemaker.jumpstart import jumpstart_training_request
+
+    if tune:
+        raise TrainingRequestError("training.algorithm jumpstart: tuning a JumpStart model is not supported here; "
+                                   "set training.tune false or training.algorithm builtin")
+    js = cfg.training.jumpstart
+    return jumpstart_training_request(
+        _spec(cfg, data, output_uri, max_runtime_s),
+        name=name,
+        model_id=js.model_id,
+        model_version=js.model_version,
+        hyperparameters={**js.hyperparameters, **(hyperparameters or {})},
+        tags=tags,
     )
 
 

@@ -47,6 +47,10 @@ class EpochStats:
     compute_seconds: float
     validation_seconds: float
     cpu_seconds: float  # CPU time of the training pass (all threads): a measure that ignores other load
+    batches: int = 0
+    validation_cpu_seconds: float = 0.0
+    cross_entropy_median: float = 0.0  # of the epoch's per-batch values: one bad batch moves the mean, not these
+    cross_entropy_max: float = 0.0
 
     @property
     def throughput(self) -> float:
@@ -129,21 +133,33 @@ def evaluate_map(net: Any, data: Any, hp: dict[str, Any], class_names: list[str]
 
 @dataclass
 class TrainingStep:
-    """What one training step needs besides the batch: the (hybridized) net, its trainer, targets and loss."""
+    """What one training step needs besides the batch: the (hybridized) net, its trainer, targets and loss.
+
+    The first ``warmup_batches`` updates raise the learning rate linearly from 1/``warmup_batches``
+    of the epoch's rate to all of it (``updates`` counts them across epochs).
+    """
 
     net: Any
     trainer: Any
     targets: Any
     loss_fn: Any
+    warmup_batches: int = 0
+    updates: int = 0
 
     @classmethod
-    def create(cls, net: Any, hp: dict[str, Any]) -> TrainingStep:
+    def create(cls, net: Any, hp: dict[str, Any], warmup_batches: int = 0) -> TrainingStep:
         from gluoncv.loss import SSDMultiBoxLoss
         from gluoncv.model_zoo.ssd.target import SSDTargetGenerator
 
         net.hybridize(static_alloc=True, static_shape=True)
         targets = SSDTargetGenerator(iou_thresh=MATCH_IOU, stds=(0.1, 0.1, 0.2, 0.2), negative_mining_ratio=-1)
-        return cls(net, make_trainer(net, hp), targets, SSDMultiBoxLoss())
+        return cls(net, make_trainer(net, hp), targets, SSDMultiBoxLoss(), warmup_batches)
+
+    def learning_rate(self, epoch_rate: float) -> float:
+        """The rate of the next update: ``epoch_rate``, scaled down during the warm-up."""
+        if self.updates >= self.warmup_batches:
+            return epoch_rate
+        return epoch_rate * (self.updates + 1) / self.warmup_batches
 
 
 def train_epoch(
@@ -151,9 +167,11 @@ def train_epoch(
 ) -> EpochStats | None:
     """One pass over ``data``; its stats, or None when ``deadline`` cut it short."""
     import mxnet as mx
+    import numpy as np
 
-    ce_sum = l1_sum = data_s = compute_s = 0.0
-    batches = records = 0
+    ce_values: list[float] = []
+    l1_sum = data_s = compute_s = 0.0
+    records = 0
     cpu_started = time.process_time()
     started = tick = time.perf_counter()
     for images, gt_boxes, gt_ids in data:
@@ -166,24 +184,28 @@ def train_epoch(
                 cls_targets, box_targets, _ = step.targets(anchors, None, boxes, ids)
             total, cls_loss, box_loss = step.loss_fn(cls_preds, box_preds, cls_targets, box_targets)
             mx.autograd.backward(total)
+        step.trainer.set_learning_rate(step.learning_rate(lr))
         step.trainer.step(1)
-        ce_sum += float(cls_loss[0].sum().asscalar())
+        step.updates += 1
+        ce_values.append(float(cls_loss[0].sum().asscalar()))
         l1_sum += float(box_loss[0].sum().asscalar())
-        batches += 1
+        batches = len(ce_values)
         records += len(images)
         tick = time.perf_counter()
         compute_s += tick - loaded
         if batches % LOG_INTERVAL == 0:
-            emit(metric_log.train_loss_line(epoch, batches, "cross_entropy", ce_sum / batches))
+            emit(metric_log.train_loss_line(epoch, batches, "cross_entropy", sum(ce_values) / batches))
             emit(metric_log.train_loss_line(epoch, batches, "smooth_l1", l1_sum / batches))
         if deadline is not None and time.monotonic() > deadline:
             emit(f"MaxRuntimeInSeconds reached during epoch {epoch}: stopping with the best epoch so far")
             return None
+    batches = len(ce_values)
     if batches % LOG_INTERVAL:
-        emit(metric_log.train_loss_line(epoch, batches, "cross_entropy", ce_sum / batches))
+        emit(metric_log.train_loss_line(epoch, batches, "cross_entropy", sum(ce_values) / batches))
         emit(metric_log.train_loss_line(epoch, batches, "smooth_l1", l1_sum / batches))
-    return EpochStats(epoch, lr, ce_sum / max(batches, 1), l1_sum / max(batches, 1), 0.0, records,
-                      time.perf_counter() - started, data_s, compute_s, 0.0, time.process_time() - cpu_started)
+    return EpochStats(epoch, lr, sum(ce_values) / max(batches, 1), l1_sum / max(batches, 1), 0.0, records,
+                      time.perf_counter() - started, data_s, compute_s, 0.0, time.process_time() - cpu_started,
+                      batches, 0.0, float(np.median(ce_values)) if ce_values else 0.0, max(ce_values, default=0.0))
 
 
 def train_ssd(
@@ -194,13 +216,14 @@ def train_ssd(
     class_names: list[str],
     emit: Emit,
     deadline: float | None = None,
+    warmup_batches: int = 0,
 ) -> tuple[TrainingOutcome, dict[str, Any]]:
     """Train ``net`` (hybridized here) for ``hp['epochs']``; the outcome and the best epoch's parameters.
 
     ``deadline`` (``time.monotonic()`` value) stops training between batches, keeping the best
-    epoch so far (``stop_reason='max_runtime'``).
+    epoch so far (``stop_reason='max_runtime'``). ``warmup_batches``: see :class:`TrainingStep`.
     """
-    step = TrainingStep.create(net, hp)
+    step = TrainingStep.create(net, hp, warmup_batches)
     stopper = EarlyStopping(hp["early_stopping_min_epochs"], hp["early_stopping_patience"],
                             hp["early_stopping_tolerance"])
     outcome = TrainingOutcome()
@@ -208,20 +231,22 @@ def train_ssd(
     epochs = hp["epochs"]
     for epoch in range(epochs):
         lr = learning_rate_at(epoch, hp)
-        step.trainer.set_learning_rate(lr)
         net.set_nms(nms_thresh=hp["nms_threshold"], nms_topk=NMS_TOPK, post_nms=POST_NMS)  # clear cached graph
         stats = train_epoch(step, train_data, epoch, lr, emit, deadline)
         if stats is None:
             outcome.stop_reason = "max_runtime"
             break
         emit(metric_log.throughput_line(stats.throughput))
-        v_start = time.perf_counter()
+        v_start, v_cpu = time.perf_counter(), time.process_time()
         stats.validation_map, class_ap = evaluate_map(net, validation_data, hp, class_names)
         stats.validation_seconds = time.perf_counter() - v_start
+        stats.validation_cpu_seconds = time.process_time() - v_cpu
         emit(metric_log.validation_line(epoch, stats.validation_map))
         emit(metric_log.progress_line(int(100 * (epoch + 1) / epochs)))
         emit(
-            f"Epoch {epoch}: lr={lr:.3g} cross_entropy={stats.cross_entropy:.4f} smooth_l1={stats.smooth_l1:.4f} "
+            f"Epoch {epoch}: lr={lr:.3g} cross_entropy={stats.cross_entropy:.4f} "
+            f"(median {stats.cross_entropy_median:.4f}, max {stats.cross_entropy_max:.4f} of {stats.batches} batches) "
+            f"smooth_l1={stats.smooth_l1:.4f} "
             f"validation mAP={stats.validation_map:.4f} train {stats.train_seconds:.1f}s "
             f"(data {stats.data_seconds:.1f}s) validation {stats.validation_seconds:.1f}s"
         )

@@ -7,7 +7,9 @@ is kept as given. The channels are in one of the algorithm's three input formats
 * augmented manifests (Pipe mode): ``train`` and ``validation`` each one Ground Truth manifest
   (``AugmentedManifestFile``, ``AttributeNames: ["source-ref", <label attribute>]``);
 * image + JSON: ``train``, ``validation``, ``train_annotation`` and ``validation_annotation``
-  folders, all of one image content type.
+  folders, all of one image content type;
+* JumpStart: one ``training`` folder of ``images/`` + ``annotations.json`` (a JumpStart model's
+  fine-tuning request, :mod:`include.training.jumpstart_job`).
 
 A ``file://`` URI (or plain path) is used in place, an ``s3://`` prefix is downloaded into the
 job's work folder as SageMaker downloads it to ``/opt/ml/input/data/<channel>``; the other two
@@ -36,7 +38,8 @@ from include.run_layout import CLASSES_FILE, MODEL_ARCHIVE, RECORDIO_SUMMARY
 JOB_NAME_PATTERN = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 REQUIRED_CHANNELS = ("train", "validation")
 ANNOTATION_CHANNELS = ("train_annotation", "validation_annotation")
-KNOWN_CHANNELS = (*REQUIRED_CHANNELS, *ANNOTATION_CHANNELS, "model")
+JUMPSTART_CHANNEL = "training"
+KNOWN_CHANNELS = (*REQUIRED_CHANNELS, *ANNOTATION_CHANNELS, "model", JUMPSTART_CHANNEL)
 RECORDIO_CONTENT_TYPES = (RECORDIO_CONTENT_TYPE, "application/x-sagemaker-model", None)
 IMAGE_CONTENT_TYPES = (*sorted(set(IMAGE_TYPES_BY_SUFFIX.values())), ANY_IMAGE)
 
@@ -53,7 +56,7 @@ class TrainingRequest:
     hyperparameters: dict[str, str]
     channels: dict[str, str]  # channel name -> URI
     output_path: str
-    channel_format: str  # recordio | augmented-manifest | image-json
+    channel_format: str  # recordio | augmented-manifest | image-json | jumpstart
     label_attribute: str | None  # the augmented manifests' label attribute
     max_runtime_s: int | None
     raw: dict[str, Any]
@@ -102,13 +105,14 @@ def parse_request(request: dict[str, Any]) -> TrainingRequest:
                 f"training request: {where}.ChannelName {cname!r} is not one of {KNOWN_CHANNELS}"
             )
         source = request_field(channel, "DataSource.S3DataSource")
-        fmt, attribute = _channel_format(channel, source, where)
+        fmt, attribute = ("jumpstart", None) if cname == JUMPSTART_CHANNEL else _channel_format(channel, source, where)
         if cname != "model":
             formats.add(fmt)
             label_attributes.update([attribute] if attribute else [])
         channels[cname] = storage.normalize(request_field(source, "S3Uri"))
     channel_format = _one_format(formats, label_attributes, request)
-    required = (*REQUIRED_CHANNELS, *ANNOTATION_CHANNELS) if channel_format == "image-json" else REQUIRED_CHANNELS
+    required = {"image-json": (*REQUIRED_CHANNELS, *ANNOTATION_CHANNELS), "jumpstart": (JUMPSTART_CHANNEL,)}.get(
+        channel_format, REQUIRED_CHANNELS)
     missing = [c for c in required if c not in channels]
     if missing:
         raise TrainingRequestError(f"training request: InputDataConfig lacks channel(s) {', '.join(missing)}")

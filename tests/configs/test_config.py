@@ -36,7 +36,32 @@ def test_params_override_config() -> None:
 
 
 def test_none_param_keeps_config_value() -> None:
-    assert load_config(params={"epochs": None}, environ={}).training.hyperparameters["epochs"] == 8
+    assert load_config(params={"epochs": None}, environ={}).training.hyperparameters["epochs"] == 16
+
+
+def test_the_local_profile_fine_tunes_and_may_fall_back_to_scratch() -> None:
+    cfg = load_config(environ={})
+    assert cfg.training.hyperparameters["use_pretrained_model"] == "1" and cfg.local.pretrained_fallback == "scratch"
+    assert cfg.training.scratch_hyperparameters["use_pretrained_model"] == "0"
+    mine = load_config(params={"epochs": 3}, environ={"DETECTION__TRAINING__HYPERPARAMETERS__IMAGE_SHAPE": "128"})
+    assert mine.training.scratch_hyperparameters["epochs"] == 3  # what the user sets holds with or without weights
+    assert mine.training.scratch_hyperparameters["image_shape"] == mine.training.hyperparameters["image_shape"] == 128
+    both = load_config(overrides={"training": {"hyperparameters": {"image_shape": 384},
+                                               "scratch_hyperparameters": {"image_shape": 192}}}, environ={})
+    assert both.training.hyperparameters["image_shape"] == 384 and both.training.scratch_hyperparameters[
+        "image_shape"] == 192
+    assert cfg.training.algorithm == "builtin"
+    assert cfg.training.jumpstart.model_id == "mxnet-od-ssd-512-mobilenet1-0-coco"
+    sagemaker = load_config(overrides={"backend": "sagemaker", "sagemaker": {"role_arn": ROLE, "bucket": "b-1"}},
+                            environ={})
+    assert sagemaker.local.pretrained_fallback == "fail" and not sagemaker.training.scratch_hyperparameters
+
+
+def test_scratch_hyperparameters_are_checked_too() -> None:
+    with pytest.raises(ConfigError, match=r"training.scratch_hyperparameters: hyperparameter learning_rate='7'"):
+        load_config(overrides={"training": {"scratch_hyperparameters": {"learning_rate": 7}}}, environ={})
+    with pytest.raises(ConfigError, match=r"local.pretrained_fallback"):
+        load_config(overrides={"local": {"pretrained_fallback": "maybe"}}, environ={})
 
 
 @pytest.mark.parametrize(

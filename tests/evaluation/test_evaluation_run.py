@@ -174,3 +174,19 @@ def test_evaluation_reads_and_writes_s3(s3_bucket: str, training_dir: Path, reco
     assert result["report_uri"] == f"{base}/evaluation/report.html"
     assert result["map"] == evaluated["result"]["map"]  # the same model on the same records as the local run
     assert json.loads(storage.read_text(result["evaluation_uri"]))["images"] == N_IMAGES
+
+
+def test_the_report_says_which_weights_the_model_started_from(tmp_path: Path, model_artifact: str,
+                                                              recordio_dir: Path) -> None:
+    training = make_training_dir(tmp_path / "training", model_artifact, str(recordio_dir))
+    record = json.loads((training / "training.json").read_text())
+    weights = {"file": "/cache/mobilenet1.0-efbb2ca3.params", "sha256": "1acbb0f7" + "0" * 56, "source": "import",
+               "base_network": "mobilenet-1.0", "model_store_name": "mobilenet1.0", "gluoncv_sha1_verified": False}
+    (training / "training.json").write_text(json.dumps({**record, "PretrainedWeights": weights}))
+    evaluate(str(training), None, str(tmp_path / "evaluation"), samples=0)
+    document = json.loads((tmp_path / "evaluation" / "evaluation.json").read_text())
+    assert document["start_weights"] == {
+        "started from": "ImageNet weights of mobilenet-1.0", "file": weights["file"], "sha256": weights["sha256"],
+        "source": "import", "GluonCV model-store SHA-1 verified": False}
+    html = (tmp_path / "evaluation" / "report.html").read_text()
+    assert "<h2>Start weights</h2>" in html and weights["sha256"] in html and weights["file"] in html

@@ -55,6 +55,29 @@ def test_training_request_reaches_sagemaker(aws, task_context, training_builder,
     assert op.max_ingestion_time == 4 * 3600 + 3600  # the job's own limit plus the margin
 
 
+def test_a_jumpstart_fine_tuning_request_reaches_sagemaker(jumpstart, task_context, training_spec) -> None:
+    """training.algorithm jumpstart: JumpStart's own request, through the same operator, to moto."""
+    from include.sagemaker.jumpstart import jumpstart_training_request
+    from tests.support import jumpstart_metadata as js
+
+    def build(context: Any, run: RunIdentity) -> dict[str, Any]:
+        spec = replace(training_spec, train_uri=f"s3://{BUCKET}/data/jumpstart/training/")
+        return jumpstart_training_request(spec, name=run.name("train"), model_id=js.MODEL_ID,
+                                          model_version=js.VERSION, hyperparameters={"epochs": "3"}, tags=run.tags())
+
+    boto3.client("s3").put_object(Bucket=BUCKET, Key="data/jumpstart/training/annotations.json", Body=b"{}")
+    context = task_context()
+    op = DetectionTrainingOperator(task_id="train", request_builder=build, check_interval=1, deferrable=False, **AWS)
+    result = op.execute(context)
+    described = boto3.client("sagemaker").describe_training_job(TrainingJobName=result["job_name"])
+    assert described["AlgorithmSpecification"]["TrainingImage"] == js.GPU_IMAGE
+    assert [c["ChannelName"] for c in described["InputDataConfig"]] == ["training", "model"]
+    assert described["HyperParameters"]["epochs"] == "3"
+    tags = {t["Key"]: t["Value"] for t in boto3.client("sagemaker").list_tags(
+        ResourceArn=described["TrainingJobArn"])["Tags"]}
+    assert tags["sagemaker-sdk:jumpstart-model-id"] == js.MODEL_ID and tags["airflow-try-number"] == "1"
+
+
 @pytest.fixture
 def creates() -> Iterator[list[str]]:
     """The names of every CreateTrainingJob sent (moto accepts a taken name, where SageMaker answers ResourceInUse)."""

@@ -12,18 +12,16 @@ an export must compute with 1 as MXNet does.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 import pytest
 
-from tests.support.shared_data import BCCD_IMAGES, SHARED
+from tests.support.pretrained_weights import SHARED_MOBILENET
+from tests.support.shared_data import BCCD_IMAGES
 
 CLASSES = {0: "RBC", 1: "WBC", 2: "Platelets"}
 IMAGE_SHAPE = 128
-PRETRAINED = SHARED / "models" / "mobilenet1.0-imagenet"
 
 
 def build_spread_ssd(path: Path, image_shape: int = IMAGE_SHAPE, nms_threshold: float = 0.45) -> str:
@@ -32,13 +30,12 @@ def build_spread_ssd(path: Path, image_shape: int = IMAGE_SHAPE, nms_threshold: 
     import numpy as np
 
     from include import model_artifact
-    from include.training.ssd_network import PRETRAINED_DIR_ENV, build_ssd
+    from include.training.ssd_network import build_ssd
 
-    if not PRETRAINED.is_dir():
-        pytest.skip(f"the ImageNet weights are not at {PRETRAINED}")
+    if not SHARED_MOBILENET.is_file():
+        pytest.skip(f"the ImageNet weights are not at {SHARED_MOBILENET}")
     mx.random.seed(0)
-    with mock.patch.dict(os.environ, {PRETRAINED_DIR_ENV: str(PRETRAINED)}):
-        net = build_ssd("mobilenet-1.0", image_shape, list(CLASSES.values()), True, lambda _: None)
+    net = build_ssd("mobilenet-1.0", image_shape, list(CLASSES.values()), SHARED_MOBILENET)
     net(mx.nd.zeros((1, 3, image_shape, image_shape)))  # shapes the deferred parameters
     for predictor in net.box_predictors:
         for param in predictor.collect_params().values():

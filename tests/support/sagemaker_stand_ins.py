@@ -138,7 +138,7 @@ class TrainingContainer:
             raise ValueError(f"{job['TrainingJobName']}: num_classes={hyper['num_classes']}, the data has {classes}")
         size = int(hyper["image_shape"])
         mx.random.seed(0)  # the same weights every run
-        net = build_ssd(STAND_IN_NETWORK, size, [classes[i] for i in sorted(classes)], False, lambda _: None)
+        net = build_ssd(STAND_IN_NETWORK, size, [classes[i] for i in sorted(classes)])
         net.set_nms(nms_thresh=float(hyper["nms_threshold"]))
         net.hybridize()
         net(preprocess([np.zeros((size, size, 3), dtype=np.uint8)], size))

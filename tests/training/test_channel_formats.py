@@ -8,6 +8,7 @@ project's readers) and trains on the same records the RecordIO holds.
 from __future__ import annotations
 
 import json
+import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -147,3 +148,65 @@ def labels(folder: Path, split: str) -> list[tuple[float, ...]]:
     out = sorted(tuple(np.round(mx.recordio.unpack(item)[0].label, 4)) for item in iter(reader.read, None))
     reader.close()
     return out
+
+
+def jumpstart_request(built: Path, name: str) -> dict[str, Any]:
+    """training.algorithm jumpstart: the JumpStart channel beside the RecordIO and JumpStart's request for it."""
+    cfg = load_config(overrides={"training": {"algorithm": "jumpstart"}}, environ={})
+    build_training_channels(str(built / "table"), str(built / "recordio"), "jumpstart", workers=1)
+    return build_request(cfg, str(built / "recordio"), str(built / "training"), name=name, tags=[],
+                         hyperparameters={"epochs": "1", "batch-size": "4"})
+
+
+def test_the_jumpstart_channel_holds_the_train_split_as_jumpstart_reads_it(built: Path, jumpstart) -> None:
+    from include.preprocess.readers.jumpstart import read_jumpstart
+
+    request = jumpstart_request(built, "js-request")
+    channels = channels_of(request)
+    assert set(channels) == {"training", "model"}
+    uri = channels["training"]["DataSource"]["S3DataSource"]["S3Uri"]
+    assert uri == (built / "recordio" / "jumpstart" / "training").as_uri() + "/"
+    parsed = parse_request(request)
+    assert parsed.channel_format == "jumpstart" and parsed.hyperparameters["batch-size"] == "4"
+    source = read_jumpstart(uri)
+    assert source.classes == {0: "circle", 1: "square", 2: "triangle"}  # named by classes.json beside the channel
+    assert source.boxes["image"].nunique() == 6 == len(labels(built / "recordio", "train")) // 2  # no mirrored copies
+    assert len(list((built / "recordio" / "jumpstart" / "training" / "images").iterdir())) == 6
+    # COCO-like but with corner boxes and no categories: detected as jumpstart, never read as COCO
+    from include.preprocess.readers.detect import detect_format
+
+    assert detect_format(uri) == ("jumpstart", "annotations.json")
+
+
+@pytest.mark.slow
+def test_local_backend_runs_a_jumpstart_request_as_a_fine_tune_and_says_so(
+    built: Path, jumpstart, weights_cache: Path, tmp_path: Path
+) -> None:
+    from include.training.local_executor import run_training_job
+
+    record = run_training_job(jumpstart_request(built, "js-train"), workdir=str(tmp_path / "work"))
+    assert record["TrainingJobStatus"] == "Completed"
+    assert record["Algorithm"] == "jumpstart" and record["JumpStartModelId"] == "mxnet-od-ssd-512-mobilenet1-0-coco"
+    assert record["PretrainedWeights"]["file"] == str(weights_cache / "mobilenet1.0-efbb2ca3.params")
+    substitute = record["LocalSubstitute"]
+    assert "fine-tuned from the ImageNet weights" in substitute and record["PretrainedWeights"]["sha256"] in substitute
+    assert "COCO detector" in substitute and "20 % of the training channel's images held out" in substitute
+    assert record["HyperParameters"]["adam-learning-rate"] == "0.001"  # the request as sent, JumpStart's names
+    log = (built / "training" / "js-train" / "output" / "training.log").read_text()
+    assert "The JumpStart model channel (a COCO-trained detector) is not used" in log
+    assert "Training mobilenet-1.0 SSD at 512px for 1 epochs, batch 4, adam lr 0.001" in log
+    assert "3 training and 3 validation records" in log  # ingest's seeded split: 20 % per class, at least one
+    with tarfile.open(built / "training" / "js-train" / "output" / "model.tar.gz") as tar:
+        hyper = json.load(tar.extractfile("hyperparams.json"))
+    assert hyper["num_classes"] == "3" and hyper["image_shape"] == "512" and hyper["use_pretrained_model"] == "1"
+
+
+def test_a_jumpstart_request_without_weights_fails_at_once(built: Path, jumpstart, tmp_path: Path) -> None:
+    from include.training.local_executor import run_training_job
+    from include.training.pretrained import WeightsUnavailable
+
+    with pytest.raises(WeightsUnavailable, match="detection-pipeline weights import FILE --base-network mobilenet-1.0"):
+        run_training_job(jumpstart_request(built, "js-no-weights"), workdir=str(tmp_path / "work"))
+    record = json.loads((built / "training" / "js-no-weights" / "output" / "training.json").read_text())
+    assert record["TrainingJobStatus"] == "Failed" and "mobilenet1.0-efbb2ca3.params" in record["FailureReason"]
+    assert not (tmp_path / "work").exists()  # no process was started, no data staged

@@ -87,6 +87,15 @@ def test_mobilenet_is_a_local_only_extension() -> None:
         validate_hyperparameters({**REQUIRED, "image_shape": "128"}, for_sagemaker=True)
 
 
+def test_base_lr_factor_is_local_only() -> None:
+    assert validate_hyperparameters(REQUIRED)["base_lr_factor"] == 1.0
+    assert validate_hyperparameters({**REQUIRED, "base_lr_factor": "0.25"})["base_lr_factor"] == 0.25
+    with pytest.raises(HyperparameterError, match=r"base_lr_factor='0' is out of range: expected a float in \(0, 1\]"):
+        validate_hyperparameters({**REQUIRED, "base_lr_factor": "0"})
+    with pytest.raises(HyperparameterError, match="base_lr_factor='1.0' is local only"):
+        validate_hyperparameters({**REQUIRED, "base_lr_factor": "1.0"}, for_sagemaker=True)
+
+
 def test_to_strings_round_trips() -> None:
     typed = validate_hyperparameters({**REQUIRED, "lr_scheduler_step": "10,20", "early_stopping": "True"})
     strings = to_strings(typed)

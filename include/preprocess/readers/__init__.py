@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from include.preprocess.readers.base import AnnotationFormatError, SourceData
 
-FORMATS = ("cub", "voc", "groundtruth", "imagejson", "coco", "yolo", "labelstudio", "cvat")
+FORMATS = ("cub", "voc", "groundtruth", "imagejson", "coco", "yolo", "labelstudio", "cvat", "jumpstart")
 #: The format value that means "detect it from the layout" (:mod:`.detect`).
 AUTO = "auto"
 
@@ -29,6 +29,7 @@ def read_source(fmt: str, source_uri: str, label_attribute: str | None = None, w
     from include.preprocess.readers.cvat import read_cvat
     from include.preprocess.readers.groundtruth import read_groundtruth
     from include.preprocess.readers.imagejson import read_imagejson
+    from include.preprocess.readers.jumpstart import read_jumpstart
     from include.preprocess.readers.labelstudio import read_labelstudio
     from include.preprocess.readers.voc import read_voc
     from include.preprocess.readers.yolo import read_yolo
@@ -42,6 +43,7 @@ def read_source(fmt: str, source_uri: str, label_attribute: str | None = None, w
         "yolo": lambda: read_yolo(source_uri),
         "labelstudio": lambda: read_labelstudio(source_uri),
         "cvat": lambda: read_cvat(source_uri),
+        "jumpstart": lambda: read_jumpstart(source_uri),
     }
     if fmt not in readers:
         raise ValueError(f"unknown data set format {fmt!r}; expected one of {', '.join(FORMATS)} or {AUTO}")

@@ -7,8 +7,10 @@ cub           ``images.txt`` and ``bounding_boxes.txt`` (in the folder or one su
 voc           ``Annotations/*.xml`` whose root is ``<annotation>``
 cvat          ``annotations.xml`` whose root is ``<annotations>`` (CVAT for images 1.1)
 yolo          a YAML with ``names`` (``data.yaml``)
-coco          a JSON object with ``images`` and ``annotations`` (also ``annotations/*.json``,
-              ``<split>/_annotations.coco.json``)
+coco          a JSON object with ``images``, ``annotations`` and ``categories`` (also
+              ``annotations/*.json``, ``<split>/_annotations.coco.json``)
+jumpstart     a JSON object with ``images`` and ``annotations`` but no ``categories`` (JumpStart's
+              channel: corner boxes, which read as COCO would be wrong)
 labelstudio   a JSON list of tasks (``data`` + ``annotations``/``predictions``, or JSON-MIN)
 imagejson     ``train_annotation/``, or JSON objects with ``file`` and ``annotations``
 groundtruth   ``*.manifest`` / ``*.jsonl`` files
@@ -43,7 +45,7 @@ class FormatDetectionError(ValueError):
 
 
 def _json_kind(uri: str) -> str | None:
-    """coco, labelstudio or imagejson from a JSON file's content (a large file from its first bytes)."""
+    """coco, jumpstart, labelstudio or imagejson from a JSON file's content (a large file from its first bytes)."""
     if storage.size(uri) > FULL_PARSE_BYTES:
         with storage.open_read(uri) as fh:
             head = fh.read(HEAD_BYTES).decode("utf-8", errors="replace").lstrip()
@@ -55,7 +57,7 @@ def _json_kind(uri: str) -> str | None:
     except ValueError:
         return None
     if is_coco(document):
-        return "coco"
+        return "coco" if "categories" in document else "jumpstart"
     if is_labelstudio(document):
         return "labelstudio"
     if isinstance(document, dict) and isinstance(document.get("file"), str) and "annotations" in document:

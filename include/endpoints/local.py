@@ -7,6 +7,11 @@ the Airflow task that deployed it), records it in ``<state_dir>/<name>.json`` (w
 and waits for ``/ping``. ``stop_endpoint`` stops it (SIGTERM, then SIGKILL), checks that its port
 is free and removes the state. Every state carries ``keep_until``; ``sweep_expired`` stops the
 endpoints past it, so an endpoint whose teardown never ran does not live forever.
+
+A state's ``kind`` says what the process is: ``run`` (a per-run endpoint), or one of
+:data:`PRODUCTION_KINDS`, the standing production endpoint's router and its model servers
+(:mod:`include.endpoints.production_local`), which the sweeper and a teardown of "everything"
+leave alone: only a teardown naming the production endpoint removes it.
 """
 
 from __future__ import annotations
@@ -42,6 +47,11 @@ log = logging.getLogger(__name__)
 NAME_PATTERN = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 #: How long an endpoint may live before the sweeper stops it, unless ``keep_for_s`` says otherwise.
 DEFAULT_KEEP_S = 4 * 3600.0
+RUN_KIND = "run"
+PRODUCTION_KIND = "production"
+PRODUCTION_UPSTREAM_KIND = "production-upstream"
+#: Kinds the sweeper and an unnamed teardown never stop.
+PRODUCTION_KINDS = (PRODUCTION_KIND, PRODUCTION_UPSTREAM_KIND)
 
 
 def _state_root(state_dir: str | os.PathLike[str]) -> Path:
@@ -119,6 +129,11 @@ def list_endpoints(state_dir: str | os.PathLike[str]) -> list[dict]:
     root = _state_root(state_dir)
     states = [_read_state(path) for path in sorted(root.glob("*.json"))]
     return [{**state, "alive": _alive(state)} for state in states if state is not None]
+
+
+def is_production(state: Mapping[str, Any]) -> bool:
+    """Whether a recorded endpoint belongs to a standing production endpoint (never swept, never torn down unnamed)."""
+    return state.get("kind", RUN_KIND) in PRODUCTION_KINDS
 
 
 def describe_endpoint(name_or_url: str, state_dir: str | os.PathLike[str]) -> dict | None:
@@ -211,6 +226,8 @@ def start_endpoint(
     max_batch: int = 1,
     env: Mapping[str, str] | None = None,
     runtime: str = "mxnet",
+    server_args: Mapping[str, str] | None = None,
+    record: Mapping[str, Any] | None = None,
 ) -> dict:
     """Serve ``model_uri`` as endpoint ``name`` in a detached process and wait until it is healthy.
 
@@ -219,7 +236,10 @@ def start_endpoint(
     ``runtime`` picks what runs the model (:data:`include.serving.inference.RUNTIMES`: ``model.tar.gz``
     on MXNet, or the ONNX export's ``model.onnx`` on ONNX Runtime).
     ``keep_for_s`` sets ``keep_until`` for :func:`sweep_expired` (None: never expires). ``env``
-    replaces the server's environment (default: this process's). Returns the state: ``name``,
+    replaces the server's environment (default: this process's). ``server_args`` are more server flags
+    (``{"--capture-uri": ...}``; ``--endpoint-name`` defaults to ``name``: the name InvokeEndpoint calls
+    use), part of what a reused endpoint must match; ``record`` is kept in the state (``kind``, ...).
+    Returns the state: ``name``,
     ``url``, ``pid``, ``port``, ``host``, ``log_path``, ``started_at``, ``keep_until``,
     ``model_uri`` and more, plus ``reused``. Raises :class:`EndpointStartError` with the server's
     log tail when it exits or is not healthy within ``ready_timeout_s``.
@@ -229,7 +249,8 @@ def start_endpoint(
     model_uri = storage.normalize(model_uri)
     if not storage.exists(model_uri):  # before an endpoint of that name is replaced
         raise FileNotFoundError(f"no model artifact at {model_uri}")
-    options = {"max_body_bytes": int(max_body_bytes), "max_batch": int(max_batch), "runtime": check_runtime(runtime)}
+    options = {"max_body_bytes": int(max_body_bytes), "max_batch": int(max_batch), "runtime": check_runtime(runtime),
+               "server_args": {"--endpoint-name": name, **(server_args or {})}}  # fmt: skip
     now = datetime.now(UTC)
     keep_until = None if keep_for_s is None else (now + timedelta(seconds=keep_for_s)).isoformat()
     with _name_lock(root, name):
@@ -249,6 +270,7 @@ def start_endpoint(
             "--model", model_uri, "--host", host, "--port", str(port or 0),
             "--max-body-bytes", str(options["max_body_bytes"]), "--max-batch", str(options["max_batch"]),
             "--port-file", str(port_file), "--runtime", options["runtime"],
+            *(word for flag, value in options["server_args"].items() for word in (flag, str(value))),
         ]  # fmt: skip
         child_env = dict(os.environ if env is None else env)
         child_env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), child_env.get("PYTHONPATH")) if p)
@@ -257,7 +279,7 @@ def start_endpoint(
         state = {
             "name": name, "model_uri": model_uri, "host": host, "port": port, "url": None,
             "pid": pid, "create_time": create_time, "log_path": str(log_path),
-            "started_at": now.isoformat(), "keep_until": keep_until, **options,
+            "started_at": now.isoformat(), "keep_until": keep_until, "kind": RUN_KIND, **(record or {}), **options,
         }  # fmt: skip
         _write_state(root, state)  # recorded before waiting, so teardown finds it even if this task dies
         try:
@@ -293,13 +315,16 @@ def stop_endpoint(name_or_url: str, state_dir: str | os.PathLike[str], grace_s: 
 def sweep_expired(state_dir: str | os.PathLike[str], now: datetime | None = None) -> list[str]:
     """Stop every endpoint whose ``keep_until`` is at or before ``now`` (default: the current time, UTC).
 
-    Records whose process is already gone are cleared too. Returns the names removed.
+    Records whose process is already gone are cleared too. A production endpoint is never touched
+    (:func:`is_production`). Returns the names removed.
     """
     now = now or datetime.now(UTC)
     if now.tzinfo is None:
         raise ValueError(f"now={now.isoformat()} has no time zone; pass an aware datetime")
     removed = []
     for state in list_endpoints(state_dir):
+        if is_production(state):
+            continue
         keep_until = state.get("keep_until")
         expired = keep_until is not None and datetime.fromisoformat(keep_until) <= now
         if expired or not state["alive"]:

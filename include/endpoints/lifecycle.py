@@ -197,15 +197,19 @@ def describe_endpoints(cfg: PipelineConfig) -> list[dict[str, Any]]:
 def teardown_endpoints(cfg: PipelineConfig, endpoint: str | None = None) -> dict[str, Any]:
     """Remove one endpoint, or every local per-run endpoint deploy recorded (``detection-pipeline teardown``).
 
-    A production endpoint goes only when named (locally: its router and model servers).
+    A production endpoint goes only when named: locally its router and model servers, on SageMaker
+    also its rollback alarms.
     """
     if cfg.backend == "sagemaker":
+        from include.endpoints.production_sagemaker import delete_alarms
         from include.endpoints.sagemaker import delete_endpoint_stack
-        from include.sagemaker.client import sagemaker_client
+        from include.sagemaker.client import client, sagemaker_client
 
         if not endpoint:
             raise ValueError("--endpoint is required with the sagemaker backend")
-        return delete_endpoint_stack(sagemaker_client(cfg.sagemaker.region), endpoint)
+        deleted = delete_endpoint_stack(sagemaker_client(cfg.sagemaker.region), endpoint)
+        deleted["alarms"] = delete_alarms(client("cloudwatch", cfg.sagemaker.region), endpoint)
+        return deleted
     from include.endpoints.local import describe_endpoint, is_production, list_endpoints, state_dir, stop_endpoint
     from include.endpoints.production_local import remove
 

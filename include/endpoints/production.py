@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -169,11 +169,11 @@ def release(
     a failed release leaves the old model serving and raises.
     """
     name = endpoint_name(cfg, name)
-    before = history(cfg, name)
+    model = replace(model, model_uri=storage.normalize(model.model_uri))
     if cfg.backend == "sagemaker":
         from include.endpoints.production_sagemaker import roll_out
 
-        outcome = roll_out(cfg, name, model, previous=before[-1] if before else None)
+        outcome = roll_out(cfg, name, model)
     else:
         outcome = _roll_out_locally(cfg, name, model, smoke_images, port, env)
     entry = {

@@ -172,7 +172,11 @@ def switch_to(
             created = True
             old_upstream = (old or {}).get("upstream")
         else:
-            ack = admin_call(router, "PUT", "/-/upstream", {"url": upstream["url"], "model_id": model_id})
+            try:
+                ack = admin_call(router, "PUT", "/-/upstream", {"url": upstream["url"], "model_id": model_id})
+            except Exception as exc:  # the router did not switch: the new server is not needed
+                local.stop_endpoint(new_name, root)
+                raise ProductionSwitchError(f"{name}: the router did not switch to {model_id}: {exc}") from exc
             created = False
             old_upstream = router.get("upstream")
             if (router.get("capture") or None) != (dict(capture) if capture else None):

@@ -54,7 +54,7 @@ PRODUCTION_UPSTREAM_KIND = "production-upstream"
 PRODUCTION_KINDS = (PRODUCTION_KIND, PRODUCTION_UPSTREAM_KIND)
 
 
-def _state_root(state_dir: str | os.PathLike[str]) -> Path:
+def state_root(state_dir: str | os.PathLike[str]) -> Path:
     root = storage.local_path(storage.normalize(state_dir))
     root.mkdir(parents=True, exist_ok=True)
     return root
@@ -64,7 +64,7 @@ def _state_path(root: Path, name: str) -> Path:
     return root / f"{name}.json"
 
 
-def _check_name(name: str) -> None:
+def check_name(name: str) -> None:
     if not NAME_PATTERN.match(name):
         raise ValueError(f"endpoint name {name!r} is invalid: 1-63 letters, digits and hyphens, not starting with '-'")
 
@@ -78,12 +78,12 @@ def _read_state(path: Path) -> dict | None:
         raise ValueError(f"{path}: line {exc.lineno}: not a valid endpoint state ({exc.msg})") from exc
 
 
-def _write_state(root: Path, state: dict) -> None:
+def write_state(root: Path, state: dict) -> None:
     storage.write_text(str(_state_path(root, state["name"])), json.dumps(state, indent=2, sort_keys=True))
 
 
 @contextlib.contextmanager
-def _name_lock(root: Path, name: str) -> Iterator[None]:
+def name_lock(root: Path, name: str) -> Iterator[None]:
     """Serialize start/stop of one endpoint name across processes."""
     with open(root / f".{name}.lock", "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
@@ -102,7 +102,7 @@ def _url(host: str, port: int) -> str:
     return f"http://[{address}]:{port}" if ":" in address else f"http://{address}:{port}"
 
 
-def _alive(state: dict) -> bool:
+def is_alive(state: dict) -> bool:
     return processes.is_running(state["pid"], state["create_time"])
 
 
@@ -117,7 +117,7 @@ def _ping(url: str, timeout_s: float = 2.0) -> int | None:
         return None
 
 
-def _log_tail(path: str, lines: int = 20) -> str:
+def log_tail(path: str, lines: int = 20) -> str:
     try:
         return "\n".join(Path(path).read_text(errors="replace").splitlines()[-lines:])
     except FileNotFoundError:
@@ -126,9 +126,9 @@ def _log_tail(path: str, lines: int = 20) -> str:
 
 def list_endpoints(state_dir: str | os.PathLike[str]) -> list[dict]:
     """Every recorded endpoint's state, sorted by name, each with ``alive`` (its process is running)."""
-    root = _state_root(state_dir)
+    root = state_root(state_dir)
     states = [_read_state(path) for path in sorted(root.glob("*.json"))]
-    return [{**state, "alive": _alive(state)} for state in states if state is not None]
+    return [{**state, "alive": is_alive(state)} for state in states if state is not None]
 
 
 def is_production(state: Mapping[str, Any]) -> bool:
@@ -138,9 +138,9 @@ def is_production(state: Mapping[str, Any]) -> bool:
 
 def describe_endpoint(name_or_url: str, state_dir: str | os.PathLike[str]) -> dict | None:
     """The recorded state of an endpoint given by name or URL, or None when none is recorded."""
-    root = _state_root(state_dir)
+    root = state_root(state_dir)
     if not _is_url(name_or_url):
-        _check_name(name_or_url)
+        check_name(name_or_url)
         return _read_state(_state_path(root, name_or_url))
     wanted = name_or_url.rstrip("/").lower()
     return next((s for s in list_endpoints(root) if (s.get("url") or "").lower() == wanted), None)
@@ -166,7 +166,7 @@ def _reusable(state: dict, model_uri: str, host: str, port: int | None, options:
         and (port is None or state.get("port") == port)
         and all(state.get(k) == v for k, v in options.items())
     )
-    return same and state.get("url") is not None and _alive(state) and _ping(state["url"]) == 200
+    return same and state.get("url") is not None and is_alive(state) and _ping(state["url"]) == 200
 
 
 def _outcome(state: dict, result: str, port_free: bool | None = None) -> dict:
@@ -181,7 +181,7 @@ def _outcome(state: dict, result: str, port_free: bool | None = None) -> dict:
     }
 
 
-def _stop_recorded(root: Path, state: dict, grace_s: float) -> dict:
+def stop_recorded(root: Path, state: dict, grace_s: float) -> dict:
     """Stop a recorded endpoint (caller holds its lock), check its port and drop its files."""
     result = processes.terminate(state["pid"], state["create_time"], grace_s)
     # The port is ours to check only if our server was running and had reported listening on it.
@@ -196,16 +196,16 @@ def _stop_recorded(root: Path, state: dict, grace_s: float) -> dict:
     return _outcome(state, result, port_free)
 
 
-def _wait_ready(root: Path, state: dict, port_file: Path, deadline: float) -> dict:
+def wait_ready(root: Path, state: dict, port_file: Path, deadline: float) -> dict:
     """Follow a starting server until ``/ping`` answers 200; records its port and URL as soon as it listens."""
     while True:
         code = processes.exit_code(state["pid"])
-        if code is not None or not _alive(state):
+        if code is not None or not is_alive(state):
             raise EndpointStartError(f"the server exited (code {code}) before it was ready")
         if state["url"] is None and port_file.exists():
             state["port"] = json.loads(port_file.read_text())["port"]
             state["url"] = _url(state["host"], state["port"])
-            _write_state(root, state)
+            write_state(root, state)
         if state["url"] is not None and _ping(state["url"]) == 200:
             return state
         if time.monotonic() >= deadline:
@@ -244,8 +244,8 @@ def start_endpoint(
     ``model_uri`` and more, plus ``reused``. Raises :class:`EndpointStartError` with the server's
     log tail when it exits or is not healthy within ``ready_timeout_s``.
     """
-    _check_name(name)
-    root = _state_root(state_dir)
+    check_name(name)
+    root = state_root(state_dir)
     model_uri = storage.normalize(model_uri)
     if not storage.exists(model_uri):  # before an endpoint of that name is replaced
         raise FileNotFoundError(f"no model artifact at {model_uri}")
@@ -253,15 +253,15 @@ def start_endpoint(
                "server_args": {"--endpoint-name": name, **(server_args or {})}}  # fmt: skip
     now = datetime.now(UTC)
     keep_until = None if keep_for_s is None else (now + timedelta(seconds=keep_for_s)).isoformat()
-    with _name_lock(root, name):
+    with name_lock(root, name):
         previous = _read_state(_state_path(root, name))
         if previous is not None:
             if _reusable(previous, model_uri, host, port, options):
                 previous["keep_until"] = keep_until
-                _write_state(root, previous)
+                write_state(root, previous)
                 log.info("endpoint %s is already serving %s at %s; reusing it", name, model_uri, previous["url"])
                 return {**previous, "reused": True}
-            _stop_recorded(root, previous, grace_s=10.0)
+            stop_recorded(root, previous, grace_s=10.0)
         port_file = root / f".{name}.port"
         port_file.unlink(missing_ok=True)
         log_path = root / f"{name}.log"
@@ -281,12 +281,12 @@ def start_endpoint(
             "pid": pid, "create_time": create_time, "log_path": str(log_path),
             "started_at": now.isoformat(), "keep_until": keep_until, "kind": RUN_KIND, **(record or {}), **options,
         }  # fmt: skip
-        _write_state(root, state)  # recorded before waiting, so teardown finds it even if this task dies
+        write_state(root, state)  # recorded before waiting, so teardown finds it even if this task dies
         try:
-            state = _wait_ready(root, state, port_file, started + ready_timeout_s)
+            state = wait_ready(root, state, port_file, started + ready_timeout_s)
         except EndpointStartError as exc:
-            _stop_recorded(root, state, grace_s=5.0)
-            tail = _log_tail(str(log_path))
+            stop_recorded(root, state, grace_s=5.0)
+            tail = log_tail(str(log_path))
             raise EndpointStartError(f"endpoint {name} ({model_uri}): {exc}; log {log_path}:\n{tail}") from None
         elapsed = time.monotonic() - started
         log.info("endpoint %s serving %s at %s (pid %d, %.1f s)", name, model_uri, state["url"], pid, elapsed)
@@ -300,16 +300,16 @@ def stop_endpoint(name_or_url: str, state_dir: str | os.PathLike[str], grace_s: 
     (``terminated``, ``killed``, ``already gone`` or ``not found``) and ``port_free`` (None when
     there was no running server to check). The server's log is kept.
     """
-    root = _state_root(state_dir)
+    root = state_root(state_dir)
     state = describe_endpoint(name_or_url, root)
     if state is None:
         url = name_or_url if _is_url(name_or_url) else None
         return _outcome({"name": None if url else name_or_url, "url": url, "pid": None}, "not found")
-    with _name_lock(root, state["name"]):
+    with name_lock(root, state["name"]):
         current = _read_state(_state_path(root, state["name"]))
         if current is None:  # stopped meanwhile by someone else
             return _outcome(state, "already gone")
-        return _stop_recorded(root, current, grace_s)
+        return stop_recorded(root, current, grace_s)
 
 
 def sweep_expired(state_dir: str | os.PathLike[str], now: datetime | None = None) -> list[str]:

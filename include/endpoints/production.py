@@ -86,9 +86,9 @@ def _append(cfg: PipelineConfig, name: str, entry: dict[str, Any]) -> list[dict[
 def endpoint_name(cfg: PipelineConfig, name: str | None) -> str:
     """The production endpoint's name: ``name``, else ``deploy.production.endpoint_name``."""
     name = name or cfg.deploy.production.endpoint_name
-    from include.endpoints.local import _check_name
+    from include.endpoints.local import check_name
 
-    _check_name(name)
+    check_name(name)
     return name
 
 

@@ -76,7 +76,7 @@ def production_state(root: Path, name: str) -> dict[str, Any] | None:
         return None
     if state.get("kind") != local.PRODUCTION_KIND:
         raise EndpointError(f"endpoint {name} is a per-run endpoint, not a production endpoint; pick another name")
-    return {**state, "alive": local._alive(state)}
+    return {**state, "alive": local.is_alive(state)}
 
 
 def _start_router(
@@ -104,12 +104,12 @@ def _start_router(
         "upstream": upstream["name"], "generation": upstream["generation"], "model_id": model_id,
         "capture": capture,
     }  # fmt: skip
-    local._write_state(root, state)
+    local.write_state(root, state)
     try:
-        return local._wait_ready(root, state, port_file, time.monotonic() + 60.0)
+        return local.wait_ready(root, state, port_file, time.monotonic() + 60.0)
     except EndpointStartError as exc:
-        local._stop_recorded(root, state, grace_s=5.0)
-        tail = local._log_tail(str(log_path))
+        local.stop_recorded(root, state, grace_s=5.0)
+        tail = local.log_tail(str(log_path))
         raise EndpointStartError(f"router of {name}: {exc}; log {log_path}:\n{tail}") from None
 
 
@@ -135,9 +135,9 @@ def switch_to(
     Raises :class:`ProductionSwitchError` when the new server does not start or fails ``smoke``;
     the endpoint then still serves what it served.
     """
-    local._check_name(name)
-    root = local._state_root(state_dir)
-    with local._name_lock(root, name):
+    local.check_name(name)
+    root = local.state_root(state_dir)
+    with local.name_lock(root, name):
         router = production_state(root, name)
         generation = (router or {}).get("generation", 0) + 1
         new_name = upstream_name(name, generation)
@@ -165,7 +165,7 @@ def switch_to(
         if router is None or not router["alive"]:
             old = router
             if old is not None:
-                local._stop_recorded(root, old, grace_s=5.0)  # clear the dead router's record
+                local.stop_recorded(root, old, grace_s=5.0)  # clear the dead router's record
             port = (old or {}).get("port") or port
             router = _start_router(root, name, upstream, model_id, host, port, dict(capture) if capture else None, env)
             ack: dict[str, Any] = {"drain_ms": None}
@@ -184,7 +184,7 @@ def switch_to(
             router.update(upstream=new_name, generation=generation, model_uri=upstream["model_uri"], model_id=model_id,
                           capture=dict(capture) if capture else None)  # fmt: skip
             router.pop("alive", None)
-            local._write_state(root, router)
+            local.write_state(root, router)
         switch_ms = round((time.perf_counter() - started) * 1000, 1)
         if old_upstream and old_upstream != new_name:
             local.stop_endpoint(old_upstream, root, grace_s=30.0)
@@ -197,7 +197,7 @@ def switch_to(
 
 def remove(state_dir: str | os.PathLike[str], name: str) -> dict[str, Any]:
     """Stop production endpoint ``name``: its router, then every model server of it."""
-    root = local._state_root(state_dir)
+    root = local.state_root(state_dir)
     stopped = [local.stop_endpoint(name, root)]
     for state in local.list_endpoints(root):
         if state.get("production") == name:
@@ -207,7 +207,7 @@ def remove(state_dir: str | os.PathLike[str], name: str) -> dict[str, Any]:
 
 def status(state_dir: str | os.PathLike[str], name: str) -> dict[str, Any] | None:
     """The router's record and, when it runs, what it says about its upstream; None when there is no such endpoint."""
-    root = local._state_root(state_dir)
+    root = local.state_root(state_dir)
     state = production_state(root, name)
     if state is None:
         return None

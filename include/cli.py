@@ -642,7 +642,7 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument("--endpoint", help=f"the production endpoint {default('deploy.production.endpoint_name')}")
     p.add_argument("--version", type=int, help="an approved registry version (default: the champion)")
-    p.add_argument("--model", help="a model.tar.gz to release instead of a registry version (no registry needed)")
+    p.add_argument("--model", help="a model.tar.gz to release instead of a registry version (default: none)")
     p.add_argument("--runtime", choices=["mxnet", "onnxruntime"], help=f"what serves it {default('deploy.runtime')}")
     p.add_argument("--smoke-images", help="a folder of images the new model must answer first (default: its run's)")
     p.add_argument("--port", type=int, help=f"local: the stable port {default('deploy.production.port')}")

@@ -271,6 +271,9 @@ class CaptureWriter:
         with contextlib.suppress(queue.Full):
             self._queue.put(None, timeout=timeout_s)
         self._thread.join(timeout_s)
+        if self._spool is not None:
+            with contextlib.suppress(OSError):  # kept (not empty) when an upload failed: nothing is thrown away
+                self._spool.rmdir()
 
     def _run(self) -> None:
         while True:

@@ -130,3 +130,18 @@ def test_a_broken_capture_file_is_named_with_its_line(tmp_path):
     (folder / "06-41-820-x.jsonl").write_text(json.dumps(good) + "\n" + '{"captureData": {}}\n')
     with pytest.raises(capture.CaptureFormatError, match=r"06-41-820-x.jsonl: line 2: not a capture record"):
         list(capture.read_records(str(tmp_path)))
+
+
+def test_an_s3_destination_gets_whole_files_uploaded_from_a_local_spool(moto_endpoint, jpeg_bytes):
+    import boto3
+
+    boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="capture")
+    writer = capture.CaptureWriter(capture.CaptureSettings("s3://capture/data-capture", "prod", percent=100))
+    for i in range(3):
+        writer.offer(jpeg_bytes, "image/jpeg", ANSWER, "application/json", f"id-{i}")
+    writer.close()  # the hour's file is finished: uploaded, and gone from the spool
+    (uri,) = capture.capture_files("s3://capture/data-capture")
+    assert uri.startswith("s3://capture/data-capture/prod/AllTraffic/") and writer.stats.errors == 0
+    records = list(capture.read_records("s3://capture/data-capture/prod"))
+    assert [capture.payload_bytes(r["captureData"]["endpointInput"]) for r in records] == [jpeg_bytes] * 3
+    assert not writer._spool.exists()

@@ -9,7 +9,15 @@ Then requests/s and latency with 4 concurrent clients, for ``--max-batch`` 1 (fo
 serialized) and 4 (waiting requests batched), per runtime; then each server's memory (RSS, PSS,
 peak RSS) and how long it took to answer ``/ping``.
 
+The production endpoint (``--sections production``): the same model behind the router
+(:mod:`include.serving.router`) on SageMaker Runtime's InvokeEndpoint path, single client, in
+interleaved rounds of: the model server directly, the router with data capture off, the router
+capturing 100 % (capture toggled on the running router). Then the switch drill: 4 boto3
+``sagemaker-runtime`` clients (no retries) while two rollouts and a rollback happen: failed requests,
+answers from a model not serving at the time, latency overall and while a switch runs.
+
     .venv/bin/python -m bench.bench_endpoint [--model model.tar.gz] [--rounds 4] [--per-round 10]
+    .venv/bin/python -m bench.bench_endpoint --sections production [--rounds 6] [--per-round 10]
 
 Without ``--model`` the trainer's MobileNet SSD at 512 px is built on the ImageNet base weights of
 ``../shared/models`` with fresh heads (scores spread like a trained model's, so NMS costs what it
@@ -69,15 +77,16 @@ def jpeg_512(source: Path) -> bytes:
 class Client:
     """A keep-alive HTTP client posting one JPEG to /invocations."""
 
-    def __init__(self, url: str, body: bytes) -> None:
+    def __init__(self, url: str, body: bytes, path: str = "/invocations") -> None:
         parsed = urlparse(url)
         self.conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=120)
         self.body = body
+        self.path = path
 
     def post(self, expect: int = 200) -> float:
         """One request; its latency in ms (the answer is checked against the contract when 200)."""
         started = time.perf_counter()
-        self.conn.request("POST", "/invocations", body=self.body, headers={"Content-Type": "image/jpeg"})
+        self.conn.request("POST", self.path, body=self.body, headers={"Content-Type": "image/jpeg"})
         response = self.conn.getresponse()
         answer = json.loads(response.read())
         elapsed = (time.perf_counter() - started) * 1000
@@ -195,6 +204,10 @@ def main() -> int:
         "--runtimes", type=lambda text: text.split(","), default=list(RUNTIMES),
         help="comma-separated, of mxnet and onnxruntime (default both)",
     )  # fmt: skip
+    parser.add_argument(
+        "--sections", type=lambda text: text.split(","), default=["runtimes", "production"],
+        help="comma-separated, of runtimes and production (default both)",
+    )  # fmt: skip
     args = parser.parse_args()
 
     from include.export.onnx_export import export_onnx
@@ -212,6 +225,10 @@ def main() -> int:
         print(f"image {shape[1]}x{shape[0]} JPEG ({len(body)} bytes), model image_shape {detector.image_shape}")
         print(f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}, {os.cpu_count()} CPUs (shared with other work)")
         endpoints = Path(tmp) / "endpoints"
+        if "production" in args.sections:
+            report_production(model, body, Path(tmp), args)
+        if "runtimes" not in args.sections:
+            return 0
         states: dict[str, dict] = {}
         try:
             for runtime in args.runtimes:
@@ -285,6 +302,92 @@ def report_concurrency(
         if len(states) == 2:
             ratio = statistics.median(rates["onnxruntime"]) / statistics.median(rates["mxnet"])
             print(f"onnxruntime / mxnet req/s, max_batch {max_batch}: {ratio:.3f}")
+
+
+def report_production(model: str, body: bytes, tmp: Path, args: argparse.Namespace) -> None:
+    """Capture's cost and the router's hop at p50 (same process, interleaved), then the switch drill."""
+    from include.endpoints.production_local import admin_call, production_state, remove, switch_to
+    from include.serving.smoke import parse_prediction
+
+    root, name = tmp / "production", "bench-prod"
+    capture = {"destination": str(tmp / "capture"), "percent": 100.0}
+
+    def smoke(url: str) -> dict:
+        return {"detections": len(parse_prediction(_post(url, body), url))}
+
+    def release(model_id: str) -> dict:
+        return switch_to(root, name, model, model_id, smoke, port=0, max_body_bytes=contract.DEFAULT_MAX_BODY_BYTES,
+                         capture=capture)  # fmt: skip
+
+    try:
+        first = release("v1")
+        router = production_state(root, name)
+        invoke_path = f"/endpoints/{name}/invocations"
+        sides = {"model server, direct": first["upstream_url"], "router, capture off": first["url"],
+                 "router, capture 100 %": first["url"]}  # fmt: skip
+        latencies: dict[str, list[float]] = {side: [] for side in sides}
+        router_cpu = {side: 0.0 for side in sides}  # the router process's CPU seconds (capture runs there)
+        written = {"offered": 0, "written": 0, "dropped": 0, "errors": 0}
+        for _ in range(args.rounds):
+            for side, url in sides.items():
+                capturing = "100" in side
+                admin_call(router, "PUT", "/-/capture", capture if capturing else None)
+                client = Client(url, body, invoke_path)
+                client.post()  # connect and warm up
+                cpu = cpu_seconds(router["pid"])
+                latencies[side].extend(client.post() for _ in range(args.per_round))
+                client.close()
+                time.sleep(0.5)  # the capture writer's last records (all sides wait alike)
+                router_cpu[side] += cpu_seconds(router["pid"]) - cpu
+                if capturing:
+                    stats = admin_call(router, "GET", "/-/status")["capture"]
+                    written = {key: written[key] + stats[key] for key in written}
+        admin_call(router, "PUT", "/-/capture", capture)
+        for side, values in latencies.items():
+            cpu_ms = router_cpu[side] * 1000 / len(values)
+            print(f"production, {side:<21}: {summary(values)}  router CPU {cpu_ms:5.2f} ms/request")
+        p50 = {side: statistics.median(values) for side, values in latencies.items()}
+        off, on = p50["router, capture off"], p50["router, capture 100 %"]
+        print(f"capture 100 % / off p50          : {on / off:.3f}  ({(on - off) / off * 100:+.1f} % of p50; "
+              f"target < 5 %); records offered {written['offered']}, written {written['written']}, "
+              f"dropped {written['dropped']}, lost {written['errors']}")  # fmt: skip
+        print(f"router / direct p50              : {off / p50['model server, direct']:.3f}")
+        drill(name, body, release, first["url"], args)
+    finally:
+        remove(root, name)
+
+
+def _post(url: str, body: bytes) -> bytes:
+    from include.endpoints.invocation import post_invocation
+
+    return post_invocation(url, body, "image/jpeg", contract.JSON_ACCEPT)
+
+
+def drill(name: str, body: bytes, release, url: str, args: argparse.Namespace) -> None:
+    """4 boto3 clients while two rollouts and a rollback switch the endpoint: failures, wrong models, latency."""
+    from tests.support.client_loop import ClientLoop, allowed_models
+
+    switches, outcomes = [], []
+    with ClientLoop(url, name, body, threads=args.clients) as loop:
+        time.sleep(3)
+        for model_id in ("v2", "v3", "v2"):  # the last: a rollback to the model that served before
+            started = time.monotonic()
+            outcomes.append(release(model_id))
+            switches.append((started, time.monotonic(), model_id))
+            time.sleep(3)
+    calls = loop.calls
+    failed = [c for c in calls if c.error]
+    wrong = [c for c in calls if not c.error and c.model not in allowed_models(c, "v1", switches)]
+    during = [c.ms for c in calls if any(c.started <= end and c.ended >= start for start, end, _ in switches)]
+    print(f"switch drill, {args.clients} boto3 clients, 2 rollouts + 1 rollback: {len(calls)} requests, "
+          f"{len(failed)} failed, {len(wrong)} from a model not serving at the time")  # fmt: skip
+    if failed:
+        print(f"  first failure: {failed[0].error}")
+    print(f"  all requests                   : {summary([c.ms for c in calls])}")
+    print(f"  while a release ran            : {summary(during)}")
+    for (started, ended, model_id), outcome in zip(switches, outcomes, strict=True):
+        print(f"  release {model_id}: {ended - started:5.1f} s (new server + smoke test + switch), "
+              f"switch {outcome['switch_ms']} ms, old server drained in {outcome['drain_ms']} ms")  # fmt: skip
 
 
 if __name__ == "__main__":

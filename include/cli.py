@@ -341,8 +341,37 @@ def cmd_promote(args: argparse.Namespace) -> Any:
 
 
 def cmd_rollback(args: argparse.Namespace) -> Any:
+    """The registry's champion back to ``previous`` (or ``--version``); with ``--endpoint`` the production endpoint
+    back to the model it served before (and the champion with it when it was the champion that served)."""
+    reason = args.reason or "rolled back with detection-pipeline"
+    if args.endpoint:
+        from include.stages import release_endpoint
+
+        if args.version is not None:
+            raise ValueError("--endpoint rolls back to what the endpoint served before; --version moves the registry")
+        params = {"action": "rollback", "endpoint_name": args.endpoint, "smoke_images": args.smoke_images,
+                  "backend": args.backend}  # fmt: skip
+        return release_endpoint(params, by=_who(), reason=reason)
     _, _, registry = _registry(args)
-    return registry.rollback(args.version, by=_who(), reason=args.reason or "rolled back with detection-pipeline")
+    return registry.rollback(args.version, by=_who(), reason=reason)
+
+
+def cmd_release(args: argparse.Namespace) -> Any:
+    """Put the champion (or ``--version``, or ``--model``) on the production endpoint without downtime."""
+    from include.stages import release_endpoint
+
+    if args.model and args.version is not None:
+        raise ValueError("give --version (a registry version) or --model (an archive), not both")
+    params = {"endpoint_name": args.endpoint, "model_version": args.version, "smoke_images": args.smoke_images,
+              "runtime": args.runtime, "backend": args.backend}  # fmt: skip
+    reason = args.reason or "released with detection-pipeline release"
+    return release_endpoint(params, by=_who(), reason=reason, model_uri=args.model, port=args.port)
+
+
+def cmd_production(args: argparse.Namespace) -> Any:
+    from include.endpoints.production import describe
+
+    return describe(_config(args), args.endpoint)
 
 
 def cmd_weights(args: argparse.Namespace) -> Any:
@@ -701,8 +730,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="why, kept on the version and in the alias history (default: promoted with detection-pipeline promote)",
     )
 
-    p = add("rollback", cmd_rollback, "make the previous champion (or --version N) the champion again")
+    p = add(
+        "rollback", cmd_rollback,
+        "make the previous champion (or --version N) the champion again; with --endpoint NAME, put back the model "
+        "the production endpoint served before (no downtime)",
+    )  # fmt: skip
     p.add_argument("--version", type=int, help="a version that was champion before (default: previous)")
+    p.add_argument("--endpoint", help="the production endpoint to roll back (default: only the registry)")
+    p.add_argument("--smoke-images", help="a folder of images the restored model must answer (default: its run's)")
     p.add_argument("--reason", help="why, recorded in the alias history (default: rolled back with detection-pipeline)")
 
     p = sub.add_parser("weights", help="ImageNet weights of the base networks: import | list | fetch",
@@ -717,6 +752,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from", dest="source_format", choices=["gluoncv", "tf-slim"], default="gluoncv",
                    help="import: a GluonCV .params file, or a TF-slim MobileNet v1 frozen graph (.pb) to convert")
     p.set_defaults(func=cmd_weights)
+
+    p = add(
+        "release", cmd_release,
+        "put the champion (or --version N, or --model) on the production endpoint: created when absent, else "
+        "switched without downtime (local) or updated blue/green with automatic rollback (sagemaker)",
+    )  # fmt: skip
+    p.add_argument("--endpoint", help=f"the production endpoint {default('deploy.production.endpoint_name')}")
+    p.add_argument("--version", type=int, help="an approved registry version (default: the champion)")
+    p.add_argument("--model", help="a model.tar.gz to release instead of a registry version (default: none)")
+    p.add_argument("--runtime", choices=["mxnet", "onnxruntime"], help=f"what serves it {default('deploy.runtime')}")
+    p.add_argument("--smoke-images", help="a folder of images the new model must answer first (default: its run's)")
+    p.add_argument("--port", type=int, help=f"local: the stable port {default('deploy.production.port')}")
+    p.add_argument("--reason", help="why, kept in the endpoint's history (default: released with detection-pipeline)")
+
+    p = add("production", cmd_production, "the production endpoint: what serves now, the history of what served when")
+    p.add_argument("--endpoint", help=f"the production endpoint {default('deploy.production.endpoint_name')}")
 
     p = sub.add_parser("config", help="configuration")
     p.add_argument("action", choices=["show"], help="show: the resolved configuration as JSON")

@@ -635,3 +635,62 @@ def close_tracking(ctx: RunContext, failed: bool) -> dict[str, Any]:
         finish(ref, run.run_id, FAILED)
     finish(ref, ref.run_id, FAILED if failed else FINISHED)
     return {"run_id": ref.run_id, "status": FAILED if failed else FINISHED, "closed_stage_runs": len(left_open)}
+
+
+# --- the standing production endpoint (the model_release DAG and the CLI) -----------------------
+
+
+def release_endpoint(
+    params: dict[str, Any], *, by: str, reason: str, model_uri: str | None = None, port: int | None = None
+) -> dict[str, Any]:
+    """Release to the production endpoint (``params``: the ``model_release`` DAG's): the registry's champion, or
+    ``model_version``, or ``model_uri`` given by hand (no registry then); a rollback with ``action: rollback``.
+
+    The outcome (endpoint, generation or endpoint config, what was released, its history entry).
+    """
+    from include.endpoints import production
+
+    cfg = load_config(params={k: v for k, v in params.items() if k == "backend"})
+    name = params.get("endpoint_name") or None
+    smoke = params.get("smoke_images") or None
+    if params.get("action", production.ROLLOUT) == production.ROLLBACK:
+        return production.rollback(cfg, name=name, by=by, reason=reason, smoke_images=smoke,
+                                   registry=_registry_or_none(cfg))  # fmt: skip
+    runtime = params.get("runtime") or cfg.deploy.runtime
+    if model_uri:
+        model = production.Release(model_uri, None, runtime)
+    else:
+        registry = _registry_or_none(cfg, required=True)
+        model = production.release_from_registry(registry, params.get("model_version"), runtime)
+    return production.release(cfg, model, name=name, by=by, reason=reason, smoke_images=smoke, port=port)
+
+
+def _registry_or_none(cfg: PipelineConfig, required: bool = False) -> Any:
+    """The pipeline's registered model (the tracking server must answer when ``required``), else None."""
+    from include.project import PIPELINE_DAG_ID
+    from include.tracking.registry import Registry
+    from include.tracking.uri import check_reachable, resolve_uri
+
+    try:
+        uri = resolve_uri(cfg)
+        check_reachable(uri, cfg.tracking.timeout_seconds)
+    except Exception:
+        if required:
+            raise
+        log.warning("the tracking server does not answer: the registry's champion is not moved back")
+        return None
+    return Registry(uri, cfg.tracking.registered_model or PIPELINE_DAG_ID)
+
+
+def verify_release(params: dict[str, Any], released: dict[str, Any]) -> dict[str, Any]:
+    """Invoke the production endpoint at its stable address (SageMaker Runtime's API: InvokeEndpoint) and check
+    the answer against the contract and the released model's classes."""
+    from include.endpoints.invocation import runtime_invoker
+    from include.endpoints.production import smoke_image_uris
+    from include.serving.smoke import smoke_test
+
+    cfg = load_config(params={k: v for k, v in params.items() if k == "backend"})
+    entry = released["release"]
+    images = smoke_image_uris(entry["model_uri"], params.get("smoke_images") or None, 1)
+    invoke = runtime_invoker(cfg, released["endpoint_name"], released.get("url"))
+    return smoke_test(invoke, images, max_body_bytes=int(cfg.deploy.max_body_mb * 1024 * 1024))

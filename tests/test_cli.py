@@ -256,3 +256,18 @@ def test_export_model_writes_the_onnx_export_and_says_how_it_compares(
     # without images to check parity on, it says where to give them
     assert main(args) == 1
     assert "records no data folder: give --data (a RecordIO build) or --images" in capsys.readouterr().err
+
+
+def test_release_and_endpoint_rollback_say_what_is_missing(tmp_path: Path, monkeypatch, capsys) -> None:
+    """CLI -> stage -> production endpoint: nothing released yet, so nothing to roll back or to show."""
+    monkeypatch.setenv("DETECTION__STORAGE__BASE_URI", str(tmp_path / "storage"))
+    monkeypatch.setenv("DETECTION__LOCAL__ENDPOINT_STATE_DIR", str(tmp_path / "endpoints"))
+    assert main(["rollback", "--endpoint", "detector-prod"]) == 1
+    assert "endpoint detector-prod has 0 release(s) in its history: nothing to roll back to" in capsys.readouterr().err
+    assert main(["release", "--model", str(tmp_path / "m.tar.gz"), "--version", "2"]) == 1
+    assert "give --version (a registry version) or --model (an archive), not both" in capsys.readouterr().err
+    assert main(["release", "--model", str(tmp_path / "m.tar.gz"), "--smoke-images", str(tmp_path)]) == 1
+    assert "holds no .jpg/.jpeg/.png images" in capsys.readouterr().err
+    assert main(["--json", "production"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown == {"endpoint_name": "detector-prod", "backend": "local", "endpoint": None, "history": []}

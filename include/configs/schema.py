@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import (
     BaseModel,
@@ -134,6 +134,35 @@ class Evaluation(Section):
     cache: bool = True
 
 
+class Production(Section):
+    """The standing production endpoint: its name, local port and SageMaker's blue/green deployment and alarms."""
+
+    endpoint_name: str = Field("detector-prod", pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+    port: int = Field(8080, ge=0, le=65535)
+    traffic: Literal["ALL_AT_ONCE", "CANARY", "LINEAR"] = "ALL_AT_ONCE"
+    step_percent: int = Field(10, ge=1, le=100)
+    baking_seconds: int = Field(300, ge=0, le=3600)
+    termination_wait_seconds: int = Field(120, ge=0, le=3600)
+    max_execution_seconds: int = Field(1800, ge=600, le=28800)
+    alarm_5xx_errors: PositiveInt = 1
+    alarm_latency_ms: PositiveFloat = 2000.0
+
+
+#: SageMaker's pattern for a JsonContentTypes entry: a media type without parameters.
+MEDIA_TYPE = r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*\/[a-zA-Z0-9](-*[a-zA-Z0-9.])*$"
+
+
+class Capture(Section):
+    """Data capture of the production endpoint, as SageMaker's DataCaptureConfig takes it."""
+
+    enabled: bool = False
+    percent: float = Field(100.0, ge=0, le=100)
+    destination: str | None = None
+    json_content_types: list[Annotated[str, Field(pattern=MEDIA_TYPE)]] = Field(
+        default_factory=lambda: ["application/json"], max_length=10
+    )
+
+
 class Deploy(Section):
     enabled: bool = True
     keep_endpoint_minutes: NonNegativeInt = 0
@@ -141,6 +170,8 @@ class Deploy(Section):
     max_body_mb: float = Field(6.0, gt=0)
     delete_intermediate_files: bool = False
     runtime: Literal["mxnet", "onnxruntime"] = "mxnet"
+    production: Production = Field(default_factory=Production)
+    capture: Capture = Field(default_factory=Capture)
 
 
 class Neo(Section):

@@ -102,6 +102,18 @@ def sagemaker_invoker(endpoint_name: str, client: Any | None = None, region: str
     return invoke
 
 
+def runtime_invoker(cfg: PipelineConfig, endpoint_name: str, url: str | None = None) -> Invoke:
+    """InvokeEndpoint through boto3's ``sagemaker-runtime`` client, as an application calls the endpoint:
+    SageMaker's, or a local endpoint's at ``url`` (default: the URL recorded for the name)."""
+    if cfg.backend == "sagemaker":
+        return sagemaker_invoker(endpoint_name, region=cfg.sagemaker.region)
+    from include.endpoints.local import endpoint_url, state_dir
+    from include.sagemaker.client import local_runtime_client
+
+    address = url or endpoint_url(endpoint_name, state_dir(cfg))
+    return sagemaker_invoker(endpoint_name, client=local_runtime_client(address, cfg.sagemaker.region))
+
+
 def invoker(cfg: PipelineConfig, endpoint: str) -> Invoke:
     """The invoker of an endpoint given by name (on ``cfg.backend``) or by URL."""
     if endpoint.startswith(("http://", "https://")):

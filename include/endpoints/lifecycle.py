@@ -11,6 +11,10 @@ One module for both backends and every caller (the DAG's deploy operator and tea
   the DAG and boto3 elsewhere.
 * **delete**: :func:`teardown_run` (a run's endpoints, found by its run token), :func:`teardown_endpoints`
   (by name), :func:`sweep` (those whose keep-until time has passed).
+
+The standing production endpoint (:mod:`include.endpoints.production`) is none of these: its names
+hold no run token and it has no keep-until time, so a run's teardown and the sweeper never find it,
+and :func:`teardown_endpoints` removes it only when it is named.
 """
 
 from __future__ import annotations
@@ -127,12 +131,12 @@ def teardown_run(cfg: PipelineConfig, dag_id: str, run_id: str, keep_unexpired: 
         return sagemaker_teardown(
             dag_id, run_id, client=sagemaker_client(cfg.sagemaker.region), keep_unexpired=keep_unexpired
         )
-    from include.endpoints.local import list_endpoints, state_dir, stop_endpoint
+    from include.endpoints.local import is_production, list_endpoints, state_dir, stop_endpoint
 
     token, now = run_token(dag_id, run_id), datetime.now(UTC)
     result: dict[str, Any] = {"stopped": [], "kept_endpoints": []}
     for state in list_endpoints(state_dir(cfg)):
-        if token not in state["name"]:
+        if token not in state["name"] or is_production(state):
             continue
         keep = state.get("keep_until")
         if keep_unexpired and keep and datetime.fromisoformat(keep) > now and state.get("alive"):
@@ -144,14 +148,14 @@ def teardown_run(cfg: PipelineConfig, dag_id: str, run_id: str, keep_unexpired: 
 
 def expired_endpoints(cfg: PipelineConfig) -> dict[str, list[str]]:
     """Local endpoints whose keep-until time has passed (what :func:`sweep` would stop locally)."""
-    from include.endpoints.local import list_endpoints, state_dir
+    from include.endpoints.local import is_production, list_endpoints, state_dir
 
     now = datetime.now(UTC)
     return {
         "local": [
             s["name"]
             for s in list_endpoints(state_dir(cfg))
-            if s.get("keep_until") and datetime.fromisoformat(s["keep_until"]) <= now
+            if not is_production(s) and s.get("keep_until") and datetime.fromisoformat(s["keep_until"]) <= now
         ]
     }
 
@@ -185,21 +189,35 @@ def describe_endpoints(cfg: PipelineConfig) -> list[dict[str, Any]]:
         return out
     from include.endpoints.local import list_endpoints, state_dir
 
-    keys = ("name", "url", "pid", "model_uri", "keep_until", "log_path")
+    keys = ("name", "kind", "url", "pid", "model_uri", "keep_until", "log_path")
     return [{**{k: s.get(k) for k in keys}, "status": "InService" if s["alive"] else "Stopped (process gone)"}
             for s in list_endpoints(state_dir(cfg))]
 
 
 def teardown_endpoints(cfg: PipelineConfig, endpoint: str | None = None) -> dict[str, Any]:
-    """Remove one endpoint, or every local endpoint deploy recorded (``detection-pipeline teardown``)."""
+    """Remove one endpoint, or every local per-run endpoint deploy recorded (``detection-pipeline teardown``).
+
+    A production endpoint goes only when named: locally its router and model servers, on SageMaker
+    also its rollback alarms.
+    """
     if cfg.backend == "sagemaker":
+        from include.endpoints.production_sagemaker import delete_alarms
         from include.endpoints.sagemaker import delete_endpoint_stack
-        from include.sagemaker.client import sagemaker_client
+        from include.sagemaker.client import client, sagemaker_client
 
         if not endpoint:
             raise ValueError("--endpoint is required with the sagemaker backend")
-        return delete_endpoint_stack(sagemaker_client(cfg.sagemaker.region), endpoint)
-    from include.endpoints.local import list_endpoints, state_dir, stop_endpoint
+        deleted = delete_endpoint_stack(sagemaker_client(cfg.sagemaker.region), endpoint)
+        deleted["alarms"] = delete_alarms(client("cloudwatch", cfg.sagemaker.region), endpoint)
+        return deleted
+    from include.endpoints.local import describe_endpoint, is_production, list_endpoints, state_dir, stop_endpoint
+    from include.endpoints.production_local import remove
 
-    names = [endpoint] if endpoint else [s["name"] for s in list_endpoints(state_dir(cfg))]
-    return {"stopped": [stop_endpoint(n, state_dir(cfg)) for n in names]}
+    root = state_dir(cfg)
+    if endpoint:
+        state = describe_endpoint(endpoint, root)
+        if state is not None and state.get("kind") == "production":
+            return remove(root, state["name"])
+        return {"stopped": [stop_endpoint(endpoint, root)]}
+    names = [s["name"] for s in list_endpoints(root) if not is_production(s)]
+    return {"stopped": [stop_endpoint(n, root) for n in names]}

@@ -7,6 +7,11 @@ the Airflow task that deployed it), records it in ``<state_dir>/<name>.json`` (w
 and waits for ``/ping``. ``stop_endpoint`` stops it (SIGTERM, then SIGKILL), checks that its port
 is free and removes the state. Every state carries ``keep_until``; ``sweep_expired`` stops the
 endpoints past it, so an endpoint whose teardown never ran does not live forever.
+
+A state's ``kind`` says what the process is: ``run`` (a per-run endpoint), or one of
+:data:`PRODUCTION_KINDS`, the standing production endpoint's router and its model servers
+(:mod:`include.endpoints.production_local`), which the sweeper and a teardown of "everything"
+leave alone: only a teardown naming the production endpoint removes it.
 """
 
 from __future__ import annotations
@@ -42,9 +47,14 @@ log = logging.getLogger(__name__)
 NAME_PATTERN = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 #: How long an endpoint may live before the sweeper stops it, unless ``keep_for_s`` says otherwise.
 DEFAULT_KEEP_S = 4 * 3600.0
+RUN_KIND = "run"
+PRODUCTION_KIND = "production"
+PRODUCTION_UPSTREAM_KIND = "production-upstream"
+#: Kinds the sweeper and an unnamed teardown never stop.
+PRODUCTION_KINDS = (PRODUCTION_KIND, PRODUCTION_UPSTREAM_KIND)
 
 
-def _state_root(state_dir: str | os.PathLike[str]) -> Path:
+def state_root(state_dir: str | os.PathLike[str]) -> Path:
     root = storage.local_path(storage.normalize(state_dir))
     root.mkdir(parents=True, exist_ok=True)
     return root
@@ -54,7 +64,7 @@ def _state_path(root: Path, name: str) -> Path:
     return root / f"{name}.json"
 
 
-def _check_name(name: str) -> None:
+def check_name(name: str) -> None:
     if not NAME_PATTERN.match(name):
         raise ValueError(f"endpoint name {name!r} is invalid: 1-63 letters, digits and hyphens, not starting with '-'")
 
@@ -68,12 +78,12 @@ def _read_state(path: Path) -> dict | None:
         raise ValueError(f"{path}: line {exc.lineno}: not a valid endpoint state ({exc.msg})") from exc
 
 
-def _write_state(root: Path, state: dict) -> None:
+def write_state(root: Path, state: dict) -> None:
     storage.write_text(str(_state_path(root, state["name"])), json.dumps(state, indent=2, sort_keys=True))
 
 
 @contextlib.contextmanager
-def _name_lock(root: Path, name: str) -> Iterator[None]:
+def name_lock(root: Path, name: str) -> Iterator[None]:
     """Serialize start/stop of one endpoint name across processes."""
     with open(root / f".{name}.lock", "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
@@ -92,7 +102,7 @@ def _url(host: str, port: int) -> str:
     return f"http://[{address}]:{port}" if ":" in address else f"http://{address}:{port}"
 
 
-def _alive(state: dict) -> bool:
+def is_alive(state: dict) -> bool:
     return processes.is_running(state["pid"], state["create_time"])
 
 
@@ -107,7 +117,7 @@ def _ping(url: str, timeout_s: float = 2.0) -> int | None:
         return None
 
 
-def _log_tail(path: str, lines: int = 20) -> str:
+def log_tail(path: str, lines: int = 20) -> str:
     try:
         return "\n".join(Path(path).read_text(errors="replace").splitlines()[-lines:])
     except FileNotFoundError:
@@ -116,16 +126,21 @@ def _log_tail(path: str, lines: int = 20) -> str:
 
 def list_endpoints(state_dir: str | os.PathLike[str]) -> list[dict]:
     """Every recorded endpoint's state, sorted by name, each with ``alive`` (its process is running)."""
-    root = _state_root(state_dir)
+    root = state_root(state_dir)
     states = [_read_state(path) for path in sorted(root.glob("*.json"))]
-    return [{**state, "alive": _alive(state)} for state in states if state is not None]
+    return [{**state, "alive": is_alive(state)} for state in states if state is not None]
+
+
+def is_production(state: Mapping[str, Any]) -> bool:
+    """Whether a recorded endpoint belongs to a standing production endpoint (never swept, never torn down unnamed)."""
+    return state.get("kind", RUN_KIND) in PRODUCTION_KINDS
 
 
 def describe_endpoint(name_or_url: str, state_dir: str | os.PathLike[str]) -> dict | None:
     """The recorded state of an endpoint given by name or URL, or None when none is recorded."""
-    root = _state_root(state_dir)
+    root = state_root(state_dir)
     if not _is_url(name_or_url):
-        _check_name(name_or_url)
+        check_name(name_or_url)
         return _read_state(_state_path(root, name_or_url))
     wanted = name_or_url.rstrip("/").lower()
     return next((s for s in list_endpoints(root) if (s.get("url") or "").lower() == wanted), None)
@@ -151,7 +166,7 @@ def _reusable(state: dict, model_uri: str, host: str, port: int | None, options:
         and (port is None or state.get("port") == port)
         and all(state.get(k) == v for k, v in options.items())
     )
-    return same and state.get("url") is not None and _alive(state) and _ping(state["url"]) == 200
+    return same and state.get("url") is not None and is_alive(state) and _ping(state["url"]) == 200
 
 
 def _outcome(state: dict, result: str, port_free: bool | None = None) -> dict:
@@ -166,7 +181,7 @@ def _outcome(state: dict, result: str, port_free: bool | None = None) -> dict:
     }
 
 
-def _stop_recorded(root: Path, state: dict, grace_s: float) -> dict:
+def stop_recorded(root: Path, state: dict, grace_s: float) -> dict:
     """Stop a recorded endpoint (caller holds its lock), check its port and drop its files."""
     result = processes.terminate(state["pid"], state["create_time"], grace_s)
     # The port is ours to check only if our server was running and had reported listening on it.
@@ -181,16 +196,16 @@ def _stop_recorded(root: Path, state: dict, grace_s: float) -> dict:
     return _outcome(state, result, port_free)
 
 
-def _wait_ready(root: Path, state: dict, port_file: Path, deadline: float) -> dict:
+def wait_ready(root: Path, state: dict, port_file: Path, deadline: float) -> dict:
     """Follow a starting server until ``/ping`` answers 200; records its port and URL as soon as it listens."""
     while True:
         code = processes.exit_code(state["pid"])
-        if code is not None or not _alive(state):
+        if code is not None or not is_alive(state):
             raise EndpointStartError(f"the server exited (code {code}) before it was ready")
         if state["url"] is None and port_file.exists():
             state["port"] = json.loads(port_file.read_text())["port"]
             state["url"] = _url(state["host"], state["port"])
-            _write_state(root, state)
+            write_state(root, state)
         if state["url"] is not None and _ping(state["url"]) == 200:
             return state
         if time.monotonic() >= deadline:
@@ -211,6 +226,8 @@ def start_endpoint(
     max_batch: int = 1,
     env: Mapping[str, str] | None = None,
     runtime: str = "mxnet",
+    server_args: Mapping[str, str] | None = None,
+    record: Mapping[str, Any] | None = None,
 ) -> dict:
     """Serve ``model_uri`` as endpoint ``name`` in a detached process and wait until it is healthy.
 
@@ -219,28 +236,32 @@ def start_endpoint(
     ``runtime`` picks what runs the model (:data:`include.serving.inference.RUNTIMES`: ``model.tar.gz``
     on MXNet, or the ONNX export's ``model.onnx`` on ONNX Runtime).
     ``keep_for_s`` sets ``keep_until`` for :func:`sweep_expired` (None: never expires). ``env``
-    replaces the server's environment (default: this process's). Returns the state: ``name``,
+    replaces the server's environment (default: this process's). ``server_args`` are more server flags
+    (``{"--capture-uri": ...}``; ``--endpoint-name`` defaults to ``name``: the name InvokeEndpoint calls
+    use), part of what a reused endpoint must match; ``record`` is kept in the state (``kind``, ...).
+    Returns the state: ``name``,
     ``url``, ``pid``, ``port``, ``host``, ``log_path``, ``started_at``, ``keep_until``,
     ``model_uri`` and more, plus ``reused``. Raises :class:`EndpointStartError` with the server's
     log tail when it exits or is not healthy within ``ready_timeout_s``.
     """
-    _check_name(name)
-    root = _state_root(state_dir)
+    check_name(name)
+    root = state_root(state_dir)
     model_uri = storage.normalize(model_uri)
     if not storage.exists(model_uri):  # before an endpoint of that name is replaced
         raise FileNotFoundError(f"no model artifact at {model_uri}")
-    options = {"max_body_bytes": int(max_body_bytes), "max_batch": int(max_batch), "runtime": check_runtime(runtime)}
+    options = {"max_body_bytes": int(max_body_bytes), "max_batch": int(max_batch), "runtime": check_runtime(runtime),
+               "server_args": {"--endpoint-name": name, **(server_args or {})}}  # fmt: skip
     now = datetime.now(UTC)
     keep_until = None if keep_for_s is None else (now + timedelta(seconds=keep_for_s)).isoformat()
-    with _name_lock(root, name):
+    with name_lock(root, name):
         previous = _read_state(_state_path(root, name))
         if previous is not None:
             if _reusable(previous, model_uri, host, port, options):
                 previous["keep_until"] = keep_until
-                _write_state(root, previous)
+                write_state(root, previous)
                 log.info("endpoint %s is already serving %s at %s; reusing it", name, model_uri, previous["url"])
                 return {**previous, "reused": True}
-            _stop_recorded(root, previous, grace_s=10.0)
+            stop_recorded(root, previous, grace_s=10.0)
         port_file = root / f".{name}.port"
         port_file.unlink(missing_ok=True)
         log_path = root / f"{name}.log"
@@ -249,6 +270,7 @@ def start_endpoint(
             "--model", model_uri, "--host", host, "--port", str(port or 0),
             "--max-body-bytes", str(options["max_body_bytes"]), "--max-batch", str(options["max_batch"]),
             "--port-file", str(port_file), "--runtime", options["runtime"],
+            *(word for flag, value in options["server_args"].items() for word in (flag, str(value))),
         ]  # fmt: skip
         child_env = dict(os.environ if env is None else env)
         child_env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), child_env.get("PYTHONPATH")) if p)
@@ -257,14 +279,14 @@ def start_endpoint(
         state = {
             "name": name, "model_uri": model_uri, "host": host, "port": port, "url": None,
             "pid": pid, "create_time": create_time, "log_path": str(log_path),
-            "started_at": now.isoformat(), "keep_until": keep_until, **options,
+            "started_at": now.isoformat(), "keep_until": keep_until, "kind": RUN_KIND, **(record or {}), **options,
         }  # fmt: skip
-        _write_state(root, state)  # recorded before waiting, so teardown finds it even if this task dies
+        write_state(root, state)  # recorded before waiting, so teardown finds it even if this task dies
         try:
-            state = _wait_ready(root, state, port_file, started + ready_timeout_s)
+            state = wait_ready(root, state, port_file, started + ready_timeout_s)
         except EndpointStartError as exc:
-            _stop_recorded(root, state, grace_s=5.0)
-            tail = _log_tail(str(log_path))
+            stop_recorded(root, state, grace_s=5.0)
+            tail = log_tail(str(log_path))
             raise EndpointStartError(f"endpoint {name} ({model_uri}): {exc}; log {log_path}:\n{tail}") from None
         elapsed = time.monotonic() - started
         log.info("endpoint %s serving %s at %s (pid %d, %.1f s)", name, model_uri, state["url"], pid, elapsed)
@@ -278,28 +300,31 @@ def stop_endpoint(name_or_url: str, state_dir: str | os.PathLike[str], grace_s: 
     (``terminated``, ``killed``, ``already gone`` or ``not found``) and ``port_free`` (None when
     there was no running server to check). The server's log is kept.
     """
-    root = _state_root(state_dir)
+    root = state_root(state_dir)
     state = describe_endpoint(name_or_url, root)
     if state is None:
         url = name_or_url if _is_url(name_or_url) else None
         return _outcome({"name": None if url else name_or_url, "url": url, "pid": None}, "not found")
-    with _name_lock(root, state["name"]):
+    with name_lock(root, state["name"]):
         current = _read_state(_state_path(root, state["name"]))
         if current is None:  # stopped meanwhile by someone else
             return _outcome(state, "already gone")
-        return _stop_recorded(root, current, grace_s)
+        return stop_recorded(root, current, grace_s)
 
 
 def sweep_expired(state_dir: str | os.PathLike[str], now: datetime | None = None) -> list[str]:
     """Stop every endpoint whose ``keep_until`` is at or before ``now`` (default: the current time, UTC).
 
-    Records whose process is already gone are cleared too. Returns the names removed.
+    Records whose process is already gone are cleared too. A production endpoint is never touched
+    (:func:`is_production`). Returns the names removed.
     """
     now = now or datetime.now(UTC)
     if now.tzinfo is None:
         raise ValueError(f"now={now.isoformat()} has no time zone; pass an aware datetime")
     removed = []
     for state in list_endpoints(state_dir):
+        if is_production(state):
+            continue
         keep_until = state.get("keep_until")
         expired = keep_until is not None and datetime.fromisoformat(keep_until) <= now
         if expired or not state["alive"]:

@@ -45,6 +45,14 @@ def client(service: str, region: str | None = None) -> Any:
     return session(region).client(service, region_name=region)
 
 
+def local_runtime_client(url: str, region: str | None = None) -> Any:
+    """A ``sagemaker-runtime`` client of a local endpoint at ``url`` (it ignores signatures: any credentials do)."""
+    import boto3
+
+    return boto3.client("sagemaker-runtime", endpoint_url=url, region_name=region or "us-east-1",
+                        aws_access_key_id="local", aws_secret_access_key="local")  # fmt: skip
+
+
 def sagemaker_client(region: str | None = None) -> Any:
     """A SageMaker client (:func:`client`)."""
     return client("sagemaker", region)

@@ -27,6 +27,7 @@ from include.sagemaker.naming import (
 )
 from include.sagemaker.tuning_ranges import parameter_ranges
 from include.sagemaker.validation import RequestValidationError, validate_request
+from include.serving.runtime_api import DEFAULT_VARIANT as VARIANT
 from include.training.hyperparameters import HyperparameterError
 
 __all__ = [
@@ -35,7 +36,10 @@ __all__ = [
     "RequestValidationError",
     "TrainingSpec",
     "builtin_image",
+    "alarm_requests",
     "compilation_job_request",
+    "data_capture_config",
+    "deployment_config",
     "deployment_request",
     "endpoint_config_request",
     "endpoint_request",
@@ -293,17 +297,93 @@ def model_request(
 
 
 def endpoint_config_request(
-    *, name: str, model_name: str, instance_type: str, instance_count: int, tags: Tags
+    *,
+    name: str,
+    model_name: str,
+    instance_type: str,
+    instance_count: int,
+    tags: Tags,
+    data_capture: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A ``CreateEndpointConfig`` request: one variant taking all traffic."""
+    """A ``CreateEndpointConfig`` request: one variant taking all traffic (capturing as ``data_capture`` says)."""
     variant = {
-        "VariantName": "AllTraffic",
+        "VariantName": VARIANT,
         "ModelName": model_name,
         "InstanceType": instance_type,
         "InitialInstanceCount": instance_count,
         "InitialVariantWeight": 1.0,
     }
-    return {"EndpointConfigName": name, "ProductionVariants": [variant], "Tags": tags}
+    request = {"EndpointConfigName": name, "ProductionVariants": [variant], "Tags": tags}
+    if data_capture:
+        request["DataCaptureConfig"] = data_capture
+    return request
+
+
+def data_capture_config(destination: str, percent: float, json_content_types: list[str]) -> dict[str, Any]:
+    """``DataCaptureConfig``: inputs and outputs of ``percent`` % of invocations to ``destination`` (an S3 URI),
+    the listed content types as JSON text, everything else (images) base64."""
+    return {
+        "EnableCapture": True,
+        "InitialSamplingPercentage": int(round(percent)),
+        "DestinationS3Uri": destination,
+        "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
+        "CaptureContentTypeHeader": {"JsonContentTypes": list(json_content_types)},
+    }
+
+
+def deployment_config(
+    *,
+    traffic: str,
+    step_percent: int,
+    baking_seconds: int,
+    termination_wait_seconds: int,
+    max_execution_seconds: int,
+    alarms: list[str],
+    instance_count: int,
+) -> dict[str, Any]:
+    """``UpdateEndpoint``'s blue/green ``DeploymentConfig`` with automatic rollback on ``alarms``.
+
+    ``ALL_AT_ONCE`` shifts all traffic to the new fleet, then bakes ``baking_seconds`` while the alarms
+    are watched; ``CANARY`` / ``LINEAR`` shift ``step_percent`` % of capacity first / per step and wait
+    ``baking_seconds`` between steps. With one instance a canary is the whole fleet: ALL_AT_ONCE then.
+    """
+    routing: dict[str, Any] = {"Type": "ALL_AT_ONCE" if instance_count == 1 else traffic,
+                               "WaitIntervalInSeconds": baking_seconds}  # fmt: skip
+    step = {"Type": "CAPACITY_PERCENT", "Value": step_percent}
+    if routing["Type"] == "CANARY":
+        routing["CanarySize"] = step
+    elif routing["Type"] == "LINEAR":
+        routing["LinearStepSize"] = step
+    return {
+        "BlueGreenUpdatePolicy": {
+            "TrafficRoutingConfiguration": routing,
+            "TerminationWaitInSeconds": termination_wait_seconds,
+            "MaximumExecutionTimeoutInSeconds": max_execution_seconds,
+        },
+        "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": name} for name in alarms]},
+    }
+
+
+def alarm_requests(endpoint: str, *, errors_5xx: int, latency_ms: float, tags: Tags) -> list[dict[str, Any]]:
+    """CloudWatch ``PutMetricAlarm`` requests an update of ``endpoint`` rolls back on: invocation 5xx errors and
+    model latency (``ModelLatency`` is in microseconds), per minute, over the endpoint's variant (both fleets
+    during a blue/green update). Missing data is not breaching: an idle endpoint does not roll back."""
+    common = {
+        "Namespace": "AWS/SageMaker",
+        "Dimensions": [{"Name": "EndpointName", "Value": endpoint}, {"Name": "VariantName", "Value": VARIANT}],
+        "Period": 60,
+        "EvaluationPeriods": 1,
+        "ComparisonOperator": "GreaterThanOrEqualToThreshold",
+        "TreatMissingData": "notBreaching",
+        "ActionsEnabled": False,
+        "Tags": tags,
+    }
+    return [
+        {"AlarmName": f"{endpoint}-invocation-5xx", "AlarmDescription": f"{endpoint}: invocations answered 5xx",
+         "MetricName": "Invocation5XXErrors", "Statistic": "Sum", "Threshold": float(errors_5xx), **common},
+        {"AlarmName": f"{endpoint}-model-latency", "AlarmDescription": f"{endpoint}: average model latency",
+         "MetricName": "ModelLatency", "Statistic": "Average", "Threshold": latency_ms * 1000.0, **common},
+    ]  # fmt: skip
 
 
 def endpoint_request(*, name: str, config_name: str, tags: Tags) -> dict[str, Any]:

@@ -21,11 +21,11 @@ class RequestValidationError(ValueError):
     """A request does not fit the SageMaker API; the message lists every problem."""
 
 
-@functools.lru_cache(maxsize=1)
-def _service_model() -> Any:
+@functools.cache
+def _service_model(service: str = SERVICE) -> Any:
     import botocore.session
 
-    return botocore.session.get_session().get_service_model(SERVICE)
+    return botocore.session.get_session().get_service_model(service)
 
 
 @functools.cache
@@ -81,8 +81,11 @@ def _as_s3(value: Any) -> Any:
     return value
 
 
-def validate_request(operation_name: str, request: Mapping[str, Any], *, local_uris: bool = False) -> None:
-    """Check ``request`` against the input shape of SageMaker's ``operation_name`` (e.g. ``CreateTrainingJob``).
+def validate_request(
+    operation_name: str, request: Mapping[str, Any], *, local_uris: bool = False, service: str = SERVICE
+) -> None:
+    """Check ``request`` against the input shape of SageMaker's ``operation_name`` (e.g. ``CreateTrainingJob``);
+    ``service`` another AWS service's (``cloudwatch`` for the endpoint's alarms).
 
     Raises :class:`RequestValidationError` (a ``ValueError``) with botocore's report plus the
     service-side constraints it does not check. ``local_uris=True`` accepts ``file://`` URIs where
@@ -91,11 +94,11 @@ def validate_request(operation_name: str, request: Mapping[str, Any], *, local_u
     from botocore.model import OperationNotFoundError
     from botocore.validate import ParamValidator
 
-    model = _service_model()
+    model = _service_model(service)
     try:
         operation = model.operation_model(operation_name)
     except OperationNotFoundError:
-        raise RequestValidationError(f"SageMaker has no operation {operation_name!r}") from None
+        raise RequestValidationError(f"{service} has no operation {operation_name!r}") from None
     params = _as_s3(request) if local_uris else dict(request)
     report = ParamValidator().validate(params, operation.input_shape)
     errors = [report.generate_report()] if report.has_errors() else []

@@ -31,8 +31,9 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from include import storage
-from include.serving import contract
+from include.serving import contract, runtime_api
 from include.serving.inference import RUNTIMES, ModelService
+from include.serving.runtime_api import DEFAULT_VARIANT
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +42,15 @@ log = logging.getLogger(__name__)
 KEEP_ALIVE_S = 75
 #: Connections plus in-flight requests; past it uvicorn answers 503 instead of queueing images without bound.
 MAX_CONCURRENCY = 64
+#: The answer header naming the model that answered (``--model-id``, default its URI).
+MODEL_HEADER = b"x-detection-model"
+#: nginx's status for a client that went away: logged, nothing sent.
+CLIENT_GONE = 499
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
+Headers = list[tuple[bytes, bytes]]
 
 
 class JsonFormatter(logging.Formatter):
@@ -84,6 +90,11 @@ class HTTPError(Exception):
 
 class ClientDisconnected(Exception):
     """The client went away before sending its whole body."""
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    """The request's headers by lower-case name."""
+    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
 
 
 def media_type(header: str) -> str:
@@ -143,14 +154,12 @@ async def read_body(receive: Receive, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-class InferenceApp:
-    """The ASGI application: routes, request checks, JSON answers and one structured log line per request."""
+class JsonApp:
+    """What the endpoint's ASGI applications share: lifespan hooks, one answer per request, one JSON log line each.
 
-    def __init__(self, service: ModelService, max_body_bytes: int = contract.DEFAULT_MAX_BODY_BYTES) -> None:
-        if max_body_bytes < 1:
-            raise ValueError(f"max_body_bytes must be positive, got {max_body_bytes}")
-        self.service = service
-        self.max_body_bytes = max_body_bytes
+    A subclass answers in :meth:`answer` (``(status, headers, body)``; ``CLIENT_GONE`` sends nothing) and
+    may start and stop what it holds in :meth:`startup` and :meth:`shutdown`.
+    """
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -159,55 +168,145 @@ class InferenceApp:
         if scope["type"] != "http":
             return
         started = time.perf_counter()
-        headers: list[tuple[bytes, bytes]] = []
-        try:
-            status, payload = await self._route(scope, receive)
-        except HTTPError as exc:
-            status, payload, headers = exc.status, {"error": exc.message}, exc.headers
-        except ClientDisconnected:
-            self._log(scope, 499, 0, started)
+        status, headers, body = await self.answer(scope, receive)
+        if status == CLIENT_GONE:
+            self._log(scope, status, 0, started)
             return
-        except Exception:
-            log.exception("request failed", extra={"fields": {"path": scope["path"]}})
-            status, payload = 500, {"error": "internal error while serving the request; see the endpoint log"}
-        body = json.dumps(payload).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body)), *headers],
-            }
-        )
+        headers = [(b"content-length", b"%d" % len(body)), *headers]
+        if not any(key == b"content-type" for key, _ in headers):
+            headers.append((b"content-type", b"application/json"))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
         self._log(scope, status, len(body), started)
+
+    async def answer(self, scope: Scope, receive: Receive) -> tuple[int, Headers, bytes]:
+        raise NotImplementedError
+
+    async def startup(self) -> None:
+        """Called once before the first request."""
+
+    async def shutdown(self) -> None:
+        """Called once after the last request."""
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                self.service.start()
+                await self.startup()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                await asyncio.to_thread(self.service.close)
+                await self.shutdown()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    async def _route(self, scope: Scope, receive: Receive) -> tuple[int, dict]:
+    @staticmethod
+    def _log(scope: Scope, status: int, size: int, started: float) -> None:
+        fields = {
+            "method": scope["method"],
+            "path": scope["path"],
+            "status": status,
+            "bytes": size,
+            "ms": round((time.perf_counter() - started) * 1000, 2),
+        }
+        log.info("request", extra={"fields": fields})
+
+
+class InferenceApp(JsonApp):
+    """The ASGI application: routes, request checks, JSON answers and one structured log line per request.
+
+    Besides the container contract it answers SageMaker Runtime's ``InvokeEndpoint``
+    (``POST /endpoints/{name}/invocations``, :mod:`include.serving.runtime_api`) for ``endpoint_name``
+    (any name when None), with SageMaker's headers and error shapes. ``model_id`` names the model in every
+    answer's ``X-Detection-Model`` header (which model answered, across a switch of the production endpoint).
+    """
+
+    def __init__(
+        self,
+        service: ModelService,
+        max_body_bytes: int = contract.DEFAULT_MAX_BODY_BYTES,
+        *,
+        endpoint_name: str | None = None,
+        variant: str = DEFAULT_VARIANT,
+        model_id: str | None = None,
+        log_path: str | None = None,
+    ) -> None:
+        if max_body_bytes < 1:
+            raise ValueError(f"max_body_bytes must be positive, got {max_body_bytes}")
+        self.service = service
+        self.max_body_bytes = max_body_bytes
+        self.endpoint_name = endpoint_name
+        self.variant = variant
+        self.log_path = log_path
+        self.model_header = (MODEL_HEADER, (model_id or service.model_uri).encode("latin-1", "replace"))
+
+    async def answer(self, scope: Scope, receive: Receive) -> tuple[int, Headers, bytes]:
+        name = runtime_api.endpoint_name(scope["path"])
+        if name is not None:
+            return await self._invoke_endpoint(scope, receive, name)
+        return await self._contract(scope, receive)
+
+    async def _contract(self, scope: Scope, receive: Receive) -> tuple[int, Headers, bytes]:
+        """The container contract's routes, errors as ``{"error": message}``."""
+        try:
+            status, body = await self._route(scope, receive)
+            return status, [self.model_header] if status == 200 else [], body
+        except HTTPError as exc:
+            return exc.status, exc.headers, json.dumps({"error": exc.message}).encode()
+        except ClientDisconnected:
+            return CLIENT_GONE, [], b""
+        except Exception:
+            log.exception("request failed", extra={"fields": {"path": scope["path"]}})
+            message = "internal error while serving the request; see the endpoint log"
+            return 500, [], json.dumps({"error": message}).encode()
+
+    async def _invoke_endpoint(self, scope: Scope, receive: Receive, name: str) -> tuple[int, Headers, bytes]:
+        """SageMaker Runtime's InvokeEndpoint: the same invocation, SageMaker's headers and error shapes."""
+        if scope["method"] != "POST":
+            return runtime_api.validation_error(f"{scope['method']} is not InvokeEndpoint; send POST")
+        if self.endpoint_name is not None and name != self.endpoint_name:
+            return runtime_api.unknown_endpoint(name)
+        target = _headers(scope).get(runtime_api.TARGET_VARIANT_HEADER)
+        if target and target != self.variant:
+            return runtime_api.unknown_variant(name, target, self.variant)
+        try:
+            body = await self._invoke(scope, receive)
+        except HTTPError as exc:
+            return runtime_api.translate(exc.status, exc.message, self.log_path)
+        except ClientDisconnected:
+            return CLIENT_GONE, [], b""
+        except Exception:
+            log.exception("request failed", extra={"fields": {"path": scope["path"]}})
+            return runtime_api.translate(500, "internal error while serving the request", self.log_path)
+        return 200, [*runtime_api.success_headers(self.variant), self.model_header], body
+
+    async def startup(self) -> None:
+        self.service.start()
+
+    async def shutdown(self) -> None:
+        await asyncio.to_thread(self.service.close)
+
+    async def _route(self, scope: Scope, receive: Receive) -> tuple[int, bytes]:
         path, method = scope["path"], scope["method"]
         if path == "/ping":
             if method != "GET":
                 raise HTTPError(405, f"{method} is not allowed on /ping", [(b"allow", b"GET")])
-            return (200 if self.service.ready else 503), {"status": self.service.state, "runtime": self.service.runtime}
+            health = {"status": self.service.state, "runtime": self.service.runtime}
+            return (200 if self.service.ready else 503), json.dumps(health).encode()
         if path == "/invocations":
             if method != "POST":
                 raise HTTPError(405, f"{method} is not allowed on /invocations", [(b"allow", b"POST")])
             return 200, await self._invoke(scope, receive)
-        raise HTTPError(404, f"no route for {path}; the endpoint serves GET /ping and POST /invocations")
+        raise HTTPError(
+            404,
+            f"no route for {path}; the endpoint serves GET /ping, POST /invocations "
+            "and POST /endpoints/{name}/invocations (SageMaker Runtime's InvokeEndpoint)",
+        )
 
-    async def _invoke(self, scope: Scope, receive: Receive) -> dict:
+    async def _invoke(self, scope: Scope, receive: Receive) -> bytes:
+        """One invocation's JSON answer; :class:`HTTPError` for what the contract refuses."""
         from include.model_artifact import decode_image
 
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        headers = _headers(scope)
         content_type = media_type(headers.get("content-type", ""))
         if content_type not in contract.CONTENT_TYPES:
             accepted = ", ".join(contract.CONTENT_TYPES)
@@ -236,19 +335,8 @@ class InferenceApp:
         rows = detections.tolist()
         if annotation:
             height, width, depth = image.shape
-            return contract.to_annotations(rows, width, height, depth)
-        return contract.to_prediction(rows)
-
-    @staticmethod
-    def _log(scope: Scope, status: int, size: int, started: float) -> None:
-        fields = {
-            "method": scope["method"],
-            "path": scope["path"],
-            "status": status,
-            "bytes": size,
-            "ms": round((time.perf_counter() - started) * 1000, 2),
-        }
-        log.info("request", extra={"fields": fields})
+            return json.dumps(contract.to_annotations(rows, width, height, depth)).encode()
+        return json.dumps(contract.to_prediction(rows)).encode()
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -273,11 +361,16 @@ def serve(
     max_batch: int = 1,
     port_file: str | None = None,
     runtime: str = "mxnet",
+    *,
+    endpoint_name: str | None = None,
+    variant: str = DEFAULT_VARIANT,
+    model_id: str | None = None,
 ) -> int:
     """Listen, load the model in the background and serve until SIGTERM/SIGINT; 1 when the model failed to load.
 
     The socket is bound before the model loads, so a busy port fails at once; ``port_file`` then
     receives ``{"pid", "host", "port"}`` (atomically) for a manager that asked for port 0.
+    ``endpoint_name``, ``variant`` and ``model_id``: see :class:`InferenceApp`.
     """
     import uvicorn
 
@@ -292,8 +385,9 @@ def serve(
             server.should_exit = True
 
     service = ModelService(storage.normalize(model_uri), max_batch=max_batch, on_failure=stop_server, runtime=runtime)
+    app = InferenceApp(service, max_body_bytes, endpoint_name=endpoint_name, variant=variant, model_id=model_id)
     config = uvicorn.Config(
-        InferenceApp(service, max_body_bytes),
+        app,
         host=host,
         port=bound_port,
         lifespan="on",
@@ -337,13 +431,19 @@ def main(argv: list[str] | None = None) -> int:
         help="most waiting requests run in one forward pass (default 1: one at a time)",
     )
     parser.add_argument("--port-file", help="write {pid, host, port} here once listening")
+    parser.add_argument(
+        "--endpoint-name", help="the name InvokeEndpoint calls use (POST /endpoints/NAME/invocations; default: any)"
+    )
+    parser.add_argument("--variant-name", default=DEFAULT_VARIANT, help="the production variant answering")
+    parser.add_argument("--model-id", help="names the model in answers' X-Detection-Model header (default: --model)")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     configure_logging(args.log_level)
     try:
         return serve(
-            args.model, args.host, args.port, args.max_body_bytes, args.max_batch, args.port_file, args.runtime
-        )
+            args.model, args.host, args.port, args.max_body_bytes, args.max_batch, args.port_file, args.runtime,
+            endpoint_name=args.endpoint_name, variant=args.variant_name, model_id=args.model_id,
+        )  # fmt: skip
     except OSError as exc:
         log.error("cannot start: %s", exc)
         return 1

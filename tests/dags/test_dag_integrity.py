@@ -41,8 +41,8 @@ def test_dags_have_required_metadata(dagbag) -> None:
 
 
 # A config error or a failed run is not transient: these tasks fail at once on purpose; a second try of
-# the approval would ask the person again after they answered.
-_NO_RETRY = {"resolve_config", "watcher", "approve"}
+# the approval would ask the person again after they answered; a second release would release again.
+_NO_RETRY = {"resolve_config", "watcher", "approve", "release"}
 
 
 def test_no_cycles(dagbag) -> None:
@@ -152,3 +152,12 @@ def test_pipeline_is_scheduled_on_the_labelled_dataset_asset_or_cron(monkeypatch
     by_both = load("0 6 * * *")
     assert isinstance(by_both.SCHEDULE, AssetOrTimeSchedule)
     assert by_both.SCHEDULE.timetable.expression == "0 6 * * *"
+
+
+def test_model_release_is_triggered_by_hand_and_verifies_after_releasing(dagbag) -> None:
+    dag = dagbag.dags["model_release"]
+    assert type(dag.timetable).__name__ == "NullTimetable"  # manual trigger only
+    assert dag.get_task("release").downstream_task_ids == {"verify"}
+    params = dag.params.dump()
+    assert params["action"] == "rollout" and params["model_version"] is None and params["endpoint_name"] is None
+    assert set(params) == {"action", "model_version", "endpoint_name", "backend", "smoke_images", "reason"}

@@ -22,6 +22,7 @@ from tests.support.aws_stand_ins import (
     CompilationStandIn,
     InvokeStandIn,
     StopStandIn,
+    UpdateEndpointStandIn,
     start_in_progress,
 )
 
@@ -88,6 +89,14 @@ def invoke_calls() -> Iterator[InvokeStandIn]:
     """The binary InvokeEndpoint stand-in; yields it so tests can see what was sent."""
     stand_in = InvokeStandIn()
     with _registered([("before-call.sagemaker-runtime.InvokeEndpoint", stand_in)]):
+        yield stand_in
+
+
+@pytest.fixture
+def endpoint_updates() -> Iterator[UpdateEndpointStandIn]:
+    """The UpdateEndpoint stand-in; yields it so tests can see the requests and play a rollback."""
+    stand_in = UpdateEndpointStandIn()
+    with _registered([("before-call.sagemaker.UpdateEndpoint", stand_in)]):
         yield stand_in
 
 

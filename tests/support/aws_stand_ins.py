@@ -146,3 +146,38 @@ class InvokeStandIn:
                 "InvokedProductionVariant": variant,
             },
         )
+
+
+class UpdateEndpointStandIn:
+    """UpdateEndpoint, which moto lacks, answered as SageMaker does once the update has ended.
+
+    Success: the endpoint serves the new config (its variants), ``LastDeploymentConfig`` is what was sent.
+    :attr:`rollback` set plays an alarm-triggered automatic rollback: the endpoint is back InService on
+    its old config, with SageMaker's ``FailureReason``. Every request is kept in :attr:`requests`.
+    """
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.rollback = False
+
+    def __call__(self, model: Any, params: dict[str, Any], **_: Any) -> tuple[Any, dict[str, Any]]:
+        request = json.loads(params["body"])
+        self.requests.append(request)
+        backend = _backend()
+        endpoint = backend.endpoints.get(request["EndpointName"])
+        config = backend.endpoint_configs.get(request["EndpointConfigName"])
+        if endpoint is None or config is None:
+            message = f"Could not find endpoint or endpoint configuration in {request}"
+            return _answer(400, {"Error": {"Code": "ValidationException", "Message": message}})
+        if "DeploymentConfig" in request:
+            endpoint.last_deployment_config = request["DeploymentConfig"]
+        if self.rollback:
+            watched = request["DeploymentConfig"]["AutoRollbackConfiguration"]["Alarms"]
+            alarms = ", ".join(a["AlarmName"] for a in watched)
+            endpoint.failure_reason = f"Update rolled back: CloudWatch alarm(s) {alarms} in ALARM state during baking."
+        else:
+            endpoint.endpoint_config_name = request["EndpointConfigName"]
+            endpoint.production_variants = endpoint._process_production_variants(config.production_variants)
+            endpoint.failure_reason = None
+        endpoint.endpoint_status = "InService"
+        return _answer(200, {"EndpointArn": endpoint.arn})

@@ -16,8 +16,10 @@ TEST_MAX_BODY = 400_000
 REGION = "us-east-1"
 
 
-def build_artifact(path: Path, image_shape: int = 256) -> str:
-    """Export an untrained, hybridized SSD (GluonCV ssd_512_mobilenet1.0_custom) as model.tar.gz."""
+def build_artifact(path: Path, image_shape: int = 256, classes: dict[int, str] | None = None) -> str:
+    """Export an untrained, hybridized SSD (GluonCV ssd_512_mobilenet1.0_custom) as model.tar.gz (new random
+    weights each time: two artifacts answer differently)."""
+    classes = classes or CLASSES
     import warnings
 
     import mxnet as mx
@@ -26,15 +28,15 @@ def build_artifact(path: Path, image_shape: int = 256) -> str:
 
     from include import model_artifact
 
-    hyper = {"num_classes": str(len(CLASSES)), "image_shape": str(image_shape), "base_network": "mobilenet1.0"}
+    hyper = {"num_classes": str(len(classes)), "image_shape": str(image_shape), "base_network": "mobilenet1.0"}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # MXNet's "cannot decide type" note on GluonCV's SymbolBlocks
-        net = model_zoo.get_model("ssd_512_mobilenet1.0_custom", classes=list(CLASSES.values()), pretrained_base=False)
+        net = model_zoo.get_model("ssd_512_mobilenet1.0_custom", classes=list(classes.values()), pretrained_base=False)
         net.initialize(mx.init.Normal(0.01))
         net.hybridize()
         net.set_nms(0.45)
         net(model_artifact.preprocess([np.zeros((image_shape, image_shape, 3), dtype=np.uint8)], image_shape))
-        return model_artifact.export_model(net, hyper, CLASSES, str(path))
+        return model_artifact.export_model(net, hyper, classes, str(path))
 
 
 @pytest.fixture(scope="session")

@@ -21,6 +21,7 @@ The machine's CPUs may be shared with other work: figures are wall-clock and noi
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import re
@@ -28,6 +29,7 @@ import shutil
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -79,25 +81,47 @@ def main() -> None:
             "DETECTION__LOCAL__ENDPOINT_STATE_DIR": str(Path(tmp) / "endpoints"),
             "DETECTION__EVALUATION__PROMOTION_THRESHOLD": "0",
             "DETECTION__RECORDIO__RESIZE": "null",
+            "DETECTION__TRACKING__LOCAL_DIR": str(Path(tmp) / "mlflow"),
         })  # fmt: skip
-        params = {"backend": "local", "dataset_source": str(data), "dataset_format": "voc", "epochs": args.epochs,
-                  "deploy": True, "keep_endpoint_minutes": 0, "quality_policy": "drop"}  # fmt: skip
-        print(f"BCCD ({len(list((data / 'JPEGImages').glob('*.jpg')))} images), {args.epochs} epochs, "
-              f"{os.cpu_count()} CPUs", flush=True)  # fmt: skip
-        first = _run("first", params, None)
-        again = [_run(f"again {i + 1}", params, first["wall"]) for i in range(args.repeat)]
-        ratios = [a["wall"] / first["wall"] for a in again]
-        same = all(a["model"] == first["model"] for a in again)
-        print(f"unchanged data: {statistics.median(ratios):.1%} of the first run's wall time (median; "
-              f"{min(ratios):.1%}-{max(ratios):.1%}), CPU {statistics.median(a['cpu'] for a in again):.1f} s "
-              f"vs {first['cpu']:.1f} s; the same model deployed: {same}")  # fmt: skip
-        hp = _run("epochs + 1", {**params, "epochs": args.epochs + 1}, first["wall"])
-        moved = _move_one_box(data)
-        box = _run(f"box in {moved}", params, first["wall"])
-        print(
-            f"new model after the hyperparameter change: {hp['model'] != first['model']}; "
-            f"after the box change: {box['model'] != first['model']}"
-        )
+        with _tracking_server():
+            _compare(data, args)
+
+
+@contextlib.contextmanager
+def _tracking_server() -> Iterator[None]:
+    """A local MLflow server of the bench's own (every run is tracked, as ``detection-pipeline run`` does)."""
+    from include.configs import load_config
+    from include.tracking import server
+
+    cfg = load_config()
+    folder = server.local_dir(cfg)
+    server.start(folder, server.artifact_root(cfg))
+    try:
+        yield
+    finally:
+        server.stop(folder)
+
+
+def _compare(data: Path, args: argparse.Namespace) -> None:
+    """The first run, runs on unchanged data, one with another epoch count and one with a box moved."""
+    params = {"backend": "local", "dataset_source": str(data), "dataset_format": "voc", "epochs": args.epochs,
+              "deploy": True, "keep_endpoint_minutes": 0, "quality_policy": "drop"}  # fmt: skip
+    print(f"BCCD ({len(list((data / 'JPEGImages').glob('*.jpg')))} images), {args.epochs} epochs, "
+          f"{os.cpu_count()} CPUs", flush=True)  # fmt: skip
+    first = _run("first", params, None)
+    again = [_run(f"again {i + 1}", params, first["wall"]) for i in range(args.repeat)]
+    ratios = [a["wall"] / first["wall"] for a in again]
+    same = all(a["model"] == first["model"] for a in again)
+    print(f"unchanged data: {statistics.median(ratios):.1%} of the first run's wall time (median; "
+          f"{min(ratios):.1%}-{max(ratios):.1%}), CPU {statistics.median(a['cpu'] for a in again):.1f} s "
+          f"vs {first['cpu']:.1f} s; the same model deployed: {same}")  # fmt: skip
+    hp = _run("epochs + 1", {**params, "epochs": args.epochs + 1}, first["wall"])
+    moved = _move_one_box(data)
+    box = _run(f"box in {moved}", params, first["wall"])
+    print(
+        f"new model after the hyperparameter change: {hp['model'] != first['model']}; "
+        f"after the box change: {box['model'] != first['model']}"
+    )
 
 
 if __name__ == "__main__":

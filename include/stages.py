@@ -620,8 +620,16 @@ def run_cost(ctx: RunContext) -> dict[str, Any]:
     uri = storage.join(ctx.layout.root, "cost.json")
     log.info("cost: $%.2f, %.0f billable s, %.1f CPU s on this machine (%s)", summary["usd"],
              summary["billable_seconds"], summary["cpu_seconds"], uri)  # fmt: skip
-    return {"usd": summary["usd"], "billable_seconds": summary["billable_seconds"],
-            "cpu_seconds": summary["cpu_seconds"], "uri": uri}  # fmt: skip
+    figures = {"usd": summary["usd"], "billable_seconds": summary["billable_seconds"],
+               "cpu_seconds": summary["cpu_seconds"]}  # fmt: skip
+    if ctx.tracking is not None:
+        from include.tracking.runs import Metric
+        from include.tracking.runs import log as log_tracking
+
+        with _recorded("the run's cost"):
+            metrics = [Metric(f"cost.{key}", value) for key, value in figures.items()]
+            log_tracking(ctx.tracking, ctx.tracking.run_id, metrics=metrics)
+    return {**figures, "uri": uri}
 
 
 def close_tracking(ctx: RunContext, failed: bool) -> dict[str, Any]:

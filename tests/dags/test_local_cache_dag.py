@@ -32,7 +32,7 @@ def _state_store(dr: Any) -> dict[tuple[str, str], dict[str, Any]]:
 
 
 def test_a_second_run_on_unchanged_data_reuses_every_expensive_step(
-    pipeline: Any, quick_runs: tuple[Path, Path]
+    pipeline: Any, quick_runs: tuple[Path, Path], tracking_uri: str
 ) -> None:
     _, endpoints = quick_runs
     conf = {"backend": "local", "dataset_source": "sample", "epochs": 1, "tune": False, "deploy": True,

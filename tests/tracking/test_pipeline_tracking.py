@@ -77,6 +77,16 @@ def test_runs_are_tracked_and_a_weaker_run_registers_without_taking_the_champion
     assert parent.data.tags["detection.backend"] == "local"
     assert parent.data.params["epochs"] == "3" and parent.data.params["dataset_format"] == "voc"
     assert parent.data.metrics["map"] == pytest.approx(strong["evaluation"]["map"])
+    # what the run cost, and the step cache: the second run reused the first one's RecordIO build (same data)
+    assert parent.data.metrics["cost.cpu_seconds"] > 0 and parent.data.metrics["cost.usd"] == 0
+    (weak_parent,) = mlflow_client.search_runs(
+        [experiment.experiment_id],
+        "tags.`detection.airflow_run_id` = 'bccd-1-epoch' and tags.`detection.step` = 'pipeline'",
+    )
+    assert parent.data.tags["detection.cache.recordio"] == "miss"
+    assert weak_parent.data.tags["detection.cache.recordio"] == "hit"
+    assert weak_parent.data.tags["detection.cache.recordio.source_run"] == "bccd-3-epochs"
+    assert weak_parent.data.tags["detection.cache.training"] == "miss"  # another epoch count
 
     # the data set: the gated table, its digest and counts per class and split
     (dataset_input,) = mlflow_client.get_run(parent.info.run_id).inputs.dataset_inputs

@@ -15,6 +15,8 @@ export AIRFLOW_HOME := $(CURDIR)/.airflow
 export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
 export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
+# local: LocalExecutor on SQLite; celery: PostgreSQL + Redis (Debian packages) + two Celery workers
+EXECUTOR ?= local
 
 .PHONY: help install run test airflow-up airflow-down lint bench clean browser
 
@@ -26,7 +28,7 @@ $(UV):
 	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
 $(VENV)/.installed: $(UV) pyproject.toml uv.lock
-	$(UV) sync --frozen --compile-bytecode --python $(PYTHON)
+	$(UV) sync --frozen --compile-bytecode --group distributed --python $(PYTHON)
 	@touch $@
 
 $(AIRFLOW_HOME)/airflow.db: $(VENV)/.installed
@@ -35,8 +37,8 @@ $(AIRFLOW_HOME)/airflow.db: $(VENV)/.installed
 
 install: $(VENV)/.installed $(AIRFLOW_HOME)/airflow.db ## Create .venv from uv.lock and an Airflow home (SQLite) in .airflow/
 
-run: install ## Run the whole pipeline through a real Airflow scheduler on the local backend
-	$(BIN)/detection-pipeline stack run
+run: install ## Run the whole pipeline through a real Airflow scheduler on the local backend (EXECUTOR=celery too)
+	$(BIN)/detection-pipeline stack run --executor $(EXECUTOR)
 
 test: install browser ## Run the test suite
 	$(BIN)/pytest
@@ -46,11 +48,11 @@ browser: ## Install headless Chromium for the browser tests (Debian packages; ne
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
 	  else echo "chromium not installed and not root: browser tests will be skipped"; fi; }
 
-airflow-up: install ## Start airflow standalone in the background (prints URL and admin password)
-	$(BIN)/detection-pipeline stack up
+airflow-up: install ## Start Airflow in the background (prints URL and password); EXECUTOR=celery for Celery
+	$(BIN)/detection-pipeline stack up --executor $(EXECUTOR)
 
-airflow-down: ## Stop the local Airflow stack
-	$(BIN)/detection-pipeline stack down
+airflow-down: ## Stop the local Airflow stack (EXECUTOR=celery: the Celery one)
+	$(BIN)/detection-pipeline stack down --executor $(EXECUTOR)
 
 lint: install ## ruff (including the Airflow 3 rules)
 	$(BIN)/ruff check .

@@ -18,7 +18,7 @@ export AIRFLOW__CORE__LOAD_EXAMPLES := False
 # local: LocalExecutor on SQLite; celery: PostgreSQL + Redis (Debian packages) + two Celery workers
 EXECUTOR ?= local
 
-.PHONY: help install run test airflow-up airflow-down lint bench clean browser
+.PHONY: help install run test airflow-up airflow-down lint bench clean browser image-push
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
@@ -60,6 +60,21 @@ lint: install ## ruff (including the Airflow 3 rules)
 
 bench: install ## Run the benchmarks in bench/
 	@for f in bench/bench_*.py; do m=$${f%.py}; echo "== $$m"; $(BIN)/python -m $${m//\//.} || exit 1; done
+
+# The project's image in ECR, for the RecordIO shards' SageMaker Processing jobs (sagemaker.shard_processing.image_uri)
+# and any Airflow deployment (compose, Helm). Needs Docker and the AWS CLI with push rights.
+AWS_REGION ?= us-east-1
+ECR_REPO ?= detection-pipeline
+TAG ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo latest)
+image-push: ## Build the image and push it to ECR: make image-push AWS_REGION=.. ECR_REPO=.. [TAG=..]
+	@account=$$(aws sts get-caller-identity --query Account --output text) || exit 1; \
+	registry=$$account.dkr.ecr.$(AWS_REGION).amazonaws.com; \
+	aws ecr describe-repositories --region $(AWS_REGION) --repository-names $(ECR_REPO) >/dev/null 2>&1 || \
+	  aws ecr create-repository --region $(AWS_REGION) --repository-name $(ECR_REPO) >/dev/null || exit 1; \
+	aws ecr get-login-password --region $(AWS_REGION) | docker login --username AWS --password-stdin $$registry && \
+	docker build -t $$registry/$(ECR_REPO):$(TAG) . && \
+	docker push $$registry/$(ECR_REPO):$(TAG) && \
+	echo "image_uri: $$registry/$(ECR_REPO):$(TAG)   (set DETECTION__SAGEMAKER__SHARD_PROCESSING__IMAGE_URI to it)"
 
 clean: ## Remove the virtual environment, Airflow home and run outputs
 	rm -rf $(VENV) $(TOOLS) .airflow data/runs

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable, Param, TriggerRule, dag, task
 from detection_airflow.deployment import DetectionEndpointOperator
 from detection_airflow.jobs import DetectionTrainingOperator, DetectionTuningOperator
+from detection_airflow.shards import DetectionShardOperator
 
 from include.project import task_queues
 
@@ -144,12 +145,6 @@ def object_detection_pipeline():
 
         return stage(_ctx(run))
 
-    @task(queue=QUEUES.cpu, map_index_template="{{ task.op_kwargs['spec']['shard'] }}")
-    def build_recordio_shard(spec: dict) -> dict:
-        from include.stages import build_recordio_shard as stage
-
-        return stage(spec)
-
     @task(queue=QUEUES.cpu)
     def merge_recordio(run: dict, shards: list[dict]) -> dict:
         from include.stages import merge_recordio as stage
@@ -239,8 +234,17 @@ def object_detection_pipeline():
     ingested = ingest(run)
     validated = validate(run, ingested)
     specs = plan_recordio(run, validated)
-    shards = build_recordio_shard.expand(spec=specs)
-    data = merge_recordio(run, shards)
+    # built in the task, or as a SageMaker Processing job each (sagemaker.shard_processing)
+    shards = DetectionShardOperator.partial(
+        task_id="build_recordio_shard",
+        queue=QUEUES.cpu,
+        backend=BACKEND,
+        request_builder=_shard_request,
+        deferrable=True,
+        check_interval=30,
+        map_index_template="{{ task.spec['shard'] }}",
+    ).expand(spec=specs)
+    data = merge_recordio(run, shards.output)
     choice = choose_training(run)
     data >> choice >> [train, tune]
     evaluation = evaluate(run)
@@ -279,6 +283,12 @@ def _tune_request(context, run_identity) -> dict:
     from include.stages import training_request
 
     return training_request(_run_context(context), run_identity, tune=True)
+
+
+def _shard_request(context, run_identity) -> dict | None:
+    from include.stages import shard_processing_request
+
+    return shard_processing_request(_run_context(context), run_identity, context["task"].spec)
 
 
 def _deploy_request(context, run_identity) -> dict:

@@ -80,9 +80,13 @@ class _JobOperatorMixin(DetectionOperatorMixin):
         super().__init__(**kwargs)
         self.wait_margin = wait_margin
 
+    def name_kind(self) -> str:
+        """The kind in this task's job names (:func:`include.sagemaker.naming.job_name`)."""
+        return self.job.name_kind
+
     def build_request(self, context: Context) -> dict[str, Any]:
         request = super().build_request(context)
-        request.setdefault(self.job.name_key, run_identity(context).name(self.job.name_kind))
+        request.setdefault(self.job.name_key, run_identity(context).name(self.name_kind()))
         return request
 
     def _job_exists(self, name: str) -> bool:
@@ -101,7 +105,7 @@ class _JobOperatorMixin(DetectionOperatorMixin):
         name, attempt = proposed, 0
         while self._job_exists(name):
             attempt += 1
-            name = run.name(self.job.name_kind, attempt)
+            name = run.name(self.name_kind(), attempt)
             self.log.warning("a %s job named %s exists already; using %s", self.job.stop_kind, proposed, name)  # type: ignore[attr-defined]
         return name
 

@@ -1,6 +1,6 @@
 """Regenerate the docs' screenshots of the Airflow UI from a real run.
 
-Starts its own ``airflow standalone`` (a home under /tmp, a free port, the quick sample run),
+Starts its own local Airflow stack (a home under /tmp, a free port, the quick sample run),
 then in headless Chromium signs in, opens ``object_detection_pipeline``, fills its trigger form
 (epochs 1) and captures it, triggers, waits for the run to succeed, and captures the DAG's graph
 (top to bottom, every task). Stops the stack and removes its home at the end.

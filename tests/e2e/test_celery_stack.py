@@ -20,8 +20,10 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
+import psutil
 import psycopg2
 import pytest
 
@@ -62,6 +64,9 @@ def celery_stack(request: pytest.FixtureRequest) -> Iterator[dict]:
         yield {**details, "runs": runs, "endpoints": endpoints}
     finally:
         local_stack.stop(home)
+        started = [*details["components"].values(), *details["services"].values()] if "details" in locals() else []
+        left = [pid for pid in started if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"]
+        assert not left, f"still running after stop: {left}"
         if request.session.testsfailed:  # keep the logs and task logs (the servers are stopped)
             print(f"\nthe Celery stack's home, logs and runs are kept in {root}", file=sys.stderr)
         else:
@@ -112,6 +117,7 @@ def test_pipeline_runs_on_both_workers_and_a_killed_worker_s_shard_is_retried(ce
     client.wait_for_dag(PIPELINE_DAG_ID)
     run_id = client.trigger(PIPELINE_DAG_ID, {"epochs": 1, "dataset_source": "sample", "tune": False})
     killed_shard = _kill_worker_while_it_writes_a_shard(celery_stack, run_id)
+    killed_at = datetime.now(UTC)
     run = client.wait_for_run(PIPELINE_DAG_ID, run_id, timeout_s=1200, poll_s=5)
     states = client.task_states(PIPELINE_DAG_ID, run_id)
     assert run["state"] == "success", states
@@ -139,6 +145,13 @@ def test_pipeline_runs_on_both_workers_and_a_killed_worker_s_shard_is_retried(ce
         "AND task_id = 'build_recordio_shard' AND map_index = %s", PIPELINE_DAG_ID, run_id, killed_shard,
     )  # fmt: skip
     assert current[0] == 2 and current[1].endswith(f":{SURVIVOR}")
+    ((failed_at, retried_at),) = _query(
+        db, "SELECT h.end_date, t.start_date FROM task_instance_history h JOIN task_instance t USING (dag_id, run_id, "
+        "task_id, map_index) WHERE h.dag_id = %s AND h.run_id = %s AND h.task_id = 'build_recordio_shard' "
+        "AND h.map_index = %s", PIPELINE_DAG_ID, run_id, killed_shard,
+    )  # fmt: skip
+    print(f"\nkilled {KILLED}; its try failed {(failed_at - killed_at).total_seconds():.1f} s later, "
+          f"the retry started on {SURVIVOR} {(retried_at - killed_at).total_seconds():.1f} s after the kill")
 
     # the merged channels: nothing half-written left, the same bytes as a one-process build
     run_root = celery_stack["runs"] / PIPELINE_DAG_ID / safe_id(run_id)

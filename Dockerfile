@@ -3,7 +3,7 @@
 FROM python:3.11-slim-bookworm
 
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libgomp1 libquadmath0 curl \
+ && apt-get install -y --no-install-recommends libgomp1 libquadmath0 curl procps \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --uid 50000 --gid 0 --create-home --home-dir /home/airflow airflow
 
@@ -19,13 +19,13 @@ ENV UV_PROJECT_ENVIRONMENT=/opt/venv \
 WORKDIR /opt/airflow
 # Dependencies first (cached layer): exactly the lock, no dev tools, plus the PostgreSQL driver.
 COPY pyproject.toml uv.lock README.md ./
-RUN uv sync --frozen --no-dev --group postgres --no-install-project
+RUN uv sync --frozen --no-dev --group distributed --no-install-project
 
 # The project itself; dags/, plugins/ and include/ are also mounted by docker-compose.yaml.
 COPY include ./include
 COPY dags ./dags
 COPY plugins ./plugins
-RUN uv sync --frozen --no-dev --group postgres \
+RUN uv sync --frozen --no-dev --group distributed \
  && mkdir -p /opt/airflow/logs /opt/airflow/data \
  && chown -R 50000:0 /opt/airflow
 

@@ -11,6 +11,8 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import Param, dag, task
 
+from include.project import task_queues
+
 
 @dag(
     dag_id="endpoint_sweeper",
@@ -27,7 +29,7 @@ from airflow.sdk import Param, dag, task
     },
 )
 def endpoint_sweeper():
-    @task
+    @task(queue=task_queues().training)  # the worker that runs the pipeline's local endpoints
     def sweep(**context) -> dict:
         """Stop expired local endpoints and delete expired SageMaker endpoints."""
         from include.configs import load_config

@@ -24,6 +24,9 @@ from detection_airflow.approval import DECISION_KEY, PromotionApprovalOperator
 from detection_airflow.context import run_context
 from detection_airflow.deployment import DetectionEndpointOperator
 from detection_airflow.jobs import DetectionTrainingOperator, DetectionTuningOperator
+from detection_airflow.shards import DetectionShardOperator
+
+from include.project import task_queues
 
 DAG_ID = "object_detection_pipeline"
 #: The backend is decided per run by ``resolve_config`` (param, else configuration).
@@ -31,6 +34,10 @@ BACKEND = "{{ ti.xcom_pull(task_ids='resolve_config')['config']['backend'] }}"
 
 #: A new labelled data set or Ground Truth manifest landing; its event's ``extra`` may name
 #: ``dataset_source`` and ``dataset_format`` for the run.
+#: Celery queues (``DETECTION_QUEUE_CPU`` / ``DETECTION_QUEUE_TRAINING``): data work on ``cpu``, training and
+#: the local endpoint's life on ``training``, the rest on Airflow's default queue.
+QUEUES = task_queues()
+
 LABELLED_DATASET = Asset(name="labelled_dataset", uri="detection://labelled-dataset")
 
 _cron = os.environ.get("DETECTION_SCHEDULE_CRON")
@@ -151,32 +158,26 @@ def object_detection_pipeline():
         ctx = resolve(params, context["dag"].dag_id, context["run_id"], airflow_url=_airflow_url(context))
         return ctx.as_dict()
 
-    @task
+    @task(queue=QUEUES.cpu)
     def ingest(run: dict) -> dict:
         from include.stages import ingest as stage
 
         return stage(_ctx(run))
 
-    @task
+    @task(queue=QUEUES.cpu)
     def validate(run: dict, ingested: dict) -> dict:
         """The bounding-box quality gate; its checks and the data set are tracked (links: MLflow run, quality.html)."""
         from include.stages import validate as stage
 
         return stage(_ctx(run))
 
-    @task
+    @task(queue=QUEUES.cpu)
     def plan_recordio(run: dict, validated: dict) -> list[dict]:
         from include.stages import plan_recordio as stage
 
         return stage(_ctx(run))
 
-    @task(map_index_template="{{ task.op_kwargs['spec']['shard'] }}")
-    def build_recordio_shard(spec: dict) -> dict:
-        from include.stages import build_recordio_shard as stage
-
-        return stage(spec)
-
-    @task
+    @task(queue=QUEUES.cpu)
     def merge_recordio(run: dict, shards: list[dict]) -> dict:
         from include.stages import merge_recordio as stage
 
@@ -189,6 +190,7 @@ def object_detection_pipeline():
 
     train = DetectionTrainingOperator(
         task_id="train",
+        queue=QUEUES.training,
         backend=BACKEND,
         request_builder=_train_request,
         cache_builder=_train_cache,
@@ -198,6 +200,7 @@ def object_detection_pipeline():
     )
     tune = DetectionTuningOperator(
         task_id="tune",
+        queue=QUEUES.training,
         backend=BACKEND,
         request_builder=_tune_request,
         cache_builder=_tune_cache,
@@ -206,7 +209,7 @@ def object_detection_pipeline():
         check_interval=60,
     )
 
-    @task(trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
+    @task(queue=QUEUES.cpu, trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
     def evaluate(run: dict, **context) -> dict:
         """mAP, per-class AP, COCO mAP, charts, sample detections and report.html."""
         from include.stages import evaluate as stage
@@ -216,7 +219,7 @@ def object_detection_pipeline():
         return result
 
     @task.run_if(lambda context: run_context(context).config.export.enabled, skip_message="export is off")
-    @task
+    @task(queue=QUEUES.cpu)
     def export(run: dict, evaluation: dict) -> dict:
         """ONNX (parity with MXNet proven on held-out images) and/or Neo, as export.formats asks."""
         from include.stages import export as stage
@@ -239,6 +242,7 @@ def object_detection_pipeline():
 
     deploy = DetectionEndpointOperator(
         task_id="deploy",
+        queue=QUEUES.training,
         backend=BACKEND,
         request_builder=_deploy_request,
         result_handler=_track_deployment,
@@ -246,14 +250,14 @@ def object_detection_pipeline():
         check_interval=30,
     )
 
-    @task(retries=2)
+    @task(queue=QUEUES.training, retries=2)
     def smoke_test(run: dict, deployed: dict) -> dict:
         """Send validation images to the endpoint; check the response schema and that boxes come back."""
         from include.stages import smoke_test as stage
 
         return stage(_ctx(run), deployed)
 
-    @task(trigger_rule=TriggerRule.ALL_DONE_SETUP_SUCCESS)
+    @task(queue=QUEUES.training, trigger_rule=TriggerRule.ALL_DONE_SETUP_SUCCESS)
     def teardown(run: dict, **context) -> dict:
         """Remove the run's endpoint, config and model, stop its jobs; keep or delete more as asked."""
         from include.stages import teardown as stage
@@ -278,8 +282,17 @@ def object_detection_pipeline():
     ingested = ingest(run)
     validated = validate(run, ingested)
     specs = plan_recordio(run, validated)
-    shards = build_recordio_shard.expand(spec=specs)
-    data = merge_recordio(run, shards)
+    # built in the task, or as a SageMaker Processing job each (sagemaker.shard_processing)
+    shards = DetectionShardOperator.partial(
+        task_id="build_recordio_shard",
+        queue=QUEUES.cpu,
+        backend=BACKEND,
+        request_builder=_shard_request,
+        deferrable=True,
+        check_interval=30,
+        map_index_template="{{ task.spec['shard'] }}",
+    ).expand(spec=specs)
+    data = merge_recordio(run, shards.output)
     choice = choose_training(run)
     data >> choice >> [train, tune]
     evaluation = evaluate(run)
@@ -334,6 +347,12 @@ def _tune_cache(context):
     from include.stages import job_cache
 
     return job_cache(run_context(context), tune=True)
+
+
+def _shard_request(context, run_identity) -> dict | None:
+    from include.stages import shard_processing_request
+
+    return shard_processing_request(run_context(context), run_identity, context["task"].spec)
 
 
 def _deploy_request(context, run_identity) -> dict:

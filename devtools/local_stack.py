@@ -1,13 +1,25 @@
-"""The local Airflow stack without Docker: ``airflow standalone`` on this project's folders, and beside it
-the local MLflow tracking server.
+"""The local Airflow stack without Docker: Airflow's components on this project's folders, on loopback.
 
-Airflow's home is ``.airflow/`` inside the project (SQLite metadata DB, logs, the generated
-admin password). :func:`start` launches standalone in its own process group, and the tracking
-server (:mod:`include.tracking.server`, ``tracking.local_dir``) unless ``DETECTION__TRACKING__URI``
-names another one or it runs already, and waits until both answer; every Airflow process gets the
-server's URL as ``DETECTION__TRACKING__URI``. :func:`stop` ends the whole group and the tracking
-server it started. :class:`AirflowClient` talks to the REST API the way the UI does (token login,
-trigger with a conf, poll the run).
+Two executors. ``local``: the LocalExecutor on a SQLite metadata DB in ``.airflow/`` (what
+``airflow standalone`` runs). ``celery``: the CeleryExecutor with a PostgreSQL metadata DB and a
+Redis broker (:mod:`devtools.services`, data in ``.airflow/celery/``) and two Celery workers.
+:func:`start` migrates the DB, launches the API server, scheduler, DAG processor and triggerer
+(and the workers), each in its own process group with its own log under ``<home>/stack-logs/``,
+and waits until the API reports every component healthy; :func:`stop` ends them all and the
+servers. :class:`AirflowClient` talks to the REST API the way the UI does (token login, trigger
+with a conf, poll the run).
+
+The components are started one by one rather than through ``airflow standalone`` so that each
+gets its own flags: the workers' queues, names and environment, and ``--skip-serve-logs``.
+Airflow 3.3's task log server (``airflow.utils.serve_logs``), which the scheduler, triggerer and
+Celery workers start unless told not to, binds every interface (its host is hard-coded ``""``, no
+setting changes it); the stack runs that same app once itself, bound to 127.0.0.1
+(:func:`_log_server`), on the port ``[logging] worker_log_server_port`` and
+``trigger_log_server_port`` name for every component. Every server the stack starts listens on
+loopback only: the API server, the log server, PostgreSQL and Redis, and the local MLflow
+tracking server (:mod:`include.tracking.server`, ``tracking.local_dir``), which :func:`start` also
+launches unless ``DETECTION__TRACKING__URI`` names another one or it runs already; every component
+gets its URL as ``DETECTION__TRACKING__URI``, and :func:`stop` stops the one it started.
 """
 
 from __future__ import annotations
@@ -21,39 +33,59 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from include.project import PROJECT_ROOT
+from devtools import services
+from include.project import PROJECT_ROOT, task_queues
 
 TERMINAL_STATES = ("success", "failed")
+EXECUTORS = ("local", "celery")
 #: The SQLite stack can answer a write with 500 "Database error" when the database stays locked
 #: for sqlite3's 5 s: the API server writes its audit log from an ``async`` dependency through a
 #: sync session, so a wait for the lock stalls its event loop, and with it a request of its own
 #: that holds the lock. A longer lock wait only stretches that stall (a 60 s one timed a trigger
 #: out), so the wait stays Airflow's and the client retries: a failed transaction wrote nothing.
 DB_ERROR = "Database error"
+#: The Celery workers' pool. Celery's default ``prefork`` runs a task in a daemonic child, which may
+#: not start the RecordIO build's process pool; ``threads`` breaks the task supervisor's signal
+#: handling. ``solo`` runs one task at a time in the worker process: scale with more workers.
+CELERY_POOL = "solo"
+
+
+@dataclass(frozen=True)
+class Worker:
+    """One Celery worker of the local stack: its name (also its task instances' hostname suffix) and queues."""
+
+    name: str
+    queues: tuple[str, ...]
+
+
+def celery_workers() -> tuple[Worker, ...]:
+    """``worker-1`` serves data work and the default queue; ``worker-2`` those and the training queue."""
+    q = task_queues()
+    return Worker("worker-1", (q.cpu, q.default)), Worker("worker-2", (q.training, q.cpu, q.default))
 
 
 @dataclass(frozen=True)
 class StackPaths:
-    """Files of one local stack (home folder, PID file, log, password file)."""
+    """Files of one local stack: its home, state (what runs, on which ports), logs and password file."""
 
     home: Path
 
     @property
-    def pid_file(self) -> Path:
-        return self.home / "standalone.pid"
+    def state_file(self) -> Path:
+        return self.home / "stack.json"
 
     @property
-    def log_file(self) -> Path:
-        return self.home / "standalone.log"
+    def logs(self) -> Path:
+        return self.home / "stack-logs"
 
-    @property
-    def port_file(self) -> Path:
-        return self.home / "standalone.port"
+    def log(self, component: str) -> Path:
+        return self.logs / f"{component}.log"
 
     @property
     def password_file(self) -> Path:
@@ -65,12 +97,14 @@ class StackPaths:
         return self.home / "tracking.json"
 
 
-def default_home() -> Path:
-    return Path(os.environ.get("DETECTION_AIRFLOW_HOME", PROJECT_ROOT / ".airflow"))
+def default_home(executor: str = "local") -> Path:
+    """``DETECTION_AIRFLOW_HOME``, else ``.airflow`` (local) or ``.airflow/celery`` (celery)."""
+    base = Path(os.environ.get("DETECTION_AIRFLOW_HOME", PROJECT_ROOT / ".airflow"))
+    return base / "celery" if executor == "celery" else base
 
 
-def airflow_env(home: Path, port: int, extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment for every Airflow process of the stack."""
+def airflow_env(home: Path, port: int, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment for every Airflow process of the stack (LocalExecutor unless ``extra`` says otherwise)."""
     env = dict(os.environ)
     env.update(
         {
@@ -79,6 +113,9 @@ def airflow_env(home: Path, port: int, extra: dict[str, str] | None = None) -> d
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__AUTH_MANAGER": (
+                "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
+            ),
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
             "AIRFLOW__API__HOST": "127.0.0.1",
@@ -87,13 +124,33 @@ def airflow_env(home: Path, port: int, extra: dict[str, str] | None = None) -> d
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
             "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+            # a task's calls to the API server: 5 s by default, which a shared 2-CPU machine exceeds at start-up
+            "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "30",
             "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH", "")])),
-            # standalone starts its components as `airflow ...` from PATH: use this environment's.
             "PATH": os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
         }
     )
     env.update(extra or {})
     return env
+
+
+def celery_env(postgres: services.Postgres, redis: services.Redis) -> dict[str, str]:
+    """What turns :func:`airflow_env` into the Celery stack's: executor, metadata DB, broker, result backend, pool."""
+    return {
+        "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": postgres.url,
+        "AIRFLOW__CELERY__BROKER_URL": redis.url,
+        "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{postgres.url}",
+        "AIRFLOW__CELERY__POOL": CELERY_POOL,
+    }
+
+
+def worker_env(worker: Worker) -> dict[str, str]:
+    """A worker's own environment: its name, which its task instances record as their hostname."""
+    return {
+        "DETECTION_WORKER_NAME": worker.name,
+        "AIRFLOW__CORE__HOSTNAME_CALLABLE": "devtools.worker_identity.hostname",
+    }
 
 
 def quick_run_env(runs: Path, endpoints: Path, tracking: Path | None = None) -> dict[str, str]:
@@ -125,68 +182,153 @@ def free_port(preferred: int = 8080) -> int:
     raise RuntimeError("no free port on 127.0.0.1")
 
 
-def _alive(pid: int) -> bool:
+def read_state(home: Path | None = None) -> dict[str, Any] | None:
+    """The state of the stack of ``home`` (executor, ports, PIDs) while one of its components runs, else None."""
+    paths = StackPaths(home or default_home())
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def running_pid(paths: StackPaths) -> int | None:
-    """PID of the running standalone of this home, or None."""
-    try:
-        pid = int(paths.pid_file.read_text().strip())
+        state = json.loads(paths.state_file.read_text())
     except (FileNotFoundError, ValueError):
         return None
-    return pid if _alive(pid) else None
+    return state if any(_group_alive(pid) for pid in state["components"].values()) else None
+
+
+def _write_state(paths: StackPaths, state: dict[str, Any]) -> None:
+    tmp = paths.state_file.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, indent=2))
+    os.replace(tmp, paths.state_file)
+
+
+def _launch(paths: StackPaths, name: str, args: list[str], env: Mapping[str, str]) -> int:
+    """Start one component in its own process group, its output in its log; its PID."""
+    paths.logs.mkdir(parents=True, exist_ok=True)
+    with paths.log(name).open("ab") as log:
+        proc = subprocess.Popen(
+            args, cwd=PROJECT_ROOT, env=dict(env), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    return proc.pid
+
+
+def _airflow(*args: str) -> list[str]:
+    return [str(Path(sys.executable).with_name("airflow")), *args]
+
+
+def _log_server(port: int) -> list[str]:
+    """Airflow's task log server app (what ``serve_logs`` runs) under uvicorn on 127.0.0.1:``port``."""
+    return [sys.executable, "-m", "uvicorn", "airflow.utils.serve_logs.log_server:get_app", "--factory",
+            "--host", "127.0.0.1", "--port", str(port), "--no-access-log"]  # fmt: skip
+
+
+def _components(executor: str, log_port: int) -> dict[str, list[str]]:
+    """Component name -> command line (every server that would serve logs on all interfaces is told not to)."""
+    commands = {
+        "log-server": _log_server(log_port),
+        "api-server": _airflow("api-server"),
+        "scheduler": _airflow("scheduler", "--skip-serve-logs"),
+        "dag-processor": _airflow("dag-processor"),
+        "triggerer": _airflow("triggerer", "--skip-serve-logs"),
+    }
+    if executor == "celery":
+        for worker in celery_workers():
+            commands[worker.name] = _airflow(
+                "celery", "worker", "--queues", ",".join(worker.queues), "--concurrency", "1",
+                "--celery-hostname", f"{worker.name}@%h", "--skip-serve-logs",
+            )  # fmt: skip
+    return commands
 
 
 def start(
-    home: Path | None = None, port: int | None = None, timeout_s: float = 300, extra_env: dict[str, str] | None = None
+    home: Path | None = None,
+    port: int | None = None,
+    timeout_s: float = 300,
+    extra_env: Mapping[str, str] | None = None,
+    executor: str = "local",
+    worker_extra_env: Mapping[str, Mapping[str, str]] | None = None,
 ) -> dict[str, Any]:
-    """Start ``airflow standalone`` in the background and wait until its API is healthy.
+    """Start the stack in the background and wait until every component is healthy.
 
-    Returns ``{"url", "username", "password", "pid", "home", "log"}``. Starting twice is a
-    no-op that returns the running stack's details.
+    ``worker_extra_env``: more environment for single Celery workers, by name. Returns
+    ``{"url", "username", "password", "home", "executor", "components", "log_server", "logs"}`` (celery:
+    also ``"database_url"``, ``"broker_url"``, ``"workers"``, ``"services"``: the servers' PIDs).
+    Starting a running stack returns its details.
     """
-    paths = StackPaths(home or default_home())
+    if executor not in EXECUTORS:
+        raise ValueError(f"executor must be one of {', '.join(EXECUTORS)} (got {executor!r})")
+    paths = StackPaths(home or default_home(executor))
     paths.home.mkdir(parents=True, exist_ok=True)
-    if (pid := running_pid(paths)) is not None:
-        port = int(paths.port_file.read_text())
-        return _details(paths, pid, port)
+    if (state := read_state(paths.home)) is not None:
+        return _details(paths, state)
     port = port or free_port(int(os.environ.get("AIRFLOW_PORT", "8080")))
-    env = airflow_env(paths.home, port, extra_env)
-    tracking = _tracking_plan(env)
-    env["DETECTION__TRACKING__URI"] = tracking["url"]
-    paths.tracking_file.write_text(json.dumps(tracking))
-    airflow = str(Path(sys.executable).with_name("airflow"))
-    log = paths.log_file.open("ab")
-    proc = subprocess.Popen(
-        [airflow, "standalone"], cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    paths.pid_file.write_text(str(proc.pid))
-    paths.port_file.write_text(str(port))
-    deadline = time.monotonic() + timeout_s
-    url = f"http://127.0.0.1:{port}"
+    log_port = free_port(0)
+    state: dict[str, Any] = {"executor": executor, "port": port, "log_port": log_port, "components": {}, "services": {}}
+    extra = {
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(log_port),
+        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(log_port),
+        **(extra_env or {}),
+    }
     try:
-        if tracking["started"]:  # while Airflow starts (it takes longer)
+        if executor == "celery":
+            services.ensure_packages()
+            postgres = services.Postgres.prepare(paths.home, free_port(0))
+            redis = services.Redis(paths.home / "redis", free_port(0))
+            state["services"] = {
+                "postgres": {"folder": str(postgres.folder), "port": postgres.port},
+                "redis": {"folder": str(redis.folder), "port": redis.port},
+            }
+            _write_state(paths, state)
+            postgres.start()
+            redis.start()
+            extra = {**celery_env(postgres, redis), **extra}
+        env = airflow_env(paths.home, port, extra)
+        tracking = _tracking_plan(env)
+        env["DETECTION__TRACKING__URI"] = tracking["url"]
+        paths.tracking_file.write_text(json.dumps(tracking))
+        if tracking["started"]:
             from include.tracking import server
 
             server.start(Path(tracking["folder"]), tracking["artifacts"], port=tracking["port"], timeout_s=timeout_s)
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"airflow standalone exited with {proc.returncode}; see {paths.log_file}")
-            if _healthy(url) and paths.password_file.exists():
-                return _details(paths, proc.pid, port)
-            time.sleep(2)
+        _migrate(paths, env)
+        for name, command in _components(executor, log_port).items():
+            own = {**worker_env(Worker(name, ())), **(worker_extra_env or {}).get(name, {})} if "worker" in name else {}
+            state["components"][name] = _launch(paths, name, command, {**env, **own})
+            _write_state(paths, state)
+        _wait_until_ready(paths, state, timeout_s)
     except BaseException:
         stop(paths.home)
         raise
-    stop(paths.home)
-    raise TimeoutError(f"airflow standalone did not become healthy in {timeout_s:.0f} s; see {paths.log_file}")
+    return _details(paths, state)
+
+
+def _migrate(paths: StackPaths, env: Mapping[str, str]) -> None:
+    """``airflow db migrate`` (also writes ``airflow.cfg`` with the secrets every component then shares)."""
+    paths.logs.mkdir(parents=True, exist_ok=True)
+    with paths.log("db-migrate").open("ab") as log:
+        done = subprocess.run(
+            _airflow("db", "migrate"), cwd=PROJECT_ROOT, env=dict(env), stdout=log, stderr=subprocess.STDOUT
+        )
+    if done.returncode != 0:
+        raise RuntimeError(f"airflow db migrate exited with {done.returncode}; see {paths.log('db-migrate')}")
+
+
+def _wait_until_ready(paths: StackPaths, state: dict[str, Any], timeout_s: float) -> None:
+    url = f"http://127.0.0.1:{state['port']}"
+    workers = [name for name in state["components"] if "worker" in name]
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for name, pid in state["components"].items():
+            if not services.alive(pid):
+                raise RuntimeError(f"{name} exited; see {paths.log(name)}")
+        if _healthy(url) and paths.password_file.exists() and all(_worker_ready(paths, w) for w in workers):
+            return
+        time.sleep(1)
+    raise TimeoutError(f"the Airflow stack was not healthy in {timeout_s:.0f} s; see {paths.logs}")
+
+
+def _worker_ready(paths: StackPaths, name: str) -> bool:
+    """Celery logs ``<name>@<host> ready.`` once the worker consumes its queues."""
+    try:
+        return f"{name}@" in (text := paths.log(name).read_text(errors="replace")) and " ready." in text
+    except FileNotFoundError:
+        return False
 
 
 def _tracking_plan(env: dict[str, str]) -> dict[str, Any]:
@@ -213,46 +355,69 @@ def _healthy(url: str) -> bool:
             body = json.load(resp)
     except (OSError, ValueError):
         return False
-    return body.get("metadatabase", {}).get("status") == "healthy" and (
-        body.get("scheduler", {}).get("status") == "healthy"
-    )
+    parts = ("metadatabase", "scheduler", "triggerer", "dag_processor")
+    return all(body.get(part, {}).get("status") == "healthy" for part in parts)
 
 
-def _details(paths: StackPaths, pid: int, port: int) -> dict[str, Any]:
+def _details(paths: StackPaths, state: dict[str, Any]) -> dict[str, Any]:
     passwords = json.loads(paths.password_file.read_text()) if paths.password_file.exists() else {}
     tracking = json.loads(paths.tracking_file.read_text()) if paths.tracking_file.exists() else {}
-    return {
-        "url": f"http://127.0.0.1:{port}",
+    details = {
+        "url": f"http://127.0.0.1:{state['port']}",
         "username": "admin",
         "password": passwords.get("admin"),
-        "pid": pid,
         "home": str(paths.home),
-        "log": str(paths.log_file),
+        "log": str(paths.log("scheduler")),  # the scheduler's: wait_until_parked reads it
         "tracking_uri": tracking.get("url"),
+        "executor": state["executor"],
+        "components": dict(state["components"]),
+        "log_server": f"http://127.0.0.1:{state['log_port']}",
+        "logs": str(paths.logs),
     }
+    if state["executor"] == "celery":
+        pg, redis = state["services"]["postgres"], state["services"]["redis"]
+        details["database_url"] = services.Postgres(Path(pg["folder"]), pg["port"]).url
+        details["broker_url"] = services.Redis(Path(redis["folder"]), redis["port"]).url
+        details["workers"] = {w.name: list(w.queues) for w in celery_workers()}
+        details["services"] = {
+            "postgres": services.Postgres(Path(pg["folder"]), pg["port"]).pid(),
+            "redis": services.Redis(Path(redis["folder"]), redis["port"]).pid(),
+        }
+    return details
 
 
 def stop(home: Path | None = None, grace_s: float = 30) -> bool:
-    """Stop the standalone process group (SIGTERM, then SIGKILL after ``grace_s``) and the tracking server the
-    stack started. True if Airflow ran."""
+    """Stop every component's process group (SIGTERM, SIGKILL after ``grace_s``), then the servers and the
+    tracking server the stack started.
+
+    True if anything ran. Celery workers shut down warm: a running task gets ``grace_s`` to finish.
+    """
     paths = StackPaths(home or default_home())
     _stop_tracking(paths)
-    pid = running_pid(paths)
-    if pid is None:
-        paths.pid_file.unlink(missing_ok=True)
+    try:
+        state = json.loads(paths.state_file.read_text())
+    except (FileNotFoundError, ValueError):
         return False
+    groups = [pid for pid in state["components"].values() if _group_alive(pid)]
     for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(pid, sig)
-        except ProcessLookupError:
-            break
+        for pid in groups:
+            try:
+                os.killpg(pid, sig)
+            except ProcessLookupError:
+                pass
         deadline = time.monotonic() + wait
-        while time.monotonic() < deadline and _group_alive(pid):
+        while time.monotonic() < deadline and any(_group_alive(pid) for pid in groups):
             time.sleep(0.5)
-        if not _group_alive(pid):
+        groups = [pid for pid in groups if _group_alive(pid)]
+        if not groups:
             break
-    paths.pid_file.unlink(missing_ok=True)
-    return True
+    ran = bool(state["components"])
+    if pg := state["services"].get("postgres"):
+        ran = services.Postgres(Path(pg["folder"]), pg["port"]).stop() or ran
+    if redis := state["services"].get("redis"):
+        ran = services.Redis(Path(redis["folder"]), redis["port"]).stop() or ran
+    paths.state_file.unlink(missing_ok=True)
+    return ran
 
 
 def _stop_tracking(paths: StackPaths) -> None:
@@ -268,6 +433,11 @@ def _stop_tracking(paths: StackPaths) -> None:
 
 
 def _group_alive(pgid: int) -> bool:
+    """Whether any process of the group runs (the leader is reaped first when it is this process's child)."""
+    try:
+        os.waitpid(pgid, os.WNOHANG)
+    except ChildProcessError:  # not our child (started by an earlier `stack up`), or reaped already
+        pass
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:

@@ -1,10 +1,12 @@
 """``detection-pipeline stack up|down|run``: the local Airflow stack from the command line.
 
-``up`` starts ``airflow standalone`` on this project (``make airflow-up``), ``down`` stops it
-(``make airflow-down``), ``run`` starts it, triggers the pipeline DAG through the REST API exactly
-as the UI's trigger button does, follows the run task by task, prints where ``report.html`` is
-and stops the stack again (``make run``). Run as ``python -m devtools.stack`` (the CLI's ``stack``
-command does that in a source checkout).
+``up`` starts Airflow on this project (``make airflow-up``), ``down`` stops it (``make
+airflow-down``), ``run`` starts it, triggers the pipeline DAG through the REST API exactly as the
+UI's trigger button does, follows the run task by task, prints where ``report.html`` is and stops
+the stack again (``make run``). ``--executor local`` (the default) runs the LocalExecutor on SQLite
+in ``.airflow/``; ``--executor celery`` the CeleryExecutor with PostgreSQL, Redis and two workers in
+``.airflow/celery/`` (:mod:`devtools.local_stack`). Run as ``python -m devtools.stack`` (the CLI's
+``stack`` command does that in a source checkout).
 """
 
 from __future__ import annotations
@@ -24,9 +26,12 @@ from include.project import PIPELINE_DAG_ID
 SHOWN_STATES = ("running", "success", "failed", "skipped", "deferred")
 
 
-def run_dag_on_local_stack(conf: dict[str, Any] | None = None, keep_running: bool = False) -> dict[str, Any]:
-    """Start airflow standalone, trigger the pipeline DAG as the UI does, wait, report, stop."""
-    details = local_stack.start()
+def run_dag_on_local_stack(
+    conf: dict[str, Any] | None = None, keep_running: bool = False, executor: str = "local"
+) -> dict[str, Any]:
+    """Start the stack, trigger the pipeline DAG as the UI does, wait, report, stop."""
+    home = local_stack.default_home(executor)
+    details = local_stack.start(home, executor=executor)
     print(f"Airflow UI: {details['url']}  user admin  password {details['password']}", file=sys.stderr)
     print(f"MLflow UI: {details['tracking_uri']}", file=sys.stderr)
     try:
@@ -55,7 +60,7 @@ def run_dag_on_local_stack(conf: dict[str, Any] | None = None, keep_running: boo
         return result
     finally:
         if not keep_running:
-            local_stack.stop()
+            local_stack.stop(home)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,27 +68,34 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("action", choices=["up", "down", "run"], help="run: start it, trigger the DAG, wait, stop")
     parser.add_argument("--conf", action="append", metavar="PARAM=VALUE", help="DAG param for 'run' (repeatable)")
     parser.add_argument("--keep-running", action="store_true", help="leave the stack up after 'run'")
+    parser.add_argument(
+        "--executor", choices=local_stack.EXECUTORS, default="local",
+        help="local: LocalExecutor on SQLite; celery: PostgreSQL, Redis and two Celery workers (default: local)",
+    )  # fmt: skip
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        home = local_stack.default_home(args.executor)
+        down = "make airflow-down" + (" EXECUTOR=celery" if args.executor == "celery" else "")
         if args.action == "up":
-            result: Any = local_stack.start()
+            result: Any = local_stack.start(home, executor=args.executor)
             print(
-                f"Airflow is up at {result['url']}  user: {result['username']}  password: {result['password']}\n"
-                f"MLflow UI: {result['tracking_uri']}\n"
-                f"Stop both with: make airflow-down   (log: {result['log']})",
+                f"Airflow ({args.executor} executor) is up at {result['url']}  user: {result['username']}  "
+                f"password: {result['password']}\nMLflow UI: {result['tracking_uri']}\n"
+                f"Stop both with: {down}   (logs: {result['logs']})",
                 file=sys.stderr,
             )
         elif args.action == "down":
-            result = {"stopped": local_stack.stop()}
-            home = local_stack.default_home()
-            print("stopped the local Airflow stack" if result["stopped"] else
-                  f"nothing was running (no live standalone.pid under {home})", file=sys.stderr)
+            result = {"stopped": local_stack.stop(home)}
+            print(f"stopped the local Airflow stack in {home}" if result["stopped"] else
+                  f"nothing was running (no stack.json under {home})", file=sys.stderr)
         else:
-            result = run_dag_on_local_stack(conf=parse_key_values(args.conf), keep_running=args.keep_running)
+            result = run_dag_on_local_stack(
+                conf=parse_key_values(args.conf), keep_running=args.keep_running, executor=args.executor
+            )
     except (ValueError, RuntimeError, TimeoutError) as exc:
         print(f"detection-pipeline stack {args.action}: {exc}", file=sys.stderr)
         return 1

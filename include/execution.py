@@ -21,7 +21,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from include.sagemaker.results import compilation_result, deployment_result, training_result, tuning_result
+from include.sagemaker.results import (
+    compilation_result,
+    deployment_result,
+    processing_result,
+    training_result,
+    tuning_result,
+)
 from include.sagemaker.validation import validate_request
 
 if TYPE_CHECKING:
@@ -33,6 +39,8 @@ TRAINING = "CreateTrainingJob"
 TUNING = "CreateHyperParameterTuningJob"
 #: SageMaker Neo; no local executor (the local backend exports ONNX instead).
 COMPILATION = "CreateCompilationJob"
+#: A RecordIO shard on the project's image; no local executor (the local backend builds shards in the task).
+PROCESSING = "CreateProcessingJob"
 #: The combined ``{"Model", "EndpointConfig", "Endpoint"}`` request (:func:`sagemaker.requests.deployment_request`).
 DEPLOYMENT = "Deployment"
 BACKENDS = ("sagemaker", "local")
@@ -61,6 +69,8 @@ JOBS = {
                      "describe_hyper_parameter_tuning_job", "HyperParameterTuningJobStatus"),
     COMPILATION: JobCalls("Neo compilation job", "CompilationJobName", "create_compilation_job",
                           "describe_compilation_job", "CompilationJobStatus", "stop_compilation_job"),
+    PROCESSING: JobCalls("processing job", "ProcessingJobName", "create_processing_job", "describe_processing_job",
+                         "ProcessingJobStatus", "stop_processing_job"),
 }  # fmt: skip
 #: Seconds between polls while waiting for a job sent with boto3.
 POLL_S = 30
@@ -181,6 +191,7 @@ RESULTS: dict[str, Callable[..., dict[str, Any]]] = {
     TUNING: tuning_result,
     DEPLOYMENT: deployment_result,
     COMPILATION: compilation_result,
+    PROCESSING: processing_result,
 }
 
 

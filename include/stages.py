@@ -282,6 +282,31 @@ def build_recordio_shard(spec: dict[str, Any]) -> dict[str, Any]:
         return build_shard(spec)
 
 
+def shard_processing_request(ctx: RunContext, run: Any, spec: dict[str, Any]) -> dict[str, Any] | None:
+    """The CreateProcessingJob request that builds the shard ``spec``, or None when the worker builds it.
+
+    A Processing job when the backend is sagemaker and ``sagemaker.shard_processing`` is enabled;
+    the job is named after the shard, the run and the try.
+    """
+    processing = ctx.config.sagemaker.shard_processing
+    if ctx.config.backend != "sagemaker" or not processing.enabled:
+        return None
+    from include.preprocess.recordio import shard_uri
+    from include.sagemaker.requests import LOCAL_ROLE_ARN, shard_processing_request
+
+    return shard_processing_request(
+        spec,
+        name=run.name(f"shard-{spec['shard']}"),
+        role_arn=ctx.config.sagemaker.role_arn or LOCAL_ROLE_ARN,
+        image_uri=processing.image_uri or "",
+        shard_uri=shard_uri(ctx.layout.recordio, spec["shard"]),
+        tags=run.tags(),
+        instance_type=processing.instance_type,
+        volume_size_gb=processing.volume_size_gb,
+        max_runtime_seconds=processing.max_runtime_seconds,
+    )
+
+
 @metered("merge_recordio")
 def merge_recordio(ctx: RunContext, shard_results: list[dict[str, Any]]) -> dict[str, Any]:
     """Merge the shards into the train/ and validation/ channels and recordio.json.

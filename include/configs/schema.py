@@ -255,6 +255,26 @@ class Local(Section):
     pretrained_fallback: Literal["fail", "scratch"] = "fail"
 
 
+class ShardProcessing(Section):
+    """The RecordIO shards as SageMaker Processing jobs (sagemaker backend), one job per mapped shard.
+
+    ``image_uri``: the project's image in ECR (``make image-push``), required when ``enabled``.
+    """
+
+    enabled: bool = False
+    image_uri: str | None = Field(None, pattern=r"^\S+$")
+    instance_type: str = Field("ml.m5.xlarge", pattern=INSTANCE_TYPE)
+    volume_size_gb: PositiveInt = 30
+    max_runtime_seconds: PositiveInt = Field(3600, le=777600)
+
+    @model_validator(mode="after")
+    def _image_when_enabled(self) -> ShardProcessing:
+        if self.enabled and not self.image_uri:
+            raise ValueError("shard_processing.enabled needs shard_processing.image_uri (the image `make image-push` "
+                             "pushed to ECR)")
+        return self
+
+
 class SageMaker(Section):
     region: str = Field("us-east-1", pattern=r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
     role_arn: str | None = None
@@ -268,6 +288,7 @@ class SageMaker(Section):
     max_wait_seconds: PositiveInt = 172800
     endpoint_instance_type: str = Field("ml.m5.xlarge", pattern=INSTANCE_TYPE)
     endpoint_instance_count: PositiveInt = 1
+    shard_processing: ShardProcessing = Field(default_factory=ShardProcessing)
 
 
 class PipelineConfig(Section):

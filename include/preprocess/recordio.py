@@ -99,7 +99,8 @@ def _split(n: int, parts: int) -> list[tuple[int, int]]:
     return list(zip(bounds[:-1], bounds[1:], strict=True))
 
 
-def _shard_uri(output_uri: str, shard: int) -> str:
+def shard_uri(output_uri: str, shard: int) -> str:
+    """The folder of one shard's work list and files (under the build's ``_shards/``)."""
     return storage.join(output_uri, WORK_DIR, f"shard-{shard:05d}")
 
 
@@ -237,7 +238,7 @@ def write_plan(
     specs = []
     for shard in range(shards):
         work = {split: plan.units[split][slice(*ranges[split][shard])] for split in plan.units}
-        work_uri = storage.write_text(storage.join(_shard_uri(output_uri, shard), "work.json"), json.dumps(work))
+        work_uri = storage.write_text(storage.join(shard_uri(output_uri, shard), "work.json"), json.dumps(work))
         specs.append(_spec(plan, output_uri, shard, shards, workers, work_uri))
     return specs
 
@@ -307,17 +308,18 @@ class _ChannelWriter:
         self.records += 1
 
 
-def build_shard(spec: dict, workers: int | None = None) -> dict:
+def build_shard(spec: dict, workers: int | None = None, folder: str | None = None) -> dict:
     """Build one shard's ``.rec``/``.idx``/``.lst`` per channel (``.idx`` offsets local to the shard).
 
     Images are decoded, resized, flipped and encoded by ``workers`` processes (default: the
-    spec's, else all CPUs). Returns a JSON-able result for :func:`merge_shards`.
+    spec's, else all CPUs). The files go to the shard's folder (:func:`shard_uri`) or to
+    ``folder`` (a Processing job's local output folder). Returns a JSON-able result for :func:`merge_shards`.
     """
     with process_pool(workers or spec.get("workers")) as pool:
-        return _build_shard(spec, pool)
+        return _build_shard(spec, pool, folder)
 
 
-def _build_shard(spec: dict, pool: ProcessPoolExecutor | None) -> dict:
+def _build_shard(spec: dict, pool: ProcessPoolExecutor | None, folder: str | None = None) -> dict:
     result: dict[str, Any] = {"shard": spec["shard"], "shards": spec["shards"], "channels": {}}
     if not storage.exists(spec["work_uri"]):
         if finished_build(spec["output_uri"]) is not None:  # merged already: the merge's retry finds it
@@ -325,11 +327,11 @@ def _build_shard(spec: dict, pool: ProcessPoolExecutor | None) -> dict:
         raise ShardError(f"{spec['work_uri']} is missing and no finished build is there: plan the build again")
     work = json.loads(storage.read_text(spec["work_uri"]))
     options = spec["options"]
-    shard_uri = _shard_uri(spec["output_uri"], spec["shard"])
+    target = folder or shard_uri(spec["output_uri"], spec["shard"])
     jobs = [(split, unit) for split in work for unit in work[split]]
     with ExitStack() as stack:
         writers = {
-            split: _ChannelWriter(stack, {k: storage.join(shard_uri, f"{split}.{k}") for k in KINDS}) for split in work
+            split: _ChannelWriter(stack, {k: storage.join(target, f"{split}.{k}") for k in KINDS}) for split in work
         }
         framed_units = ordered_map(render_unit, [(unit, options) for _, unit in jobs], pool)
         for (split, unit), framed in zip(jobs, framed_units, strict=True):
@@ -337,7 +339,7 @@ def _build_shard(spec: dict, pool: ProcessPoolExecutor | None) -> dict:
                 writers[split].write(line, record)
     for split, writer in writers.items():
         result["channels"][split] = {
-            "uri": shard_uri,
+            "uri": target,
             "records": writer.records,
             "files": {kind: file.summary() for kind, file in writer.files.items()},
         }

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import logging
 import multiprocessing
 import os
 import sys
@@ -19,6 +20,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from typing import TypeVar
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 R = TypeVar("R")
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
@@ -67,9 +69,13 @@ def process_pool(workers: int | None = None) -> Iterator[ProcessPoolExecutor | N
     """A pool of ``workers`` processes (default: all CPUs), or ``None`` when one process is asked for.
 
     Every worker is started at once, so workers import while the caller goes on (reading and
-    planning); pending work is cancelled when the block exits with an error.
+    planning); pending work is cancelled when the block exits with an error. A daemonic process
+    (a Celery ``prefork`` pool's child) may not start children: it works alone, saying so once.
     """
     count = workers or default_workers()
+    if count > 1 and multiprocessing.current_process().daemon:
+        log.warning("a daemonic process cannot start %d worker processes: working in this one", count)
+        count = 1
     if count <= 1:
         yield None
         return

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 log = logging.getLogger(__name__)
 
-JobKind = Literal["training", "tuning", "compilation"]
+JobKind = Literal["training", "tuning", "compilation", "processing"]
 #: ``(region) -> boto3.Session``; installed by the Airflow plugin (see the module docstring).
 SessionFactory = Callable[[str | None], Any]
 
@@ -100,7 +100,7 @@ def names_containing(sm: Any, operation: str, result_key: str, name_key: str, to
 
 
 def stop_job(sm: Any, kind: JobKind, name: str) -> bool:
-    """Ask SageMaker to stop a training, tuning or compilation job; False when it is gone or no longer running."""
+    """Ask SageMaker to stop a training, tuning, compilation or processing job; False when it is gone or not running."""
     from botocore.exceptions import ClientError
 
     try:
@@ -108,6 +108,8 @@ def stop_job(sm: Any, kind: JobKind, name: str) -> bool:
             sm.stop_training_job(TrainingJobName=name)
         elif kind == "compilation":
             sm.stop_compilation_job(CompilationJobName=name)
+        elif kind == "processing":
+            sm.stop_processing_job(ProcessingJobName=name)
         else:
             sm.stop_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)
     except ClientError as err:
@@ -121,7 +123,7 @@ def stop_job(sm: Any, kind: JobKind, name: str) -> bool:
 
 
 def stop_run_jobs(sm: Any, token: str) -> list[str]:
-    """Stop the training, tuning and Neo compilation jobs still running whose names hold the run ``token``."""
+    """Stop the training, tuning, processing and Neo compilation jobs still running whose names hold the run token."""
     stopped = []
     for name in names_containing(
         sm,
@@ -137,6 +139,11 @@ def stop_run_jobs(sm: Any, token: str) -> list[str]:
         sm, "list_training_jobs", "TrainingJobSummaries", "TrainingJobName", token, StatusEquals="InProgress"
     ):
         if stop_job(sm, "training", name):
+            stopped.append(name)
+    for name in names_containing(
+        sm, "list_processing_jobs", "ProcessingJobSummaries", "ProcessingJobName", token, StatusEquals="InProgress"
+    ):
+        if stop_job(sm, "processing", name):
             stopped.append(name)
     for status in ("STARTING", "INPROGRESS"):
         for name in names_containing(

@@ -1,4 +1,4 @@
-"""Request builders: the exact requests SageMaker's API takes for training, tuning and deployment.
+"""Request builders: the exact requests SageMaker's API takes for training, tuning, deployment and processing.
 
 Both backends run these dicts: backend ``sagemaker`` sends them through the Amazon provider's
 operators, backend ``local`` executes them on this machine. The tuning job's training definition
@@ -46,6 +46,7 @@ __all__ = [
     "job_name",
     "max_duration_seconds",
     "model_request",
+    "shard_processing_request",
     "training_job_request",
     "tuning_job_request",
     "validate_request",
@@ -493,10 +494,70 @@ def compilation_job_request(
     }
 
 
-def max_duration_seconds(request: Mapping[str, Any]) -> int:
-    """The longest a training or tuning request can run before SageMaker itself stops it (queueing excluded).
+def shard_processing_request(
+    spec: Mapping[str, Any],
+    *,
+    name: str,
+    role_arn: str,
+    image_uri: str,
+    shard_uri: str,
+    tags: Tags,
+    instance_type: str = "ml.m5.xlarge",
+    volume_size_gb: int = 30,
+    max_runtime_seconds: int = 3600,
+) -> dict[str, Any]:
+    """A ``CreateProcessingJob`` request that builds one RecordIO shard on the project's image.
 
-    A training job: its ``MaxWaitTimeInSeconds`` (spot) or ``MaxRuntimeInSeconds``. A tuning job:
+    ``spec``: the shard's spec from ``plan_shards``; its ``work.json`` is the job's one input and
+    ``shard_uri`` (the shard's folder) receives the job's output folder when it ends, as the shard
+    task would have written it (:mod:`include.preprocess.shard_job`).
+    """
+    from include.preprocess import shard_job
+
+    try:
+        arguments = shard_job.arguments(spec, shard_uri)
+    except ValueError as err:
+        raise RequestError(str(err)) from None
+    return {
+        "ProcessingJobName": name,
+        "RoleArn": role_arn,
+        "AppSpecification": {
+            "ImageUri": image_uri,
+            "ContainerEntrypoint": list(shard_job.ENTRY_POINT),
+            "ContainerArguments": arguments,
+        },
+        "ProcessingInputs": [
+            {
+                "InputName": "work",
+                "S3Input": {
+                    "S3Uri": spec["work_uri"],
+                    "LocalPath": shard_job.WORK_FOLDER,
+                    "S3DataType": "S3Prefix",
+                    "S3InputMode": "File",
+                    "S3DataDistributionType": "FullyReplicated",
+                },
+            }
+        ],
+        "ProcessingOutputConfig": {
+            "Outputs": [
+                {
+                    "OutputName": "shard",
+                    "S3Output": {"S3Uri": shard_uri, "LocalPath": shard_job.OUTPUT_FOLDER, "S3UploadMode": "EndOfJob"},
+                }
+            ]
+        },
+        "ProcessingResources": {
+            "ClusterConfig": {"InstanceCount": 1, "InstanceType": instance_type, "VolumeSizeInGB": volume_size_gb}
+        },
+        "StoppingCondition": {"MaxRuntimeInSeconds": max_runtime_seconds},
+        "Tags": tags,
+    }
+
+
+def max_duration_seconds(request: Mapping[str, Any]) -> int:
+    """The longest a training, tuning or processing request can run before SageMaker stops it (queueing excluded).
+
+    A training or processing job: its ``MaxWaitTimeInSeconds`` (spot) or ``MaxRuntimeInSeconds``. A tuning job:
     its own ``MaxRuntimeInSeconds`` limit when set, else its training jobs run in sequential
     waves of ``MaxParallelTrainingJobs``, each as long as one job may take.
     """

@@ -1,4 +1,4 @@
-"""The small XCom results of training, tuning, deployment and Neo compilation, the same keys for both backends.
+"""Small XCom results of training, tuning, deployment, Neo compilation and processing jobs, alike on both backends.
 
 Each is read from a description shaped as SageMaker's ``Describe*`` answer: the provider's operators
 (and boto3) return the real ones, the local executors return dicts of the same shape, so one function
@@ -13,7 +13,7 @@ from typing import Any
 from include.sagemaker.training_metrics import final_metrics
 
 #: The keys that name a job in a Describe*Job answer.
-NAME_KEYS = ("TrainingJobName", "HyperParameterTuningJobName", "CompilationJobName")
+NAME_KEYS = ("TrainingJobName", "HyperParameterTuningJobName", "CompilationJobName", "ProcessingJobName")
 
 
 class DescriptionError(ValueError):
@@ -113,4 +113,15 @@ def compilation_result(description: Mapping[str, Any], *, backend: str) -> dict[
         "target": output.get("TargetDevice") or output.get("TargetPlatform"),
         "framework": (description.get("InputConfig") or {}).get("Framework"),
         "framework_version": (description.get("InputConfig") or {}).get("FrameworkVersion"),
+    }
+
+
+def processing_result(description: Mapping[str, Any], *, backend: str) -> dict[str, Any]:
+    """A processing job's name, status and where its outputs were uploaded (DescribeProcessingJob)."""
+    outputs = (description.get("ProcessingOutputConfig") or {}).get("Outputs", [])
+    return {
+        "backend": backend,
+        "job_name": _get(description, "ProcessingJobName"),
+        "status": _get(description, "ProcessingJobStatus"),
+        "outputs": {o["OutputName"]: o["S3Output"]["S3Uri"] for o in outputs if "S3Output" in o},
     }

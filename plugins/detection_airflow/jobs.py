@@ -110,9 +110,13 @@ class _JobOperatorMixin(DetectionOperatorMixin):
     def execute(self, context: Context) -> dict[str, Any]:
         return self.execute_request(context, cache=self.job_cache(context))
 
+    def name_kind(self) -> str:
+        """The kind in this task's job names (:func:`include.sagemaker.naming.job_name`)."""
+        return self.job.name_kind
+
     def build_request(self, context: Context) -> dict[str, Any]:
         request = super().build_request(context)
-        request.setdefault(self.job.name_key, run_identity(context).name(self.job.name_kind))
+        request.setdefault(self.job.name_key, run_identity(context).name(self.name_kind()))
         return request
 
     def _describe(self, name: str) -> Mapping[str, Any] | None:

@@ -24,7 +24,14 @@ from include import storage
 from include.sagemaker.model_packages import group_name
 from tests.support.aws_stand_ins import BUCKET, REGION, ROLE_ARN, STOPS, InvokeStandIn, StopStandIn
 from tests.support.dag_runs import finished_run
-from tests.support.sagemaker_stand_ins import InferenceContainer, RequestLog, TrainingContainer, moto_server, registered
+from tests.support.sagemaker_stand_ins import (
+    InferenceContainer,
+    ProcessingContainer,
+    RequestLog,
+    TrainingContainer,
+    moto_server,
+    registered,
+)
 from tests.support.shared_data import BCCD
 
 pytestmark = pytest.mark.slow
@@ -38,6 +45,8 @@ EPOCHS = 3
 IMAGE_SHAPE = 300  # the algorithm's default and least for resnet-50; the profile's 512 costs 3x the CPU
 #: What the SageMaker SDK's tables give for the built-in object-detection algorithm in us-east-1.
 BUILTIN_IMAGE = "811284229777.dkr.ecr.us-east-1.amazonaws.com/object-detection:1"
+#: The project's image as `make image-push` names it (the RecordIO shards' Processing jobs).
+PROJECT_IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/detection-pipeline:latest"
 STORAGE_BASE = f"s3://{BUCKET}/object-detection"
 DATASET_KEY = "datasets/bccd"
 PIPELINE_TASKS = {
@@ -67,6 +76,7 @@ class Outcome:
     run_id: str
     training: TrainingContainer
     inference: InferenceContainer
+    processing: ProcessingContainer
     invokes: InvokeStandIn
     stops: StopStandIn
     moto_url: str
@@ -102,9 +112,16 @@ def run_on_moto(
             s3.upload_file(str(path), BUCKET, f"{DATASET_KEY}/{path.relative_to(BCCD).as_posix()}")
 
         def run(
-            *, off_contract_answers: bool = False, channel_format: str = "recordio", export: bool = False
+            *,
+            off_contract_answers: bool = False,
+            channel_format: str = "recordio",
+            export: bool = False,
+            processing: bool = False,
         ) -> Outcome:
             monkeypatch.setenv("DETECTION__RECORDIO__CHANNEL_FORMAT", channel_format)
+            monkeypatch.setenv("DETECTION__SAGEMAKER__SHARD_PROCESSING__ENABLED", str(processing).lower())
+            monkeypatch.setenv("DETECTION__SAGEMAKER__SHARD_PROCESSING__IMAGE_URI", PROJECT_IMAGE)
+            processing_container = ProcessingContainer(REGION)
             requests, invokes, stops = RequestLog(), InvokeStandIn(), StopStandIn()
             training = TrainingContainer(STORAGE_BASE, REGION)
             inference = InferenceContainer(STORAGE_BASE, REGION, url, SMOKE_IMAGES, annotation=off_contract_answers)
@@ -112,6 +129,7 @@ def run_on_moto(
                 ("before-send", requests),
                 ("after-call.sagemaker.CreateTrainingJob", training),
                 ("after-call.sagemaker.CreateEndpoint", inference),
+                ("after-call.sagemaker.CreateProcessingJob", processing_container),
                 ("before-call.sagemaker-runtime.InvokeEndpoint", invokes),
                 *((f"before-call.sagemaker.{op}", stops) for op in STOPS),
             ]
@@ -122,7 +140,10 @@ def run_on_moto(
             with registered(handlers):
                 dr = pipeline.test(run_conf=conf)
             tries, xcom = finished_run(dr)
-            return Outcome(str(dr.state), tries, xcom, requests, dr.run_id, training, inference, invokes, stops, url)
+            return Outcome(
+                str(dr.state), tries, xcom, requests, dr.run_id, training, inference, processing_container, invokes,
+                stops, url,
+            )  # fmt: skip
 
         yield run
 
@@ -154,7 +175,7 @@ def _assert_everything_went_to_moto(outcome: Outcome) -> None:
 def test_pipeline_trains_evaluates_deploys_and_tears_down_on_sagemaker(run_on_moto: Callable[..., Outcome]) -> None:
     import boto3
 
-    outcome = run_on_moto(export=True)
+    outcome = run_on_moto(export=True, processing=True)
     assert outcome.state == "success", outcome.tries
     for task_id in PIPELINE_TASKS:
         assert outcome.states(task_id) == {"success"}, (task_id, outcome.tries[task_id])
@@ -165,6 +186,19 @@ def test_pipeline_trains_evaluates_deploys_and_tears_down_on_sagemaker(run_on_mo
     assert outcome.xcom["ingest"]["source"] == f"s3://{BUCKET}/{DATASET_KEY}"
     assert run["config"]["backend"] == "sagemaker" and run["layout"]["root"].startswith(STORAGE_BASE + "/")
     recordio = run["layout"]["recordio"]
+
+    # the RecordIO shards: one Processing job per mapped shard, on the project's image
+    shards = len(outcome.tries["build_recordio_shard"])
+    assert shards == run["config"]["recordio"]["shards"] == 2
+    assert outcome.requests.operations("sagemaker").count("CreateProcessingJob") == shards
+    assert len(outcome.processing.jobs) == shards and all(j.startswith("shard-") for j in outcome.processing.jobs)
+    assert {j.split("-", 2)[1] for j in outcome.processing.jobs} == {"0", "1"}
+    sagemaker = boto3.client("sagemaker", region_name=REGION)
+    for name in outcome.processing.jobs:
+        job = sagemaker.describe_processing_job(ProcessingJobName=name)
+        assert job["AppSpecification"]["ImageUri"] == PROJECT_IMAGE and job["RoleArn"] == ROLE_ARN
+        assert job["ProcessingOutputConfig"]["Outputs"][0]["S3Output"]["S3Uri"].startswith(f"{recordio}/_shards/")
+    assert outcome.xcom["merge_recordio"]["records"]["train"] > 0
 
     # training: the built-in algorithm's request, on the .rec objects this run wrote, Completed
     trained = outcome.xcom["train"]

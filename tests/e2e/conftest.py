@@ -1,4 +1,4 @@
-"""A real Airflow (standalone: api-server, scheduler, dag-processor, triggerer) for the end-to-end tests."""
+"""A real Airflow (LocalExecutor on SQLite: api-server, scheduler, dag-processor, triggerer) for end-to-end tests."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from devtools import local_stack
 from include.project import PIPELINE_DAG_ID
 
 #: Lines of the stack's log shown when a test using it failed (the folder is removed afterwards).
-LOG_TAIL_LINES = 300
+LOG_TAIL_LINES = 100
 
 
 @pytest.fixture(scope="session")
@@ -37,13 +37,13 @@ def airflow_stack(request: pytest.FixtureRequest) -> Iterator[dict]:
         yield details
     finally:
         local_stack.stop(home)
-        log = local_stack.StackPaths(home).log_file
-        if request.session.testsfailed and log.exists():  # the API answers errors with an id to look up here
-            lines = log.read_text(errors="replace").splitlines()
+        if request.session.testsfailed:  # the API answers errors with an id to look up in its log
             capture = request.config.pluginmanager.getplugin("capturemanager")
             with capture.global_and_fixture_disabled():  # else pytest swallows a session teardown's output
-                print(f"\n--- last {LOG_TAIL_LINES} lines of the Airflow stack's log ---", file=sys.stderr)
-                print("\n".join(lines[-LOG_TAIL_LINES:]), file=sys.stderr)
+                for log in sorted(local_stack.StackPaths(home).logs.glob("*.log")):
+                    lines = log.read_text(errors="replace").splitlines()
+                    print(f"\n--- last {LOG_TAIL_LINES} lines of {log.name} ---", file=sys.stderr)
+                    print("\n".join(lines[-LOG_TAIL_LINES:]), file=sys.stderr)
         shutil.rmtree(root, ignore_errors=True)
 
 

@@ -6,6 +6,7 @@ import pytest
 
 from devtools.local_stack import AirflowClient
 from include.project import PIPELINE_DAG_ID
+from tests.support.stack_sockets import listening
 
 pytestmark = pytest.mark.slow
 
@@ -34,3 +35,10 @@ def test_bad_configuration_fails_the_run_at_its_start_naming_the_key(airflow_cli
     assert states["ingest"] == "upstream_failed"
     log = airflow_client.task_log(PIPELINE_DAG_ID, run_id, "resolve_config")
     assert "sagemaker.role_arn" in log and "IAM execution role ARN" in log
+
+
+def test_every_server_the_stack_started_listens_on_loopback_only(airflow_stack: dict) -> None:
+    servers = listening(airflow_stack["components"].values())
+    assert {address for _, address, _ in servers} == {"127.0.0.1"}, servers
+    ports = {port for _, _, port in servers}
+    assert {int(airflow_stack["url"].rsplit(":", 1)[1]), int(airflow_stack["log_server"].rsplit(":", 1)[1])} <= ports

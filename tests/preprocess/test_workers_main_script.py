@@ -31,3 +31,23 @@ def test_workers_do_not_rerun_a_main_script_that_fails_on_import(tmp_path: Path)
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["[1.0,", "2.0,", "3.0]", "True"]  # results, and __file__ restored
+
+
+def _pool_in_a_daemon(queue) -> None:  # runs in a daemonic child, as a Celery prefork pool's task does
+    import math
+
+    from include.preprocess.workers import ordered_map, process_pool
+
+    with process_pool(2) as pool:
+        queue.put((pool, list(ordered_map(math.sqrt, [1.0, 4.0], pool))))
+
+
+def test_a_daemonic_process_works_alone_instead_of_failing() -> None:
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_pool_in_a_daemon, args=(queue,), daemon=True)
+    child.start()
+    child.join(60)
+    assert child.exitcode == 0 and queue.get(timeout=5) == (None, [1.0, 2.0])

@@ -5,6 +5,10 @@ but runs nothing: its training jobs are ``Completed`` at once without writing a 
 line, and its endpoints serve nothing. Two botocore ``after-call`` handlers do what those
 containers would, through the same moto server and the project's own code:
 
+* :class:`ProcessingContainer` (after CreateProcessingJob) does what SageMaker does with the
+  project's image: downloads the job's inputs to a folder standing for ``/opt/ml/processing``,
+  runs the container's entry point with the job's arguments, uploads its output folder;
+
 * :class:`TrainingContainer` (after CreateTrainingJob) writes the job's ``model.tar.gz`` where the
   job says it is (an untrained SSD for the run's classes, exported as the local trainer exports
   one, ``hyperparams.json`` holding the job's hyperparameters) and the algorithm's metric lines
@@ -20,14 +24,19 @@ Binary InvokeEndpoint and Stop* are answered by ``tests/sagemaker/aws_stand_ins.
 from __future__ import annotations
 
 import contextlib
+import functools
+import importlib
 import json
 import socket
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from include import storage
+from include.preprocess.shard_job import PROCESSING_ROOT
 from include.run_layout import RunLayout
 from include.sagemaker.naming import DAG_ID_TAG, RUN_ID_TAG
 
@@ -224,3 +233,50 @@ class InferenceContainer:
             timeout=30,
         )
         response.raise_for_status()
+
+
+@dataclass(eq=False)  # botocore keeps handlers in sets: identity hashing
+class ProcessingContainer:
+    """``after-call.sagemaker.CreateProcessingJob``: the job run as SageMaker runs it, on this machine.
+
+    ``/opt/ml/processing`` is a temporary folder; S3Prefix inputs are downloaded under their
+    ``LocalPath`` (each object by its name after the prefix's last ``/``); the entry point (``python -m
+    <module>``) runs in this process with the job's arguments; the output folders are uploaded to their
+    ``S3Uri`` when it ends (``EndOfJob``).
+    """
+
+    region: str
+    jobs: list[str] = field(default_factory=list)
+
+    def __call__(self, parsed: dict[str, Any], **_: Any) -> None:
+        import boto3
+
+        if "ProcessingJobArn" not in parsed:
+            return
+        sagemaker = boto3.client("sagemaker", region_name=self.region)
+        job = sagemaker.describe_processing_job(ProcessingJobName=parsed["ProcessingJobArn"].rsplit("/", 1)[-1])
+        with tempfile.TemporaryDirectory() as root:
+            here = functools.partial(_under, root)
+            for source in job["ProcessingInputs"]:
+                s3_input = source["S3Input"]
+                prefix = s3_input["S3Uri"]
+                for uri in storage.walk_files(prefix.rsplit("/", 1)[0]):
+                    if uri.startswith(prefix):
+                        name = uri[len(prefix.rsplit("/", 1)[0]) + 1 :]
+                        storage.write_bytes(str(here(f"{s3_input['LocalPath']}/{name}")), storage.read_bytes(uri))
+            app = job["AppSpecification"]
+            python, flag, module = app["ContainerEntrypoint"]
+            assert (python, flag) == ("python", "-m"), app["ContainerEntrypoint"]
+            args = [str(here(a)) if a.startswith(PROCESSING_ROOT) else a for a in app["ContainerArguments"]]
+            assert importlib.import_module(module).main(args) == 0
+            for output in job["ProcessingOutputConfig"]["Outputs"]:
+                folder = here(output["S3Output"]["LocalPath"])
+                target = output["S3Output"]["S3Uri"]
+                for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+                    storage.upload_file(path, storage.join(target, *path.relative_to(folder).parts))
+        self.jobs.append(job["ProcessingJobName"])
+
+
+def _under(root: str, container_path: str) -> Path:
+    """Where the container's absolute ``container_path`` lies on this machine."""
+    return Path(root) / container_path.lstrip("/")

@@ -17,7 +17,9 @@ SAGEMAKER = {"backend": "sagemaker", "sagemaker": {"role_arn": "arn:aws:iam::123
                                                   "bucket": "pipeline-bucket"}}  # fmt: skip
 
 
-def test_a_budget_below_the_estimate_stops_the_run_at_resolve_with_its_parts(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_budget_below_the_estimate_stops_the_run_at_resolve_with_its_parts(
+    monkeypatch: pytest.MonkeyPatch, tracking_uri: str
+) -> None:
     monkeypatch.setenv("DETECTION__COST__MAX_USD", "20")
     monkeypatch.setenv("DETECTION__SAGEMAKER__ROLE_ARN", SAGEMAKER["sagemaker"]["role_arn"])
     monkeypatch.setenv("DETECTION__SAGEMAKER__BUCKET", "pipeline-bucket")
@@ -29,6 +31,7 @@ def test_a_budget_below_the_estimate_stops_the_run_at_resolve_with_its_parts(mon
         "the tuning job count and keep_endpoint_minutes + cost.endpoint_minutes); nothing was launched"
     )
     monkeypatch.setenv("DETECTION__SAGEMAKER__MAX_RUNTIME_SECONDS", "14400")  # 4 h: $15.30 + $0.23 fits
+    # the budget passes; resolve goes on to open the run's tracking (tracking_uri: the session's server)
     assert stages.resolve({"backend": "sagemaker", "keep_endpoint_minutes": 30}, "dag", "run-1").config
 
 

@@ -424,7 +424,7 @@ def evaluate(ctx: RunContext, training: dict[str, Any]) -> dict[str, Any]:
     from include.evaluation.evaluate import evaluate as run_evaluate
 
     e = ctx.config.evaluation
-    cache, key = step_cache(ctx, "evaluation"), ""
+    cache, key, result = step_cache(ctx, "evaluation"), "", None
     if cache is not None:
         options = {"score_threshold": e.score_threshold, "samples": e.samples,
                    "promotion_threshold": e.promotion_threshold, "label_issues": e.label_issues,
@@ -434,23 +434,23 @@ def evaluate(ctx: RunContext, training: dict[str, Any]) -> dict[str, Any]:
         if reused is not None:  # the same model on the same data: the report it got then
             if ctx.config.backend == "sagemaker":
                 training_output(ctx, training)  # the job's record beside the model, as a fresh evaluation leaves it
-            log.info("evaluation report: %s", reused["report_uri"])
-            return {**reused, "model_uri": storage.normalize(training["artifact_uri"])}
-    result = run_evaluate(
-        training_output(ctx, training),
-        ctx.layout.recordio,
-        ctx.layout.evaluation,
-        score_threshold=e.score_threshold,
-        samples=e.samples,
-        quality_uri=storage.join(ctx.layout.quality, QUALITY_JSON),
-        label_issues=e.label_issues,
-        label_issues_shown=e.label_issues_shown,
-        promotion_threshold=e.promotion_threshold,
-    )
-    if cache is not None:
-        cache.store(key, ctx.layout.evaluation, result, about={"model_uri": result["model_uri"]})
+            result = {**reused, "model_uri": storage.normalize(training["artifact_uri"])}
+    if result is None:
+        result = run_evaluate(
+            training_output(ctx, training),
+            ctx.layout.recordio,
+            ctx.layout.evaluation,
+            score_threshold=e.score_threshold,
+            samples=e.samples,
+            quality_uri=storage.join(ctx.layout.quality, QUALITY_JSON),
+            label_issues=e.label_issues,
+            label_issues_shown=e.label_issues_shown,
+            promotion_threshold=e.promotion_threshold,
+        )
+        if cache is not None:
+            cache.store(key, ctx.layout.evaluation, result, about={"model_uri": result["model_uri"]})
     log.info("evaluation report: %s", result["report_uri"])
-    if ctx.tracking is not None:
+    if ctx.tracking is not None:  # a reused evaluation is this run's too: its figures go to this run's MLflow run
         from include.tracking.records import record_evaluation
 
         run = record_evaluation(ctx.tracking, result, ctx.layout.evaluation)

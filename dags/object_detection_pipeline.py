@@ -19,8 +19,9 @@ from __future__ import annotations
 import os
 from datetime import datetime, timedelta
 
-from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable, Param, TriggerRule, dag, task
+from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, TriggerRule, dag, task
 from detection_airflow.approval import DECISION_KEY, PromotionApprovalOperator
+from detection_airflow.assets import LABELLED_DATASET
 from detection_airflow.context import run_context
 from detection_airflow.deployment import DetectionEndpointOperator
 from detection_airflow.jobs import DetectionTrainingOperator, DetectionTuningOperator
@@ -32,13 +33,9 @@ DAG_ID = "object_detection_pipeline"
 #: The backend is decided per run by ``resolve_config`` (param, else configuration).
 BACKEND = "{{ ti.xcom_pull(task_ids='resolve_config')['config']['backend'] }}"
 
-#: A new labelled data set or Ground Truth manifest landing; its event's ``extra`` may name
-#: ``dataset_source`` and ``dataset_format`` for the run.
 #: Celery queues (``DETECTION_QUEUE_CPU`` / ``DETECTION_QUEUE_TRAINING``): data work on ``cpu``, training and
 #: the local endpoint's life on ``training``, the rest on Airflow's default queue.
 QUEUES = task_queues()
-
-LABELLED_DATASET = Asset(name="labelled_dataset", uri="detection://labelled-dataset")
 
 _cron = os.environ.get("DETECTION_SCHEDULE_CRON")
 SCHEDULE = (

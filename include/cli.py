@@ -431,6 +431,23 @@ def cmd_stack(args: argparse.Namespace) -> Any:
     os.execv(sys.executable, [sys.executable, "-m", "devtools.stack", *args.stack_args])
 
 
+# --- monitoring of what the endpoint sees ----------------------------------------------------
+
+
+def cmd_monitor(args: argparse.Namespace) -> Any:
+    from include.stages import monitor
+
+    params = {"source": args.source, "baseline": args.baseline, "window_hours": args.window_hours,
+              "trigger_retraining": False, **({"backend": args.backend} if args.backend else {})}  # fmt: skip
+    run_id = "cli__" + datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return monitor(params, run_id=run_id, output_uri=args.output, input_uri=args.input)
+
+
+def monitor_exit_status(result: dict[str, Any]) -> int:
+    """1 when the data drifted (scripts and cron can act on it), else 0."""
+    return 1 if result.get("status") == "drifted" else 0
+
+
 # --- parser -------------------------------------------------------------------------------
 
 
@@ -769,6 +786,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("production", cmd_production, "the production endpoint: what serves now, the history of what served when")
     p.add_argument("--endpoint", help=f"the production endpoint {default('deploy.production.endpoint_name')}")
 
+    p = add(
+        "monitor", cmd_monitor,
+        "compare what the endpoint saw (captured data, or a batch transform's output) with the model's baseline: "
+        "statistics.json, constraint_violations.json, monitoring.html; exit status 1 on drift",
+    )  # fmt: skip
+    p.set_defaults(exit_status=monitor_exit_status)
+    p.add_argument("--source", help="a capture prefix or a transform's output folder (default: monitoring.source, "
+                   "else the production endpoint's captured data)")  # fmt: skip
+    p.add_argument("--input", help="a transform's input folder, when its transform.json does not name it")
+    p.add_argument("--baseline", help="a baseline folder, or a registry version (3 or v3) (default: the champion's)")
+    p.add_argument(
+        "--window-hours", type=int, help=f"captured data of the last N hours {default('monitoring.window_hours')}"
+    )
+    p.add_argument("--output", help="folder for the files (default: <storage>/detection_monitoring/<run>)")
+
     p = sub.add_parser("config", help="configuration")
     p.add_argument("action", choices=["show"], help="show: the resolved configuration as JSON")
     p.add_argument("--backend", choices=["local", "sagemaker"], help=f"configuration profile {default('backend')}")
@@ -832,7 +864,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"detection-pipeline {args.command}: AWS: {exc} ({type(exc).__name__})", file=sys.stderr)
         return 1
     _report(args, result)
-    return 0
+    return args.exit_status(result) if hasattr(args, "exit_status") else 0
 
 
 if __name__ == "__main__":

@@ -296,6 +296,14 @@ def weights(args: argparse.Namespace, r: Mapping[str, Any]) -> list[str]:
 
 
 #: command -> its summary (commands without one print their JSON result).
+def monitor(args: argparse.Namespace, r: Mapping[str, Any]) -> list[str]:
+    lines = [f"{r['status']}: {r['reason']}", f"report: {r['report_uri']}",
+             f"Model Monitor files: {r['statistics_uri']}, {r['violations_uri']}"]  # fmt: skip
+    if r["status"] == "drifted":
+        lines.append("retrain on new data: trigger object_detection_pipeline (or post a labelled_dataset event)")
+    return lines
+
+
 SUMMARIES: dict[str, Summary] = {
     "ingest": ingest,
     "validate": validate,
@@ -316,4 +324,5 @@ SUMMARIES: dict[str, Summary] = {
     "promote": promote,
     "rollback": rollback,
     "weights": weights,
+    "monitor": monitor,
 }

@@ -428,7 +428,8 @@ def evaluate(ctx: RunContext, training: dict[str, Any]) -> dict[str, Any]:
     if cache is not None:
         options = {"score_threshold": e.score_threshold, "samples": e.samples,
                    "promotion_threshold": e.promotion_threshold, "label_issues": e.label_issues,
-                   "label_issues_shown": e.label_issues_shown, "backend": ctx.config.backend}  # fmt: skip
+                   "label_issues_shown": e.label_issues_shown, "backend": ctx.config.backend,
+                   "monitoring_baseline": _baseline_settings(ctx.config)}  # fmt: skip
         key = cache_key("evaluation", evaluation_key_parts(training["artifact_uri"], ctx.layout.recordio, options))
         _, reused = cache.reuse(key, ctx.layout.evaluation)
         if reused is not None:  # the same model on the same data: the report it got then
@@ -446,16 +447,63 @@ def evaluate(ctx: RunContext, training: dict[str, Any]) -> dict[str, Any]:
             label_issues=e.label_issues,
             label_issues_shown=e.label_issues_shown,
             promotion_threshold=e.promotion_threshold,
+            monitoring=_baseline_options(ctx),
         )
         if cache is not None:
             cache.store(key, ctx.layout.evaluation, result, about={"model_uri": result["model_uri"]})
     log.info("evaluation report: %s", result["report_uri"])
+    result["monitoring_baseline_uri"] = publish_baseline(ctx, result)
     if ctx.tracking is not None:  # a reused evaluation is this run's too: its figures go to this run's MLflow run
         from include.tracking.records import record_evaluation
 
         run = record_evaluation(ctx.tracking, result, ctx.layout.evaluation)
         result["tracking"] = _tracked(ctx, run.run_id)
     return result
+
+
+def _baseline_settings(config: PipelineConfig) -> dict[str, Any]:
+    """What a monitoring baseline depends on besides the model and the data (part of evaluation's cache key)."""
+    m = config.monitoring
+    return {"score_threshold": m.score_threshold, "images": m.baseline_images, "thresholds": m.threshold_settings()}
+
+
+def _baseline_options(ctx: RunContext) -> dict[str, Any]:
+    """The monitoring baseline evaluation writes: input statistics over the gated table's training and validation
+    images (a seeded sample of ``monitoring.baseline_images``), the thresholds, and where the data came from."""
+    import random
+
+    from include.preprocess.annotations import TRAINING_SPLITS, read_columns
+
+    table = read_columns(ctx.layout.quality, ["image_uri", "split"])
+    images = sorted({uri for uri, split in zip(table["image_uri"], table["split"], strict=True)
+                     if split in TRAINING_SPLITS})  # fmt: skip
+    settings = _baseline_settings(ctx.config)
+    if len(images) > settings["images"]:
+        images = sorted(random.Random(ctx.config.dataset.seed).sample(images, settings["images"]))
+    ds = ctx.config.dataset
+    return {
+        "image_uris": images,
+        "score_threshold": settings["score_threshold"],
+        "thresholds": settings["thresholds"],
+        "about": {"dataset_source": ds.source, "dataset_format": ds.format, "dag_id": ctx.dag_id,
+                  "run_id": ctx.run_id, "input_split": ",".join(TRAINING_SPLITS)},  # fmt: skip
+    }
+
+
+def publish_baseline(ctx: RunContext, evaluation: dict[str, Any]) -> str | None:
+    """Put the evaluation's monitoring baseline beside the model (``monitoring/`` next to ``model.tar.gz``, where
+    the registry's version points); its URI, or None when the evaluation wrote none."""
+    from include.monitoring.model_monitor import CONSTRAINTS_FILE, STATISTICS_FILE
+    from include.monitoring.monitor import BASELINE_FOLDER, baseline_location
+
+    written = storage.join(ctx.layout.evaluation, BASELINE_FOLDER)
+    if not storage.exists(storage.join(written, STATISTICS_FILE)):
+        log.warning("evaluation wrote no monitoring baseline (%s): this model cannot be monitored", written)
+        return None
+    target = baseline_location(evaluation["model_uri"])
+    for name in (STATISTICS_FILE, CONSTRAINTS_FILE):
+        storage.write_bytes(storage.join(target, name), storage.read_bytes(storage.join(written, name)))
+    return target
 
 
 def _tracking(ctx: RunContext) -> TrackingRef:
@@ -727,3 +775,74 @@ def verify_release(params: dict[str, Any], released: dict[str, Any]) -> dict[str
     images = smoke_image_uris(entry["model_uri"], params.get("smoke_images") or None, 1)
     invoke = runtime_invoker(cfg, released["endpoint_name"], released.get("url"))
     return smoke_test(invoke, images, max_body_bytes=int(cfg.deploy.max_body_mb * 1024 * 1024))
+
+
+# --- monitoring of what the endpoint sees (the detection_monitoring DAG and the CLI) --------------
+
+MONITORING_DAG_ID = "detection_monitoring"
+
+
+def monitor(
+    params: dict[str, Any], *, run_id: str, end: Any = None, output_uri: str | None = None,
+    input_uri: str | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """One monitoring pass (``params``: the ``detection_monitoring`` DAG's): ``source`` (empty: ``monitoring.source``,
+    else the production endpoint's captured data) in the ``window_hours`` before ``end`` (now when None), against
+    ``baseline`` (empty: the registry's champion's; a version number; or a baseline folder's URI). Files go to
+    ``output_uri`` (default ``<storage>/detection_monitoring/<run id>/``). The summary says whether it drifted and,
+    when retraining is asked for (``trigger_retraining``, else ``monitoring.retraining.enabled``), the extra of
+    the ``labelled_dataset`` asset event that starts the training pipeline."""
+    from datetime import UTC, datetime, timedelta
+
+    from include.monitoring.monitor import DRIFTED, read_baseline
+    from include.monitoring.monitor import monitor as run_monitor
+    from include.run_layout import safe_id
+
+    cfg = load_config(params={k: v for k, v in params.items() if k == "backend"})
+    m = cfg.monitoring
+    baseline_uri = _monitoring_baseline(cfg, params.get("baseline"))
+    source = params.get("source") or m.source or _capture_source(cfg)
+    end = end or datetime.now(UTC)
+    start = end - timedelta(hours=int(params.get("window_hours") or m.window_hours))
+    output = output_uri or storage.join(cfg.storage.base_uri or "", MONITORING_DAG_ID, safe_id(run_id))
+    result = run_monitor(source, baseline_uri, output, input_uri=input_uri, start=start, end=end,
+                         min_images=m.min_images, thresholds=m.threshold_settings(),
+                         about={"run_id": run_id})  # fmt: skip
+    wanted = params.get("trigger_retraining")
+    wanted = m.retraining.enabled if wanted is None else bool(wanted)
+    result["retraining"] = None
+    if result["status"] == DRIFTED and wanted:
+        about = read_baseline(baseline_uri)[0].get("detection") or {}
+        data = {"dataset_source": m.retraining.dataset_source or about.get("dataset_source"),
+                "dataset_format": m.retraining.dataset_format or about.get("dataset_format")}  # fmt: skip
+        result["retraining"] = {**{k: v for k, v in data.items() if v}, "monitoring_run": run_id,
+                                "reason": result["reason"][:1000], "report_uri": result["report_uri"]}  # fmt: skip
+    return result
+
+
+def _capture_source(cfg: PipelineConfig) -> str:
+    """The production endpoint's captured data: ``<deploy.capture.destination>/<endpoint name>``."""
+    from include.endpoints.production import capture_destination
+
+    return storage.join(capture_destination(cfg), cfg.deploy.production.endpoint_name)
+
+
+def _monitoring_baseline(cfg: PipelineConfig, baseline: Any) -> str:
+    """The baseline to compare with: a folder URI as given, a registry version's (a number, ``v3``) or, when empty,
+    the ``champion``'s; ``ValueError`` naming what is missing."""
+    from include.tracking.registry import CHAMPION
+
+    text = str(baseline or "").strip()
+    if text and not text.lstrip("v").isdigit():
+        return text
+    registry = _registry_or_none(cfg, required=True)
+    if text:
+        version = registry.version(int(text.lstrip("v")))
+    else:
+        lookup = registry.lookup(CHAMPION)
+        if lookup.version is None:
+            raise ValueError(lookup.note or f"registered model {registry.name!r} has no champion to monitor: promote "
+                             "a version first, or give a baseline")  # fmt: skip
+        version = lookup.version
+    log.info("monitoring against version %s's baseline %s", version.version, version.baseline_uri)
+    return version.baseline_uri

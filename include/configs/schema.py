@@ -291,6 +291,37 @@ class SageMaker(Section):
     shard_processing: ShardProcessing = Field(default_factory=ShardProcessing)
 
 
+class DriftThreshold(Section):
+    """A feature drifts when its PSI is above ``psi`` and its two-sample test's p-value below ``p_value``."""
+
+    psi: NonNegativeFloat | None = None
+    p_value: float | None = Field(None, ge=0, le=1)
+
+
+class Retraining(Section):
+    """What a drifted monitoring run asks the training pipeline for (the ``labelled_dataset`` asset event)."""
+
+    enabled: bool = False
+    dataset_source: str | None = None
+    dataset_format: DatasetFormat | None = None
+
+
+class Monitoring(Section):
+    """Monitoring of what the endpoint sees (the ``detection_monitoring`` DAG, ``detection-pipeline monitor``)."""
+
+    source: str | None = None
+    window_hours: PositiveInt = 24
+    min_images: PositiveInt = 30
+    score_threshold: float = Field(0.5, ge=0, le=1)
+    baseline_images: PositiveInt = 2000
+    thresholds: dict[str, DriftThreshold] = Field(default_factory=dict)
+    retraining: Retraining = Field(default_factory=Retraining)
+
+    def threshold_settings(self) -> dict[str, dict[str, float]]:
+        """``{feature or "default": {"psi", "p_value"}}`` with only the values set."""
+        return {name: t.model_dump(exclude_none=True) for name, t in self.thresholds.items()}
+
+
 class PipelineConfig(Section):
     """The whole configuration of one pipeline run."""
 
@@ -307,5 +338,6 @@ class PipelineConfig(Section):
     cost: Cost = Field(default_factory=Cost)
     tracking: Tracking = Field(default_factory=Tracking)
     promotion: Promotion = Field(default_factory=Promotion)
+    monitoring: Monitoring = Field(default_factory=Monitoring)
     local: Local = Field(default_factory=Local)
     sagemaker: SageMaker = Field(default_factory=SageMaker)

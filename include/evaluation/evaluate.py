@@ -239,6 +239,7 @@ def evaluate(
     promotion_threshold: float | None = None,
     label_issues: bool = True,
     label_issues_shown: int = 20,
+    monitoring: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Evaluate a training run's model on the held-out test channel and write the report (see the module doc).
 
@@ -250,8 +251,10 @@ def evaluate(
     folder or its ``tuning.json``) the tuning chart when ``training_uri`` is the best trial's
     folder; ``promotion_threshold`` the gate's threshold to the report's verdict. With
     ``label_issues``, cleanlab ranks likely label errors of the scored split (the
-    ``label_issues_shown`` worst drawn in the report). Returns a small summary for XCom: ``map``,
-    ``split``, ``coco_map``, ``report_uri``, ``evaluation_uri``...
+    ``label_issues_shown`` worst drawn in the report). With ``monitoring`` (the keyword arguments of
+    :func:`include.monitoring.monitor.write_baseline` but the predictions), the model's answers on the scored
+    split become the prediction side of a monitoring baseline in ``monitoring/``. Returns a small summary for
+    XCom: ``map``, ``split``, ``coco_map``, ``report_uri``, ``evaluation_uri``...
     """
     from include.model_artifact import load_detector
 
@@ -267,7 +270,7 @@ def evaluate(
     started = time.perf_counter()
     detector = load_detector(model_uri)
     load_seconds = time.perf_counter() - started
-    measured = measure(detector, channel_uri, iou, samples, score_threshold, keep=label_issues)
+    measured = measure(detector, channel_uri, iou, samples, score_threshold, keep=label_issues or bool(monitoring))
     metrics = measured.evaluator.result(detector.classes, interpolation, score_threshold)
     log.info("%s mAP@%g (%s) %.4f, COCO mAP %.4f on %d images", split, iou, interpolation, metrics.map,
              metrics.coco_map, metrics.images)
@@ -282,7 +285,7 @@ def evaluate(
     notes += chart_notes
     started = time.perf_counter()
     issues, issue_pictures = _label_issues(measured, detector, (channel_uri, split), recordio_uri, label_issues_shown,
-                                           notes)
+                                           notes) if label_issues else (None, {})
     issue_seconds = time.perf_counter() - started
     for note in notes:
         log.warning("%s", note)
@@ -319,6 +322,14 @@ def evaluate(
     }
     _write_label_issues(output_uri, issues, issue_pictures)
     result = _write_outputs(output_uri, content, list(chart_pictures), locations)
+    if monitoring:
+        from include.monitoring.monitor import BASELINE_FOLDER, write_baseline
+
+        result["monitoring_baseline"] = write_baseline(
+            storage.join(output_uri, BASELINE_FOLDER), predictions=[r.detections for r in measured.records],
+            classes=detector.classes, **{**monitoring, "about": {**monitoring.get("about", {}), "model_uri": model_uri,
+                                                                 "prediction_split": split}},
+        )  # fmt: skip
     if issues:
         result["label_issues"] = {"issues": len(issues["issues"]), "images_flagged": issues["images_flagged"],
                                   "uri": storage.join(output_uri, LABEL_ISSUES_JSON)}

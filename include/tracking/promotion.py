@@ -21,6 +21,7 @@ from include.evaluation.promotion import decide_promotion
 from include.tracking.records import record_event
 from include.tracking.registry import (
     APPROVAL_TAG,
+    BASELINE_TAG,
     CHAMPION,
     COCO_TAG,
     MAP_TAG,
@@ -146,6 +147,8 @@ def gate(
             "detection.gate_reason": decision["reason"],
             APPROVAL_TAG: PENDING if decision["promote"] else NOT_REQUESTED,
             **exported,
+            **({BASELINE_TAG: evaluation["monitoring_baseline_uri"]} if evaluation.get("monitoring_baseline_uri")
+               else {}),  # fmt: skip
         },
         description=f"{training['job_name']} (run {ref.airflow_run_id}): {_figure_name(evaluation)} "
         f"{evaluation['map']:.4f}",

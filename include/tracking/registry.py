@@ -35,6 +35,8 @@ SPLIT_TAG = "map_split"
 COCO_TAG = "coco_map"
 APPROVAL_TAG = "detection.approval"
 MODEL_DATA_TAG = "detection.model_data_url"
+#: The model's monitoring baseline (Model Monitor's statistics.json / constraints.json, beside the model).
+BASELINE_TAG = "detection.monitoring.baseline_uri"
 #: Room the history may take in one tag (managed MLflow servers of older versions keep 5,000 characters).
 HISTORY_MAX_CHARS = 4500
 
@@ -73,6 +75,13 @@ class ModelVersion:
     def model_data_url(self) -> str:
         """The model archive a deployment serves (the version's source when no other is recorded)."""
         return self.tags.get(MODEL_DATA_TAG) or self.source
+
+    @property
+    def baseline_uri(self) -> str:
+        """The model's monitoring baseline: the recorded one, else ``monitoring/`` beside the model archive."""
+        from include.monitoring.monitor import baseline_location
+
+        return self.tags.get(BASELINE_TAG) or baseline_location(self.model_data_url)
 
     @property
     def score(self) -> float | None:

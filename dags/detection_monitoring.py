@@ -71,7 +71,7 @@ def detection_monitoring():
     def retrain(result: dict, **context) -> dict:
         """Post the asset event that starts the training pipeline; skipped unless the data drifted and retraining
         is asked for."""
-        from airflow.exceptions import AirflowSkipException
+        from airflow.sdk.exceptions import AirflowSkipException
 
         if not result.get("retraining"):
             raise AirflowSkipException(f"no retraining: {result['status']}" + (
@@ -84,7 +84,7 @@ def detection_monitoring():
         """Fail the run when the data drifted, with the reason; insufficient data is a warning, not a pass."""
         import logging
 
-        from airflow.exceptions import AirflowFailException
+        from airflow.sdk.exceptions import AirflowFailException
 
         if result["status"] == "drifted":
             raise AirflowFailException(result["reason"])

@@ -794,7 +794,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(exit_status=monitor_exit_status)
     p.add_argument("--source", help="a capture prefix or a transform's output folder (default: monitoring.source, "
                    "else the production endpoint's captured data)")  # fmt: skip
-    p.add_argument("--input", help="a transform's input folder, when its transform.json does not name it")
+    p.add_argument("--input", help="a transform's input folder (default: the one its transform.json names)")
     p.add_argument("--baseline", help="a baseline folder, or a registry version (3 or v3) (default: the champion's)")
     p.add_argument(
         "--window-hours", type=int, help=f"captured data of the last N hours {default('monitoring.window_hours')}"

@@ -43,6 +43,7 @@ pytest_plugins = [
     "tests.support.export_fixtures",
     "tests.support.jumpstart_metadata",
     "tests.support.tracking_fixtures",
+    "tests.support.monitoring_fixtures",  # after export_fixtures: its model
 ]
 
 

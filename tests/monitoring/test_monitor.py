@@ -12,7 +12,7 @@ import pytest
 
 from include.monitoring import model_monitor, schema
 from include.monitoring.monitor import DRIFTED, INSUFFICIENT, PASSED, monitor
-from tests.monitoring.conftest import answer
+from tests.support.monitoring_fixtures import answer
 
 
 def _files(result: dict[str, Any]) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Fixtures of the monitoring tests: a baseline from BCCD and a model, and real captured invocations.
+"""Fixtures of the monitoring tests and the monitoring DAG's: a BCCD baseline with a model, real captured traffic.
 
 The model is :func:`tests.support.export_fixtures.spread_artifact` (the trainer's network on ImageNet base
 weights, scores spread like a trained model's). BCCD is split at random as ingest splits it: the baseline's

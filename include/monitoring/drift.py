@@ -91,7 +91,7 @@ def numeric_psi(baseline: np.ndarray, current: np.ndarray, bins: int = BINS) -> 
     return psi_from_shares(expected, actual)
 
 
-def _label(value: Any) -> str:
+def category_label(value: Any) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return f"{value:.3g}" if isinstance(value, float) else str(value)
@@ -100,7 +100,7 @@ def _label(value: Any) -> str:
 def _categorical(name: str, baseline: Sequence[Any], current: Sequence[Any], limits: Thresholds) -> FeatureDrift:
     from scipy import stats
 
-    base, cur = Counter(_label(v) for v in baseline), Counter(_label(v) for v in current)
+    base, cur = Counter(category_label(v) for v in baseline), Counter(category_label(v) for v in current)
     categories = sorted(set(base) | set(cur))
     b = np.array([base[c] for c in categories], dtype=float)
     c = np.array([cur[k] for k in categories], dtype=float)

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from include.monitoring.drift import FeatureDrift
+from include.monitoring.drift import FeatureDrift, category_label
 from include.monitoring.model_monitor import feature_values
 from include.reports.figures import Picture, new_figure, to_png
 from include.reports.page import CSS, escape, figure, key_values, section, table
@@ -32,7 +32,7 @@ def _chart(drift: FeatureDrift, baseline: Sequence[Any], current: Sequence[Any])
     fig = new_figure((6.0, 3.2))
     ax = fig.add_subplot()
     if drift.method == "chi-square":
-        base, cur = Counter(map(str, baseline)), Counter(map(str, current))
+        base, cur = Counter(map(category_label, baseline)), Counter(map(category_label, current))
         labels = sorted(set(base) | set(cur), key=lambda k: -(base[k] + cur[k]))[:15]
         x = np.arange(len(labels))
         ax.bar(

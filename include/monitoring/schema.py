@@ -75,26 +75,24 @@ _STRING = {
 }
 _TYPE = {"enum": ["Integral", "Fractional", "String", "Unknown"]}
 
+
+def _features(properties: dict[str, Any], **rules: Any) -> dict[str, Any]:
+    """The ``features`` list both files have: named, typed objects with ``properties`` of their own."""
+    item = {"type": "object", "required": ["name", "inferred_type"], **rules}
+    item["properties"] = {"name": {"type": "string"}, "inferred_type": _TYPE, **properties}
+    return {"type": "array", "items": item}
+
+
 STATISTICS = {
     "type": "object",
     "required": ["version", "dataset", "features"],
     "properties": {
         "version": {"const": 0},
         "dataset": {"type": "object", "required": ["item_count"], "properties": {"item_count": {"type": "integer"}}},
-        "features": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "required": ["name", "inferred_type"],
-                "properties": {
-                    "name": {"type": "string"},
-                    "inferred_type": _TYPE,
-                    "numerical_statistics": _NUMERICAL,
-                    "string_statistics": _STRING,
-                },
-                "oneOf": [{"required": ["numerical_statistics"]}, {"required": ["string_statistics"]}],
-            },
-        },
+        "features": _features(
+            {"numerical_statistics": _NUMERICAL, "string_statistics": _STRING},
+            oneOf=[{"required": ["numerical_statistics"]}, {"required": ["string_statistics"]}],
+        ),
     },
 }
 CONSTRAINTS = {
@@ -102,24 +100,17 @@ CONSTRAINTS = {
     "required": ["version", "features"],
     "properties": {
         "version": {"const": 0},
-        "features": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "required": ["name", "inferred_type"],
-                "properties": {
-                    "name": {"type": "string"},
-                    "inferred_type": _TYPE,
-                    "completeness": {"type": "number", "minimum": 0, "maximum": 1},
-                    "num_constraints": {"type": "object", "properties": {"is_non_negative": {"type": "boolean"}}},
-                    "string_constraints": {
-                        "type": "object",
-                        "properties": {"domains": {"type": "array", "items": {"type": "string"}}},
-                    },
-                    "monitoringConfigOverrides": {"type": "object"},
+        "features": _features(
+            {
+                "completeness": {"type": "number", "minimum": 0, "maximum": 1},
+                "num_constraints": {"type": "object", "properties": {"is_non_negative": {"type": "boolean"}}},
+                "string_constraints": {
+                    "type": "object",
+                    "properties": {"domains": {"type": "array", "items": {"type": "string"}}},
                 },
-            },
-        },
+                "monitoringConfigOverrides": {"type": "object"},
+            }
+        ),
         "monitoring_config": {
             "type": "object",
             "properties": {

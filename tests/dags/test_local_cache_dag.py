@@ -17,7 +17,7 @@ from include import storage
 from include.cache_keys import file_sha256
 from include.configs import load_config
 from include.monitoring.monitor import baseline_location
-from include.tracking.registry import Registry
+from include.tracking.registry import BASELINE_TAG, Registry
 from tests.support.dag_runs import endpoint_servers, finished_run
 
 pytestmark = pytest.mark.slow
@@ -73,12 +73,13 @@ def test_a_second_run_on_unchanged_data_reuses_every_expensive_step(
     assert store[("plan_recordio", "cache.recordio")]["source_run_id"] == first.run_id
 
     # the model's monitoring baseline sits beside it (a reused evaluation publishes its own) and on its version
-    registry = Registry(tracking_uri, load_config().tracking.registered_model)
+    versions = Registry(tracking_uri, load_config().tracking.registered_model).versions()
     for xcom in (x1, x2):
         uri = xcom["evaluate"]["monitoring_baseline_uri"]
         assert uri == baseline_location(xcom["train"]["artifact_uri"])
         assert all(storage.exists(storage.join(uri, name)) for name in ("statistics.json", "constraints.json"))
-        assert registry.version(xcom["promotion_gate"]["version"]).baseline_uri == uri
+        (version,) = [v for v in versions if v.model_data_url == storage.normalize(xcom["train"]["artifact_uri"])]
+        assert version.tags[BASELINE_TAG] == uri
 
     # another epoch count: the same RecordIO build, a new model
     assert x3["train"]["hyperparameters"]["epochs"] == "2"

@@ -61,11 +61,17 @@ PARAMS = {
 def detection_monitoring():
     @task
     def monitor(**context) -> dict:
-        """Statistics of the window's images and answers against the baseline (links: monitoring.html)."""
+        """Statistics of the window's images and answers against the baseline; skipped while there is no champion."""
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from include.monitoring.monitor import NothingToMonitor
         from include.stages import monitor as stage
 
         dag_run = context["dag_run"]
-        return stage(dict(context["params"]), run_id=dag_run.run_id, end=dag_run.run_after)
+        try:
+            return stage(dict(context["params"]), run_id=dag_run.run_id, end=dag_run.run_after)
+        except NothingToMonitor as exc:
+            raise AirflowSkipException(str(exc)) from None
 
     @task(outlets=[LABELLED_DATASET])
     def retrain(result: dict, **context) -> dict:

@@ -829,7 +829,8 @@ def _capture_source(cfg: PipelineConfig) -> str:
 
 def _monitoring_baseline(cfg: PipelineConfig, baseline: Any) -> str:
     """The baseline to compare with: a folder URI as given, a registry version's (a number, ``v3``) or, when empty,
-    the ``champion``'s; ``ValueError`` naming what is missing."""
+    the ``champion``'s; ``ValueError`` naming what is missing (:class:`NothingToMonitor` when there is no champion)."""
+    from include.monitoring.monitor import NothingToMonitor
     from include.tracking.registry import CHAMPION
 
     text = str(baseline or "").strip()
@@ -841,8 +842,8 @@ def _monitoring_baseline(cfg: PipelineConfig, baseline: Any) -> str:
     else:
         lookup = registry.lookup(CHAMPION)
         if lookup.version is None:
-            raise ValueError(lookup.note or f"registered model {registry.name!r} has no champion to monitor: promote "
-                             "a version first, or give a baseline")  # fmt: skip
+            raise NothingToMonitor(lookup.note or f"registered model {registry.name!r} has no champion to monitor: "
+                                   "promote a version first, or give a baseline")  # fmt: skip
         version = lookup.version
     log.info("monitoring against version %s's baseline %s", version.version, version.baseline_uri)
     return version.baseline_uri

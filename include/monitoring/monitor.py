@@ -46,6 +46,10 @@ PASSED, DRIFTED, INSUFFICIENT = "passed", "drifted", "insufficient_data"
 DEFAULT_THRESHOLDS = {"default": {"psi": 0.25, "p_value": 0.01}}
 
 
+class NothingToMonitor(ValueError):
+    """No model to monitor yet (the registry has no champion): a scheduled pass has nothing to do, not a failure."""
+
+
 def baseline_location(model_uri: str) -> str:
     """Where a model's baseline lives: ``monitoring/`` beside its ``model.tar.gz``."""
     return storage.join(storage.normalize(model_uri).rsplit("/", 1)[0], BASELINE_FOLDER)

@@ -77,3 +77,10 @@ def test_the_champions_baseline_and_in_distribution_traffic_pass(
     assert str(dr.state) == "success", tries
     assert xcom["monitor"]["status"] == "passed" and xcom["monitor"]["baseline_uri"].endswith(baseline)
     assert tries["retrain"] == [("skipped", 1)] and _asset_events(dr.run_id) == []
+
+
+def test_a_scheduled_run_without_a_champion_has_nothing_to_do(monitoring_dag: Any, tracking_uri: str) -> None:
+    dr = monitoring_dag.test()
+    tries, _ = finished_run(dr)
+    assert str(dr.state) == "success" and tries["monitor"] == [("skipped", 1)], tries
+    assert tries["drift_gate"] == tries["retrain"] == [("skipped", 0)] and _asset_events(dr.run_id) == []

@@ -406,7 +406,16 @@ def training_output(ctx: RunContext, training: dict[str, Any]) -> str:
 
 def track_training(ctx: RunContext, training: dict[str, Any]) -> dict[str, Any]:
     """Record a finished training or tuning job (the operators' result) as the run's ``train`` / ``tune`` runs;
-    the result with ``tracking`` (its run, and the model source the registry takes) added."""
+    the result with ``tracking`` (its run, and the model source the registry takes) added.
+
+    A SageMaker tuning job's trials are saved beside the run's training records first (``tuning.json`` and
+    each trial's ``training.json``, as the local tuner leaves them): its tracking and the run's cost read them.
+    """
+    if ctx.config.backend == "sagemaker" and training.get("tuning_job_name"):
+        from include.sagemaker.client import sagemaker_client
+        from include.sagemaker.tuning_trials import save_trials
+
+        save_trials(sagemaker_client(ctx.config.sagemaker.region), training["tuning_job_name"], ctx.layout.training)
     if ctx.tracking is None:
         return training
     from include.tracking.training import record_training

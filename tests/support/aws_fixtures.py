@@ -22,6 +22,7 @@ from tests.support.aws_stand_ins import (
     CompilationStandIn,
     InvokeStandIn,
     StopStandIn,
+    TrialListStandIn,
     UpdateEndpointStandIn,
     start_in_progress,
 )
@@ -110,6 +111,14 @@ def neo_jobs() -> Iterator[CompilationStandIn]:
             ("before-call.sagemaker.StopCompilationJob", stand_in.stop),
         ]
     ):
+        yield stand_in
+
+
+@pytest.fixture
+def tuning_trials() -> Iterator[TrialListStandIn]:
+    """ListTrainingJobsForHyperParameterTuningJob on moto (two trials a page); yields the stand-in."""
+    stand_in = TrialListStandIn()
+    with _registered([("before-call.sagemaker.ListTrainingJobsForHyperParameterTuningJob", stand_in)]):
         yield stand_in
 
 

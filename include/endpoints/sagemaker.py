@@ -3,8 +3,9 @@
 :func:`plan_deployment` decides what of a combined deployment request (``{"Model",
 "EndpointConfig", "Endpoint"}``) still has to be created: a model or endpoint config that exists
 already is adopted (a retried task), an endpoint already on the request's config is only waited
-for, one on another config is updated. The deploy operator sends the rest through the provider's
-``SageMakerEndpointOperator``; :func:`deploy` (the CLI) sends it with boto3.
+for, one on another config is updated, and one an earlier try left ``Failed`` (SageMaker will neither
+serve nor update it) is deleted and created again under the same name. The deploy operator sends the
+rest through the provider's ``SageMakerEndpointOperator``; :func:`deploy` (the CLI) sends it with boto3.
 
 A run's resources are found by its run token (:func:`naming.run_token`), which every name of
 the run contains, so teardown needs no XCom from the tasks that created them and still works
@@ -49,10 +50,12 @@ class DeploymentPlan:
     endpoint_ready: bool = False
     #: the endpoint exists on another config: UpdateEndpoint instead of CreateEndpoint
     update: bool = False
+    #: a ``Failed`` endpoint of that name was deleted: CreateEndpoint makes it again
+    replaced_failed: bool = False
 
 
 def plan_deployment(sm: Any, request: dict[str, Any]) -> DeploymentPlan:
-    """Adopt what exists of ``request`` (a retried task); the parts still to create."""
+    """Adopt what exists of ``request`` (a retried task), delete a ``Failed`` endpoint; the parts still to create."""
     plan = DeploymentPlan(dict(request))
     model = request.get("Model")
     if model and _describe(sm.describe_model, ModelName=model["ModelName"]):
@@ -64,6 +67,12 @@ def plan_deployment(sm: Any, request: dict[str, Any]) -> DeploymentPlan:
         del plan.request["EndpointConfig"]
     endpoint = request["Endpoint"]
     existing = _describe(sm.describe_endpoint, EndpointName=endpoint["EndpointName"])
+    if existing and existing["EndpointStatus"] == "Failed":
+        log.warning("endpoint %s was left Failed (%s); deleting it to create it again", endpoint["EndpointName"],
+                    existing.get("FailureReason", "no reason given"))  # fmt: skip
+        _delete(sm, "endpoint", endpoint["EndpointName"])
+        sm.get_waiter("endpoint_deleted").wait(EndpointName=endpoint["EndpointName"])
+        existing, plan.replaced_failed = None, True
     if existing:
         plan.endpoint_ready = existing["EndpointConfigName"] == endpoint["EndpointConfigName"]
         plan.update = not plan.endpoint_ready

@@ -179,6 +179,20 @@ def _is_kept(client: Any, endpoint_name: str, now: datetime) -> bool:
         return False
 
 
+def endpoint_lifetime(client: Any, endpoint_name: str, ended: datetime, still_running: bool) -> dict[str, Any] | None:
+    """The endpoint's instance type and count and its life from ``CreationTime`` to ``ended`` (None: gone)."""
+    from include.cost import endpoint_lifetime as lifetime
+
+    endpoint = _describe(client.describe_endpoint, EndpointName=endpoint_name)
+    if endpoint is None:
+        return None
+    config = client.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
+    variants = config["ProductionVariants"]
+    types = sorted({v.get("InstanceType", "serverless") for v in variants})
+    count = sum(int(v.get("InitialInstanceCount") or 1) for v in variants)
+    return lifetime(endpoint_name, "+".join(types), count, endpoint["CreationTime"], ended, still_running)
+
+
 def teardown_run(
     dag_id: str,
     run_id: str,
@@ -191,7 +205,8 @@ def teardown_run(
 
     With ``keep_unexpired`` an endpoint whose ``keep-until`` tag is still ahead of ``now`` stays,
     with its config and models (the sweeper removes them later); otherwise everything goes.
-    Returns the names stopped, deleted and kept.
+    Returns the names stopped, deleted and kept, and ``endpoint_lifetimes``: each endpoint's life from its
+    creation to now (its deletion; a kept one ``still_running``), which the run's cost prices.
     """
     client = client or sagemaker_client()
     now = now or datetime.now(UTC)
@@ -200,11 +215,15 @@ def teardown_run(
         "stopped_jobs": stop_run_jobs(client, token),
         "kept_endpoints": [],
         "deleted": {"endpoints": [], "endpoint_configs": [], "models": []},
+        "endpoint_lifetimes": [],
     }
     kept_configs: set[str] = set()
     kept_models: set[str] = set()
     for endpoint in names_containing(client, "list_endpoints", "Endpoints", "EndpointName", token):
-        if keep_unexpired and _is_kept(client, endpoint, now):
+        kept = keep_unexpired and _is_kept(client, endpoint, now)
+        life = endpoint_lifetime(client, endpoint, now, still_running=kept)
+        result["endpoint_lifetimes"] += [life] if life else []
+        if kept:
             config_name, models = _endpoint_parts(client, endpoint)
             kept_configs.update([config_name] if config_name else [])
             kept_models.update(models)

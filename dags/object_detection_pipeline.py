@@ -92,7 +92,12 @@ PARAMS = {
     "approval": Param(
         "auto", type="string", enum=["auto", "manual"], title="Approval",
         description="auto: a model that beats the champion replaces it. manual: a person approves it here first "
-        "(the run waits; unanswered, it is rejected after promotion.approval_timeout_minutes).",
+        "(the run waits; unanswered, it is rejected after the approval timeout).",
+    ),
+    "approval_timeout_minutes": Param(
+        None, type=["null", "number"], exclusiveMinimum=0, title="Approval timeout (minutes)",
+        description="With manual approval: minutes to wait for an answer, then the model counts as rejected "
+        "(empty: promotion.approval_timeout_minutes, 1440).",
     ),
     "export": Param(
         False, type="boolean", title="Export",

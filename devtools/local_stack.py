@@ -19,7 +19,10 @@ setting changes it); the stack runs that same app once itself, bound to 127.0.0.
 loopback only: the API server, the log server, PostgreSQL and Redis, and the local MLflow
 tracking server (:mod:`include.tracking.server`, ``tracking.local_dir``), which :func:`start` also
 launches unless ``DETECTION__TRACKING__URI`` names another one or it runs already; every component
-gets its URL as ``DETECTION__TRACKING__URI``, and :func:`stop` stops the one it started.
+gets its URL as ``DETECTION__TRACKING__URI``, and :func:`stop` stops the one it started. Tasks call
+the REST API (a cache hit's note on its task instance) as the ``pipeline`` user through the
+``airflow_api`` connection (``AIRFLOW_CONN_AIRFLOW_API``), whose password :func:`start` writes into
+SimpleAuthManager's password file before Airflow starts.
 """
 
 from __future__ import annotations
@@ -62,6 +65,10 @@ class Worker:
 
     name: str
     queues: tuple[str, ...]
+
+
+#: The SimpleAuthManager user (role ``user``) the tasks' REST calls log in as.
+API_USER = "pipeline"
 
 
 def celery_workers() -> tuple[Worker, ...]:
@@ -116,7 +123,9 @@ def airflow_env(home: Path, port: int, extra: Mapping[str, str] | None = None) -
             "AIRFLOW__CORE__AUTH_MANAGER": (
                 "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
             ),
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+            # ``pipeline``: the user tasks call the REST API as (a cache hit's note on its task instance)
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"admin:admin,{API_USER}:user",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(StackPaths(home).password_file),
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
             "AIRFLOW__API__HOST": "127.0.0.1",
             "AIRFLOW__API__PORT": str(port),
@@ -132,6 +141,19 @@ def airflow_env(home: Path, port: int, extra: Mapping[str, str] | None = None) -
     )
     env.update(extra or {})
     return env
+
+
+def api_connection(paths: StackPaths, port: int) -> str:
+    """``AIRFLOW_CONN_AIRFLOW_API``: the REST API as :data:`API_USER`, whose password is written to the stack's
+    SimpleAuthManager password file first (Airflow keeps the users it finds there and adds the missing ones)."""
+    import secrets
+
+    passwords = json.loads(paths.password_file.read_text()) if paths.password_file.exists() else {}
+    if API_USER not in passwords:
+        passwords[API_USER] = secrets.token_urlsafe(16)
+        paths.password_file.write_text(json.dumps(passwords))
+        paths.password_file.chmod(0o600)
+    return f"http://{API_USER}:{quote(passwords[API_USER], safe='')}@127.0.0.1:{port}"
 
 
 def celery_env(postgres: services.Postgres, redis: services.Redis) -> dict[str, str]:
@@ -279,6 +301,7 @@ def start(
             redis.start()
             extra = {**celery_env(postgres, redis), **extra}
         env = airflow_env(paths.home, port, extra)
+        env["AIRFLOW_CONN_AIRFLOW_API"] = api_connection(paths, port)  # detection_airflow.notes.API_CONN_ID
         tracking = _tracking_plan(env)
         env["DETECTION__TRACKING__URI"] = tracking["url"]
         paths.tracking_file.write_text(json.dumps(tracking))

@@ -734,6 +734,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="manual: register a winning model but leave it for detection-pipeline promote "
         f"{default('promotion.approval')}",
     )
+    p.add_argument(
+        "--approval-timeout-minutes",
+        type=float,
+        help="how long a DAG run waits for a manual approval before it counts as a rejection (the DAG param; "
+        f"run itself does not wait) {default('promotion.approval_timeout_minutes')}",
+    )
 
     p = add("tracking", cmd_tracking, "the local MLflow tracking server: up | down | status")
     p.add_argument("action", choices=["up", "down", "status"])

@@ -232,6 +232,7 @@ def run(args: argparse.Namespace, r: Mapping[str, Any]) -> list[str]:
 
 def cost(args: argparse.Namespace, r: Mapping[str, Any]) -> list[str]:
     return [f"cost: ${r['usd']:.2f}, {r['billable_seconds']:.0f} SageMaker billable s, "
+            f"{r.get('endpoint_hours', 0.0):.2f} endpoint instance-hours, "
             f"{r['cpu_seconds']:.1f} CPU s here ({r['uri']})"]  # fmt: skip
 
 

@@ -10,8 +10,10 @@
   ``report.html``): each step's CPU and wall seconds on this machine (:func:`metered`; child
   processes count once reaped, so a local training job's trainer is in its task's figure), the
   training job's ``BillableTimeInSeconds`` x instance count x price (spot savings shown as
-  ``1 - billable / training time``), the endpoint's hours from its creation to teardown; a step
-  reused from the cache costs what reusing it took.
+  ``1 - billable / training time``; every trial of a tuning job), each endpoint's instance-hours
+  from its creation (SageMaker's ``CreationTime``, a local endpoint's record) to its deletion by
+  teardown (recorded in ``<run>/endpoint_hours.json``; an endpoint teardown keeps is counted to
+  teardown and marked still running); a step reused from the cache costs what reusing it took.
 
 Prices are examples to replace with the SageMaker pricing page's for your region; a type the
 run uses but the table lacks is an error when ``cost.max_usd`` is set (the bound cannot be known),
@@ -40,6 +42,8 @@ log = logging.getLogger(__name__)
 #: ``<run>/cost/<step>.json``: one record per step (mapped tasks: per map index); teardown sums them.
 STEPS_DIR = "cost"
 COST_JSON = "cost.json"
+#: ``<run>/endpoint_hours.json``: the run's endpoints, each from its creation to its teardown (teardown writes it).
+ENDPOINTS_JSON = "endpoint_hours.json"
 
 
 class CostLimitError(ValueError):
@@ -165,13 +169,40 @@ def training_job_cost(cfg: PipelineConfig, description: Mapping[str, Any], reuse
     return out
 
 
-def endpoint_cost(cfg: PipelineConfig, instance_type: str, count: int, created: dt.datetime,
-                  ended: dt.datetime) -> dict[str, Any]:  # fmt: skip
-    """An endpoint's instance-hours from its creation to ``ended``, priced."""
+def endpoint_cost(cfg: PipelineConfig, lifetime: Mapping[str, Any]) -> dict[str, Any]:
+    """An endpoint's instance-hours from its creation to its deletion (``lifetime``: :func:`endpoint_lifetime`),
+    priced (a local endpoint: $0)."""
+    created, ended = (dt.datetime.fromisoformat(lifetime[k]) for k in ("created", "ended"))
     hours = max((ended - created).total_seconds(), 0) / 3600
-    part = Part("endpoint", instance_type, count, hours, price(cfg, instance_type))
-    return {"instance_type": instance_type, "instance_count": count, "hours": round(hours, 4),
+    local = lifetime["instance_type"] == "local"
+    part = Part("endpoint", lifetime["instance_type"], int(lifetime["instance_count"]), hours,
+                None if local else price(cfg, lifetime["instance_type"]))  # fmt: skip
+    return {**lifetime, "hours": round(hours, 4), "instance_hours": round(hours * part.count, 4),
             "usd": round(part.usd, 4)}  # fmt: skip
+
+
+def endpoint_lifetime(name: str, instance_type: str, count: int, created: dt.datetime, ended: dt.datetime,
+                      still_running: bool = False) -> dict[str, Any]:  # fmt: skip
+    """One endpoint's life as teardown records it (aware datetimes as ISO strings)."""
+    return {"endpoint_name": name, "instance_type": instance_type, "instance_count": count,
+            "created": created.isoformat(), "ended": ended.isoformat(), "still_running": still_running}  # fmt: skip
+
+
+def record_endpoint_lifetimes(run_root: str, lifetimes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Add ``lifetimes`` to ``<run>/endpoint_hours.json`` (a retried teardown keeps what an earlier try recorded
+    of endpoints now gone; an endpoint recorded again replaces its record); every record."""
+    uri = storage.join(run_root, ENDPOINTS_JSON)
+    known = {e["endpoint_name"]: e for e in json.loads(storage.read_text(uri))} if storage.exists(uri) else {}
+    known.update({e["endpoint_name"]: e for e in lifetimes})
+    records = sorted(known.values(), key=lambda e: e["created"])
+    storage.write_text(uri, json.dumps(records, indent=2))
+    return records
+
+
+def recorded_endpoint_lifetimes(run_root: str) -> list[dict[str, Any]]:
+    """What teardown recorded in ``<run>/endpoint_hours.json`` (nothing before teardown)."""
+    uri = storage.join(run_root, ENDPOINTS_JSON)
+    return json.loads(storage.read_text(uri)) if storage.exists(uri) else []
 
 
 def summarize(cfg: PipelineConfig, run_root: str, jobs: list[Mapping[str, Any]],
@@ -187,6 +218,7 @@ def summarize(cfg: PipelineConfig, run_root: str, jobs: list[Mapping[str, Any]],
         "currency": "USD",
         "usd": round(usd, 4),
         "billable_seconds": sum(j.get("billable_seconds", 0.0) for j in jobs),
+        "endpoint_hours": round(sum(e.get("instance_hours", 0.0) for e in endpoints), 4),
         "cpu_seconds": round(sum(s["cpu_seconds"] for s in steps), 3),
         "steps": steps,
         "jobs": jobs,

@@ -406,7 +406,16 @@ def training_output(ctx: RunContext, training: dict[str, Any]) -> str:
 
 def track_training(ctx: RunContext, training: dict[str, Any]) -> dict[str, Any]:
     """Record a finished training or tuning job (the operators' result) as the run's ``train`` / ``tune`` runs;
-    the result with ``tracking`` (its run, and the model source the registry takes) added."""
+    the result with ``tracking`` (its run, and the model source the registry takes) added.
+
+    A SageMaker tuning job's trials are saved beside the run's training records first (``tuning.json`` and
+    each trial's ``training.json``, as the local tuner leaves them): its tracking and the run's cost read them.
+    """
+    if ctx.config.backend == "sagemaker" and training.get("tuning_job_name"):
+        from include.sagemaker.client import sagemaker_client
+        from include.sagemaker.tuning_trials import save_trials
+
+        save_trials(sagemaker_client(ctx.config.sagemaker.region), training["tuning_job_name"], ctx.layout.training)
     if ctx.tracking is None:
         return training
     from include.tracking.training import record_training
@@ -647,6 +656,9 @@ def teardown(ctx: RunContext, smoke_passed: bool) -> dict[str, Any]:
             storage.remove(uri, recursive=True)
         if ctx.config.dataset.source == "sample" and _sample_folder(ctx).is_dir():  # the local copy under S3 storage
             shutil.rmtree(_sample_folder(ctx))
+    from include.cost import record_endpoint_lifetimes
+
+    record_endpoint_lifetimes(ctx.layout.root, result.pop("endpoint_lifetimes", []))
     result["cost"] = run_cost(ctx)
     stopped = [s["name"] for s in result.get("stopped", []) if s.get("name")]
     deleted = [name for names in (result.get("deleted") or {}).values() for name in names]
@@ -672,29 +684,32 @@ def run_cost(ctx: RunContext) -> dict[str, Any]:
     """The run's cost so far (``<run>/cost.json``, and a Cost section of its report.html); a small summary.
 
     Training jobs are read from the run's ``training.json`` records (evaluation saves SageMaker's
-    DescribeTrainingJob answer beside the model); one reused from the cache cost this run nothing.
+    DescribeTrainingJob answer beside the model, the tune task every trial's); one reused from the cache cost
+    this run nothing. Endpoints are priced from the lives teardown recorded (creation to deletion).
     """
     import json
 
     from include.cache import read_marker
-    from include.cost import summarize, training_job_cost
+    from include.cost import endpoint_cost, recorded_endpoint_lifetimes, summarize, training_job_cost
 
     marker = read_marker(ctx.layout.training) if storage.exists(ctx.layout.training) else None
     reused = bool(marker and marker.get("hit"))
     records = [u for u in storage.walk_files(ctx.layout.training) if u.endswith("/" + TRAINING_JSON)] if (
         storage.exists(ctx.layout.training)) else []  # fmt: skip
     jobs = [training_job_cost(ctx.config, json.loads(storage.read_text(uri)), reused) for uri in records]
-    summary = summarize(ctx.config, ctx.layout.root, jobs, [])
+    endpoints = [endpoint_cost(ctx.config, life) for life in recorded_endpoint_lifetimes(ctx.layout.root)]
+    summary = summarize(ctx.config, ctx.layout.root, jobs, endpoints)
     report = storage.join(ctx.layout.evaluation, "report.html")
     if storage.exists(report):
         from include.evaluation.report import COST_SECTION_ID, cost_section, with_section
 
         storage.write_text(report, with_section(storage.read_text(report), cost_section(summary), COST_SECTION_ID))
     uri = storage.join(ctx.layout.root, "cost.json")
-    log.info("cost: $%.2f, %.0f billable s, %.1f CPU s on this machine (%s)", summary["usd"],
-             summary["billable_seconds"], summary["cpu_seconds"], uri)  # fmt: skip
+    log.info("cost: $%.2f, %.0f billable s, %.2f endpoint instance-hours, %.1f CPU s on this machine (%s)",
+             summary["usd"], summary["billable_seconds"], summary["endpoint_hours"], summary["cpu_seconds"],
+             uri)  # fmt: skip
     figures = {"usd": summary["usd"], "billable_seconds": summary["billable_seconds"],
-               "cpu_seconds": summary["cpu_seconds"]}  # fmt: skip
+               "endpoint_hours": summary["endpoint_hours"], "cpu_seconds": summary["cpu_seconds"]}  # fmt: skip
     if ctx.tracking is not None:
         from include.tracking.runs import Metric
         from include.tracking.runs import log as log_tracking

@@ -88,6 +88,48 @@ def test_the_cli_prints_a_runs_cost(tmp_path: Path, capsys: pytest.CaptureFixtur
     with metered(storage.normalize(run), "ingest"):
         pass
     assert main(["cost", "--backend", "local", "--run", str(run)]) in (0, None)
-    assert f"cost: $0.00, 0 SageMaker billable s, 0.0 CPU s here (file://{run}/cost.json)" in capsys.readouterr().err
+    summary_line = (f"cost: $0.00, 0 SageMaker billable s, 0.00 endpoint instance-hours, 0.0 CPU s here "
+                    f"(file://{run}/cost.json)")
+    assert summary_line in capsys.readouterr().err
     summary = json.loads((run / "cost.json").read_text())
     assert summary["jobs"][0]["cpu_seconds"] == 80.5 and [s["step"] for s in summary["steps"]] == ["ingest"]
+
+
+def test_endpoint_hours_from_creation_to_teardown_are_priced_in_cost_report_and_tracking(
+    aws_credentials, s3_bucket, task_context, tracking_ref, mlflow_client
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from moto.sagemaker.models import sagemaker_backends
+
+    from include.run_layout import RunLayout
+    from tests.support.aws_fixtures import DAG_ID, RUN_ID
+    from tests.support.aws_stand_ins import ACCOUNT, REGION, ROLE_ARN
+    from tests.support.sagemaker_deployments import deploy
+
+    endpoint = deploy(task_context())["endpoint_name"]  # the run's endpoint, on moto's server
+    created = datetime.now(UTC) - timedelta(hours=2, minutes=30)  # as if it had served for two and a half hours
+    sagemaker_backends[ACCOUNT][REGION].endpoints[endpoint].creation_time = created.isoformat()
+    cfg = load_config(overrides={"backend": "sagemaker", "sagemaker": {"role_arn": ROLE_ARN, "region": REGION},
+                                 "storage": {"base_uri": f"s3://{s3_bucket}/runs"}}, environ={})  # fmt: skip
+    ctx = stages.RunContext(cfg, RunLayout.create(cfg.storage.base_uri, DAG_ID, RUN_ID), DAG_ID, RUN_ID, 1,
+                            tracking_ref)  # fmt: skip
+    report = storage.join(ctx.layout.evaluation, "report.html")
+    storage.write_text(report, "<html><body><main><h1>Evaluation</h1></main></body></html>")
+
+    done = stages.teardown(ctx, smoke_passed=False)
+
+    assert done["deleted"]["endpoints"] == [endpoint]
+    cost = json.loads(storage.read_text(done["cost"]["uri"]))
+    (record,) = cost["endpoints"]
+    assert (record["endpoint_name"], record["instance_type"], record["instance_count"]) == (endpoint, "ml.m5.xlarge", 1)
+    assert record["still_running"] is False and 2.5 <= record["hours"] < 2.6  # creation to the deletion teardown made
+    price = cfg.cost.prices[REGION]["ml.m5.xlarge"]
+    assert record["usd"] == pytest.approx(record["hours"] * price, abs=1e-4) and cost["usd"] == record["usd"]
+    assert cost["endpoint_hours"] == record["instance_hours"] == record["hours"]
+    page = storage.read_text(report)
+    assert "<h3>Endpoints</h3>" in page and endpoint in page and "ml.m5.xlarge x1" in page
+    metrics = mlflow_client.get_run(tracking_ref.run_id).data.metrics
+    assert metrics["cost.endpoint_hours"] == record["hours"] and metrics["cost.usd"] == record["usd"]
+    # a retried teardown finds the endpoint gone: what the first try recorded is still priced
+    assert stages.teardown(ctx, smoke_passed=False)["cost"]["usd"] == record["usd"]

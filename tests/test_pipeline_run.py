@@ -40,9 +40,12 @@ def test_whole_pipeline_in_process_deletes_intermediate_files_after_a_passed_smo
     # what the run produced stays: the model, its evaluation report
     assert storage.exists(out["evaluation"]["report_uri"]) and storage.exists(out["evaluation"]["model_uri"])
     assert sorted(p.name for p in Path(storage.local_path(layout["root"])).iterdir()) == [
-        "cost", "cost.json", "evaluation", "training"
+        "cost", "cost.json", "endpoint_hours.json", "evaluation", "training"
     ]  # fmt: skip
     cost = json.loads(Path(storage.local_path(out["teardown"]["cost"]["uri"])).read_text())
     assert cost["usd"] == 0 and cost["cpu_seconds"] > 0 and cost["jobs"][0]["cpu_seconds"] > 0
     assert {"ingest", "validate", "plan_recordio", "merge_recordio", "evaluate"} <= {s["step"] for s in cost["steps"]}
+    (served,) = cost["endpoints"]  # the local endpoint, from its record's start to its stop by teardown: $0
+    assert served["endpoint_name"] == stopped["name"] and served["instance_type"] == "local" and served["usd"] == 0
+    assert 0 < served["hours"] < 0.5 and cost["endpoint_hours"] == served["hours"]
     assert list(endpoints.glob("*.json")) == []

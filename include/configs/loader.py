@@ -38,6 +38,7 @@ PARAM_KEYS: dict[str, str] = {
     "delete_intermediate_files": "deploy.delete_intermediate_files",
     "quality_policy": "quality.policy",
     "approval": "promotion.approval",
+    "approval_timeout_minutes": "promotion.approval_timeout_minutes",
     "export": "export.enabled",
     "deploy_runtime": "deploy.runtime",
     "use_cache": "cache.enabled",

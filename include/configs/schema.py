@@ -245,7 +245,7 @@ class Promotion(Section):
     """Who moves the registry's ``champion`` alias when a challenger wins the gate."""
 
     approval: Literal["auto", "manual"] = "auto"
-    approval_timeout_minutes: PositiveInt = 1440
+    approval_timeout_minutes: PositiveFloat = 1440  # fractions too: 0.1 = 6 s (the scheduler checks every 15 s)
 
 
 class Local(Section):

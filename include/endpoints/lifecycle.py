@@ -121,7 +121,8 @@ def deploy_artifact(
 
 
 def teardown_run(cfg: PipelineConfig, dag_id: str, run_id: str, keep_unexpired: bool) -> dict[str, Any]:
-    """Remove every endpoint this run created (and on SageMaker stop its jobs still running)."""
+    """Remove every endpoint this run created (and on SageMaker stop its jobs still running); each endpoint's life
+    from its creation to its removal is in ``endpoint_lifetimes`` (the run's cost prices it)."""
     from include.sagemaker.naming import run_token
 
     if cfg.backend == "sagemaker":
@@ -131,18 +132,23 @@ def teardown_run(cfg: PipelineConfig, dag_id: str, run_id: str, keep_unexpired: 
         return sagemaker_teardown(
             dag_id, run_id, client=sagemaker_client(cfg.sagemaker.region), keep_unexpired=keep_unexpired
         )
+    from include.cost import endpoint_lifetime
     from include.endpoints.local import is_production, list_endpoints, state_dir, stop_endpoint
 
     token, now = run_token(dag_id, run_id), datetime.now(UTC)
-    result: dict[str, Any] = {"stopped": [], "kept_endpoints": []}
+    result: dict[str, Any] = {"stopped": [], "kept_endpoints": [], "endpoint_lifetimes": []}
     for state in list_endpoints(state_dir(cfg)):
         if token not in state["name"] or is_production(state):
             continue
         keep = state.get("keep_until")
-        if keep_unexpired and keep and datetime.fromisoformat(keep) > now and state.get("alive"):
+        kept = bool(keep_unexpired and keep and datetime.fromisoformat(keep) > now and state.get("alive"))
+        if kept:
             result["kept_endpoints"].append(state["name"])
-            continue
-        result["stopped"].append(stop_endpoint(state["name"], state_dir(cfg)))
+        else:
+            result["stopped"].append(stop_endpoint(state["name"], state_dir(cfg)))
+        ended = now if kept else datetime.now(UTC)
+        created = datetime.fromisoformat(state["started_at"])
+        result["endpoint_lifetimes"].append(endpoint_lifetime(state["name"], "local", 1, created, ended, kept))
     return result
 
 

@@ -3,8 +3,9 @@
 :func:`plan_deployment` decides what of a combined deployment request (``{"Model",
 "EndpointConfig", "Endpoint"}``) still has to be created: a model or endpoint config that exists
 already is adopted (a retried task), an endpoint already on the request's config is only waited
-for, one on another config is updated. The deploy operator sends the rest through the provider's
-``SageMakerEndpointOperator``; :func:`deploy` (the CLI) sends it with boto3.
+for, one on another config is updated, and one an earlier try left ``Failed`` (SageMaker will neither
+serve nor update it) is deleted and created again under the same name. The deploy operator sends the
+rest through the provider's ``SageMakerEndpointOperator``; :func:`deploy` (the CLI) sends it with boto3.
 
 A run's resources are found by its run token (:func:`naming.run_token`), which every name of
 the run contains, so teardown needs no XCom from the tasks that created them and still works
@@ -49,10 +50,12 @@ class DeploymentPlan:
     endpoint_ready: bool = False
     #: the endpoint exists on another config: UpdateEndpoint instead of CreateEndpoint
     update: bool = False
+    #: a ``Failed`` endpoint of that name was deleted: CreateEndpoint makes it again
+    replaced_failed: bool = False
 
 
 def plan_deployment(sm: Any, request: dict[str, Any]) -> DeploymentPlan:
-    """Adopt what exists of ``request`` (a retried task); the parts still to create."""
+    """Adopt what exists of ``request`` (a retried task), delete a ``Failed`` endpoint; the parts still to create."""
     plan = DeploymentPlan(dict(request))
     model = request.get("Model")
     if model and _describe(sm.describe_model, ModelName=model["ModelName"]):
@@ -64,6 +67,12 @@ def plan_deployment(sm: Any, request: dict[str, Any]) -> DeploymentPlan:
         del plan.request["EndpointConfig"]
     endpoint = request["Endpoint"]
     existing = _describe(sm.describe_endpoint, EndpointName=endpoint["EndpointName"])
+    if existing and existing["EndpointStatus"] == "Failed":
+        log.warning("endpoint %s was left Failed (%s); deleting it to create it again", endpoint["EndpointName"],
+                    existing.get("FailureReason", "no reason given"))  # fmt: skip
+        _delete(sm, "endpoint", endpoint["EndpointName"])
+        sm.get_waiter("endpoint_deleted").wait(EndpointName=endpoint["EndpointName"])
+        existing, plan.replaced_failed = None, True
     if existing:
         plan.endpoint_ready = existing["EndpointConfigName"] == endpoint["EndpointConfigName"]
         plan.update = not plan.endpoint_ready
@@ -170,6 +179,20 @@ def _is_kept(client: Any, endpoint_name: str, now: datetime) -> bool:
         return False
 
 
+def endpoint_lifetime(client: Any, endpoint_name: str, ended: datetime, still_running: bool) -> dict[str, Any] | None:
+    """The endpoint's instance type and count and its life from ``CreationTime`` to ``ended`` (None: gone)."""
+    from include.cost import endpoint_lifetime as lifetime
+
+    endpoint = _describe(client.describe_endpoint, EndpointName=endpoint_name)
+    if endpoint is None:
+        return None
+    config = client.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
+    variants = config["ProductionVariants"]
+    types = sorted({v.get("InstanceType", "serverless") for v in variants})
+    count = sum(int(v.get("InitialInstanceCount") or 1) for v in variants)
+    return lifetime(endpoint_name, "+".join(types), count, endpoint["CreationTime"], ended, still_running)
+
+
 def teardown_run(
     dag_id: str,
     run_id: str,
@@ -182,7 +205,8 @@ def teardown_run(
 
     With ``keep_unexpired`` an endpoint whose ``keep-until`` tag is still ahead of ``now`` stays,
     with its config and models (the sweeper removes them later); otherwise everything goes.
-    Returns the names stopped, deleted and kept.
+    Returns the names stopped, deleted and kept, and ``endpoint_lifetimes``: each endpoint's life from its
+    creation to now (its deletion; a kept one ``still_running``), which the run's cost prices.
     """
     client = client or sagemaker_client()
     now = now or datetime.now(UTC)
@@ -191,11 +215,15 @@ def teardown_run(
         "stopped_jobs": stop_run_jobs(client, token),
         "kept_endpoints": [],
         "deleted": {"endpoints": [], "endpoint_configs": [], "models": []},
+        "endpoint_lifetimes": [],
     }
     kept_configs: set[str] = set()
     kept_models: set[str] = set()
     for endpoint in names_containing(client, "list_endpoints", "Endpoints", "EndpointName", token):
-        if keep_unexpired and _is_kept(client, endpoint, now):
+        kept = keep_unexpired and _is_kept(client, endpoint, now)
+        life = endpoint_lifetime(client, endpoint, now, still_running=kept)
+        result["endpoint_lifetimes"] += [life] if life else []
+        if kept:
             config_name, models = _endpoint_parts(client, endpoint)
             kept_configs.update([config_name] if config_name else [])
             kept_models.update(models)

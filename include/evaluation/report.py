@@ -245,8 +245,10 @@ COST_SECTION_ID = "cost"
 
 
 def cost_section(cost: Mapping[str, Any]) -> str:
-    """What the run cost (``cost.json``): totals, each step's CPU and wall seconds, the jobs, the estimate."""
+    """What the run cost (``cost.json``): totals, each step's CPU and wall seconds, the jobs, the endpoints,
+    the estimate."""
     parts = [_key_values({"US dollars": cost["usd"], "billable seconds": cost["billable_seconds"],
+                          "endpoint instance-hours": cost.get("endpoint_hours", 0.0),
                           "CPU seconds (this machine)": cost["cpu_seconds"], "backend": cost["backend"]})]  # fmt: skip
     parts.append("<h3>Steps</h3>" + _table(
         ("step", "CPU s", "wall s"), [(s["step"], s["cpu_seconds"], s["wall_seconds"]) for s in cost["steps"]]
@@ -256,6 +258,12 @@ def cost_section(cost: Mapping[str, Any]) -> str:
             ("job", "instance", "billable s", "USD", "reused from the cache"),
             [(j["job_name"], f"{j['instance_type']} x{j['instance_count']}", j["billable_seconds"], j["usd"],
               j["reused"]) for j in cost["jobs"]],
+        ))  # fmt: skip
+    if cost.get("endpoints"):
+        parts.append("<h3>Endpoints</h3>" + _table(
+            ("endpoint", "instance", "created", "removed", "hours", "USD"),
+            [(e["endpoint_name"], f"{e['instance_type']} x{e['instance_count']}", e["created"],
+              "still running" if e["still_running"] else e["ended"], e["hours"], e["usd"]) for e in cost["endpoints"]],
         ))  # fmt: skip
     if cost["estimate"]:
         parts.append("<h3>Estimate before the run (upper bounds)</h3>" + _table(

@@ -249,7 +249,7 @@ def promote_version(
 
 
 def approval_request(
-    ref: TrackingRef, decision: dict[str, Any], evaluation: dict[str, Any], timeout_minutes: int
+    ref: TrackingRef, decision: dict[str, Any], evaluation: dict[str, Any], timeout_minutes: float
 ) -> dict[str, str]:
     """The subject and Markdown body of the approval form: the figures side by side, the gate's reason, links."""
     champion = decision.get("champion")
@@ -293,7 +293,7 @@ def approval_request(
             "",
             f"**Approve** makes version {decision['version']} `champion` (the current champion becomes `previous`)"
             f"{package}, and the run deploys it. **Reject** keeps the champion and records your reason. No answer "
-            f"within {timeout_minutes} minutes counts as a rejection.",
+            f"within {timeout_minutes:g} minutes counts as a rejection.",
         ]
     )
     against = "no champion yet" if champion is None else f"the champion's {figure(champion.get('map'))}"

@@ -98,29 +98,19 @@ def record_job(ref: TrackingRef, run: Run, record: Mapping[str, Any], output_uri
     return Run(run.run_id, run.artifact_uri, FINISHED, {**run.tags, **tags})
 
 
-def _trial_summaries(result: Mapping[str, Any], backend: str, training_uri: str, region: str | None) -> list[dict]:
-    """Every trial of the tuning job as ListTrainingJobsForHyperParameterTuningJob lists it."""
+def _trial_summaries(result: Mapping[str, Any], training_uri: str) -> list[dict]:
+    """Every trial of the tuning job as ListTrainingJobsForHyperParameterTuningJob lists it, from the job's
+    ``tuning.json`` (the local tuner's; on SageMaker :func:`include.sagemaker.tuning_trials.save_trials`')."""
     name = result["tuning_job_name"]
-    if backend == "local":
-        tuning = json.loads(storage.read_text(storage.join(training_uri, name, TUNING_JSON)))
-        return list(tuning.get("TrainingJobSummaries") or [])
-    from include.sagemaker.client import paged, sagemaker_client
-
-    return list(
-        paged(
-            sagemaker_client(region),
-            "list_training_jobs_for_hyper_parameter_tuning_job",
-            "TrainingJobSummaries",
-            HyperParameterTuningJobName=name,
-        )
-    )
+    tuning = json.loads(storage.read_text(storage.join(training_uri, name, TUNING_JSON)))
+    return list(tuning.get("TrainingJobSummaries") or [])
 
 
 def record_tuning(
     ref: TrackingRef, result: Mapping[str, Any], backend: str, training_uri: str, region: str | None
 ) -> Run:
     """The ``tune`` run and one nested run per trial; the best trial's run gets the whole training record."""
-    summaries = _trial_summaries(result, backend, training_uri, region)
+    summaries = _trial_summaries(result, training_uri)
     static = {k: v for k, v in result["hyperparameters"].items() if k not in result.get("tuned_hyperparameters", {})}
     tuning = step_run(ref, "tune", tags={"detection.tuning_job_name": result["tuning_job_name"]})
     objective = next(iter(result.get("final_metrics") or {}), "validation:mAP")

@@ -45,7 +45,7 @@ from typing import Any
 
 from include import storage
 from include.project import PROJECT_ROOT
-from include.reattach import Attachment, find_job
+from include.reattach import Attachment, Describe, find_job
 from include.run_layout import TRAINING_JSON, TRAINING_LOG
 from include.sagemaker.metrics import final_values, parse_lines
 from include.sagemaker.naming import PRETRAINED_FALLBACK_TAG
@@ -100,7 +100,7 @@ def _describe_local(output_path: str, name: str) -> dict[str, Any] | None:
         record = describe_local_job(storage.join(output_path, name, "output"))
     except FileNotFoundError:
         return None
-    if record.get("TrainingJobStatus") == "InProgress" and not _trainer_alive(record):
+    if record.get("TrainingJobStatus") == "InProgress" and not owner_alive(record):
         record.update(TrainingJobStatus="Failed", SecondaryStatus="Failed", LastModifiedTime=_now(),
                       FailureReason="the training process was lost (its task's worker died)")  # fmt: skip
         storage.write_text(storage.join(output_path, name, "output", TRAINING_JSON), json.dumps(record, indent=2))
@@ -110,12 +110,12 @@ def _describe_local(output_path: str, name: str) -> dict[str, Any] | None:
     return record
 
 
-def _trainer_alive(record: Mapping[str, Any]) -> bool:
-    """Whether the trainer process the record names still runs (on this machine, the same process)."""
+def owner_alive(record: Mapping[str, Any], role: str = "Trainer") -> bool:
+    """Whether the process the record names as ``<role>Host/Pid/StartTime`` still runs (here, the same process)."""
     import psutil
 
-    pid, started = record.get("TrainerPid"), record.get("TrainerStartTime")
-    if record.get("TrainerHost") != socket.gethostname() or not pid or started is None:
+    pid, started = record.get(f"{role}Pid"), record.get(f"{role}StartTime")
+    if record.get(f"{role}Host") != socket.gethostname() or not pid or started is None:
         return False
     try:
         return abs(psutil.Process(pid).create_time() - started) < 1.0
@@ -123,11 +123,19 @@ def _trainer_alive(record: Mapping[str, Any]) -> bool:
         return False
 
 
-def _wait_for_local(output_path: str, found: Attachment) -> Attachment:
+def owner_fields(pid: int, role: str = "Trainer") -> dict[str, Any]:
+    """``<role>Host/Pid/StartTime`` of process ``pid``: a retried task tells a running job from a lost one by them."""
+    import psutil
+
+    started = psutil.Process(pid).create_time()
+    return {f"{role}Host": socket.gethostname(), f"{role}Pid": pid, f"{role}StartTime": started}
+
+
+def wait_while_running(describe: Describe, found: Attachment, status_key: str) -> Attachment:
     """Wait while a job an earlier try started runs (its task process still lives); then decide again."""
     while found.action == "attach":
         time.sleep(RECORD_POLL_S)
-        found = find_job(functools.partial(_describe_local, output_path), found.name, "TrainingJobStatus")
+        found = find_job(describe, found.name, status_key)
     return found
 
 
@@ -171,8 +179,7 @@ class _Record:
         import psutil
 
         with contextlib.suppress(psutil.Error):
-            self.data.update(TrainerHost=socket.gethostname(), TrainerPid=pid,
-                             TrainerStartTime=psutil.Process(pid).create_time())  # fmt: skip
+            self.data.update(owner_fields(pid))
         self.write()
 
     def progress(self, log_text: str) -> None:
@@ -309,11 +316,12 @@ def run_training_job(
     MaxRuntimeInSeconds, and re-raises an interruption after stopping the job.
     """
     job = parse_request(request)
-    found = find_job(functools.partial(_describe_local, job.output_path), job.job_name, "TrainingJobStatus")
+    describe = functools.partial(_describe_local, job.output_path)
+    found = find_job(describe, job.job_name, "TrainingJobStatus")
     if found.action != "start" or found.name != job.job_name:
         log.info("%s", found.message("training job"))
     if found.action == "attach":
-        found = _wait_for_local(job.output_path, found)
+        found = wait_while_running(describe, found, "TrainingJobStatus")
     if found.action == "take":
         return dict(found.description or {})
     if found.name != job.job_name:

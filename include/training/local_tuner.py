@@ -17,6 +17,9 @@ objective metric (FinalMetricDataList), as SageMaker takes it; a trial that fail
 a sampled value the algorithm rejects) is recorded as failed and tuning goes on.
 ``TrainingJobEarlyStoppingType`` ``Auto`` is accepted and has no effect locally.
 
+A tuning job of this name that exists already is re-attached to as a local training job is
+(:mod:`include.reattach`, :func:`run_tuning_job`): ``tuning.json`` names the process running it.
+
 Outputs under ``<S3OutputPath>/<HyperParameterTuningJobName>/``: ``tuning.json`` (shaped like
 DescribeHyperParameterTuningJob plus ListTrainingJobsForHyperParameterTuningJob: every trial's
 hyperparameters, status and objective, and ``BestTrainingJob``) and ``model.tar.gz``, a copy of
@@ -26,6 +29,7 @@ the best trial's model.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 import logging
@@ -38,9 +42,17 @@ from pathlib import Path
 from typing import Any
 
 from include import storage
+from include.reattach import find_job
 from include.run_layout import MODEL_ARCHIVE, TUNING_JSON
 from include.training.hyperparameters import SPECS
-from include.training.local_executor import TrainingJobError, run_training_job, sigterm_raises
+from include.training.local_executor import (
+    TrainingJobError,
+    owner_alive,
+    owner_fields,
+    run_training_job,
+    sigterm_raises,
+    wait_while_running,
+)
 from include.training.metric_log import METRIC_NAMES
 from include.training.training_request import request_field
 
@@ -48,6 +60,9 @@ log = logging.getLogger(__name__)
 
 TUNING_JOB_NAME_MAX = 32
 POLL_S = 0.5
+#: tuning.json names the process running the tuning job as ``TunerHost``, ``TunerPid``, ``TunerStartTime``.
+TUNER = "Tuner"
+STATUS = "HyperParameterTuningJobStatus"
 LOCAL_ARN = "arn:aws:sagemaker:local:000000000000"
 _DEFINITION_ONLY = ("StaticHyperParameters", "DefinitionName", "TuningObjective", "HyperParameterRanges")
 
@@ -261,6 +276,7 @@ class _Tuning:
             "TrainingJobSummaries": trials,
             "Backend": "local",
             "output_uri": self.output_uri,
+            **owner_fields(os.getpid(), TUNER),
             **(extra or {}),
         }
         best = self.best(trials)
@@ -290,12 +306,25 @@ def run_tuning_job(
     CPU cores used (all by default); ``stop_event`` stops it from another thread. Raises
     :class:`TuningRequestError` for a request that cannot start; failed trials are recorded, not
     raised; an interruption (SIGTERM, Ctrl-C) is re-raised after the running trials are stopped.
+
+    A tuning job of this name (or a later one of the run, ``<name>-t<n>``) that exists already is re-attached
+    to: completed (its best model present), its record is answered and nothing runs; running (the task
+    process of an earlier try still lives), it is waited for; failed, stopped, or lost with a dead worker
+    (recorded Failed), a new tuning job ``<name>-t<n>`` runs.
     """
     import optuna
 
     tuning = _Tuning(request)
-    if storage.exists(storage.join(tuning.output_uri, TUNING_JSON)):
-        raise TuningRequestError(f"tuning job {tuning.name} already exists: {tuning.output_uri}/{TUNING_JSON}")
+    describe = functools.partial(_describe_local, tuning.output_path)
+    found = find_job(describe, tuning.name, STATUS)
+    if found.action != "start" or found.name != tuning.name:
+        log.info("%s", found.message("tuning job"))
+    if found.action == "attach":
+        found = wait_while_running(describe, found, STATUS)
+    if found.action == "take":
+        return dict(found.description or {})
+    if found.name != tuning.name:
+        tuning = _Tuning({**request, "HyperParameterTuningJobName": found.name})
     cores = cores or os.cpu_count() or 1
     parallel = max(1, min(tuning.max_parallel, tuning.max_jobs, cores))
     threads = max(1, cores // parallel)
@@ -357,6 +386,23 @@ def run_tuning_job(
             tuning.record("Stopped", "the tuning task was interrupted", extra)
             raise
     return _finish(tuning, stop.is_set(), extra)
+
+
+def _describe_local(output_path: str, name: str) -> dict[str, Any] | None:
+    """A local tuning job's tuning.json (None: no such job); one ``InProgress`` whose process is gone is recorded
+    Failed, one ``Completed`` whose best model was deleted is answered Failed (nothing to take)."""
+    uri = storage.join(output_path, name, TUNING_JSON)
+    if not storage.exists(uri):
+        return None
+    record = json.loads(storage.read_text(uri))
+    if record.get(STATUS) == "InProgress" and not owner_alive(record, TUNER):
+        record.update({STATUS: "Failed", "LastModifiedTime": _now(),
+                       "FailureReason": "the tuning process was lost (its task's worker died)"})  # fmt: skip
+        storage.write_text(uri, json.dumps(record, indent=2))
+    model = (record.get("ModelArtifacts") or {}).get("S3ModelArtifacts")
+    if record.get(STATUS) == "Completed" and not (model and storage.exists(model)):
+        record.update({STATUS: "Failed", "FailureReason": "its model.tar.gz was deleted"})
+    return record
 
 
 def _finish(tuning: _Tuning, stopped: bool, extra: dict[str, Any]) -> dict[str, Any]:

@@ -101,7 +101,7 @@ class PromotionApprovalOperator(ApprovalOperator):
         reason = str((event.get("params_input") or {}).get("reason") or "").strip()
         if not reason:
             minutes = ctx.config.promotion.approval_timeout_minutes
-            reason = f"no answer within {minutes} minutes" if by == "timeout" else "no reason given"
+            reason = f"no answer within {minutes:g} minutes" if by == "timeout" else "no reason given"
         result = stages.approve(ctx, decision, approved=approved, by=by, reason=reason)
         context["ti"].xcom_push(key=APPROVAL_KEY, value=result)
         super().execute_complete(context, event)  # a rejection skips the deploy here (and raises to do so)

@@ -51,6 +51,11 @@ def _respond(client: AirflowClient, stack: dict, run_id: str, option: str, reaso
     client.respond(PIPELINE_DAG_ID, run_id, "approve", option, reason=reason)
 
 
+def _version(client: AirflowClient, run_id: str) -> str:
+    """The model version the run's promotion gate registered."""
+    return str(client.xcom(PIPELINE_DAG_ID, run_id, "promotion_gate", key="decision")["version"])
+
+
 def _get(url: str, token: str | None = None) -> tuple[int, str, str]:
     """``(status, Location header, body)`` of a GET, redirects not followed."""
 
@@ -146,11 +151,13 @@ def _assert_links_lead_to_the_pages(client: AirflowClient, stack: dict, run_id: 
     assert status == 307 and location.endswith(f"/#/models/{PIPELINE_DAG_ID}/versions/1")
 
 
-def test_a_rejection_ends_the_run_with_nothing_deployed(
+def test_a_rejection_or_no_answer_in_time_ends_the_run_with_nothing_deployed(
     airflow_client: AirflowClient, airflow_stack: dict, mlflow: Any
 ) -> None:
     conf = {"epochs": 1, "dataset_source": "sample", "tune": False, "approval": "manual"}
     run_id = airflow_client.trigger(PIPELINE_DAG_ID, conf)
+    # beside it, a run nobody answers: its approval times out after 6 s (the scheduler sweeps every 15 s)
+    unanswered = airflow_client.trigger(PIPELINE_DAG_ID, {**conf, "approval_timeout_minutes": 0.1})
     airflow_client.wait_for_task(PIPELINE_DAG_ID, run_id, "approve", ("awaiting_input",))
     _respond(airflow_client, airflow_stack, run_id, "Reject", reason="e2e: the WBC class regressed")
     run = airflow_client.wait_for_run(PIPELINE_DAG_ID, run_id, timeout_s=600, poll_s=3)
@@ -161,13 +168,35 @@ def test_a_rejection_ends_the_run_with_nothing_deployed(
     assert not list(airflow_stack["endpoints"].glob("*.json")) and endpoint_servers(airflow_stack["endpoints"]) == []
 
     assert mlflow.get_registered_model(PIPELINE_DAG_ID).aliases == {}  # nothing became champion
-    version = mlflow.get_model_version(PIPELINE_DAG_ID, "1")
+    version = mlflow.get_model_version(PIPELINE_DAG_ID, _version(airflow_client, run_id))
     assert version.tags["detection.approval"] == "rejected"
     assert version.tags["detection.approval_reason"] == "e2e: the WBC class regressed"
     tracking = airflow_client.xcom(PIPELINE_DAG_ID, run_id, "resolve_config")["tracking"]
     tags = mlflow.get_run(tracking["run_id"]).data.tags
     assert (tags["approval.decision"], tags["approval.by"]) == ("rejected", "admin")
     assert "deploy.endpoint_name" not in tags
+
+    # the unanswered run: the scheduler's timeout sweep answered with the form's default, a rejection
+    timed_out = airflow_client.wait_for_run(PIPELINE_DAG_ID, unanswered, timeout_s=600, poll_s=3)
+    states = airflow_client.task_states(PIPELINE_DAG_ID, unanswered)
+    assert timed_out["state"] == "success" and states["approve"] == "success", states
+    assert {states[t] for t in ("deploy", "smoke_test", "teardown")} == {"skipped"}, states
+    assert not list(airflow_stack["endpoints"].glob("*.json")) and endpoint_servers(airflow_stack["endpoints"]) == []
+    assert mlflow.get_registered_model(PIPELINE_DAG_ID).aliases == {}
+    version = mlflow.get_model_version(PIPELINE_DAG_ID, _version(airflow_client, unanswered))
+    assert (version.tags["detection.approval"], version.tags["detection.approved_by"]) == ("rejected", "timeout")
+    assert version.tags["detection.approval_reason"] == "no answer within 0.1 minutes"
+    tracking = airflow_client.xcom(PIPELINE_DAG_ID, unanswered, "resolve_config")["tracking"]
+    tags = mlflow.get_run(tracking["run_id"]).data.tags
+    assert (tags["approval.decision"], tags["approval.by"]) == ("rejected", "timeout")
+    assert "deploy.endpoint_name" not in tags
+
+    # This run (after the approval test's, on the same generated sample and request) reused that run's RecordIO
+    # build, training and evaluation: each task put the hit's note on its own task instance through the REST API,
+    # as the stack's `pipeline` user (the airflow_api connection), and the UI's API reads it back.
+    for task, step in (("plan_recordio", "recordio"), ("train", "training"), ("evaluate", "evaluation")):
+        ti = airflow_client.request("GET", f"/dags/{PIPELINE_DAG_ID}/dagRuns/{run_id}/taskInstances/{task}")
+        assert (ti["note"] or "").startswith(f"cache hit: {step} "), (task, ti["note"])
 
 
 def test_deliberately_bad_data_source_fails_the_run(airflow_client: AirflowClient, tmp_path, mlflow: Any) -> None:

@@ -132,3 +132,26 @@ def test_image_is_built_from_the_lock() -> None:
     syncs = re.findall(r"uv sync ([^\n\\]*)", dockerfile)
     assert syncs and all("--frozen" in s for s in syncs), syncs
     assert dockerfile.startswith("#") and "FROM python:3.11" in dockerfile
+
+
+def test_tasks_reach_the_rest_api_as_the_pipeline_user_whose_password_init_writes(
+    compose: dict, tmp_path: Path
+) -> None:
+    import json
+    import os
+    import sys
+
+    for name in AIRFLOW_SERVICES:
+        env = compose["services"][name]["environment"]
+        assert env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] == "admin:admin,pipeline:user"
+        password = "${PIPELINE_API_PASSWORD:-change-me-in-production}"
+        assert env["AIRFLOW_CONN_AIRFLOW_API"] == f"http://pipeline:{password}@airflow-apiserver:8080"
+        assert env["PIPELINE_API_PASSWORD"] == password
+    # airflow-init's snippet adds the password to the file the auth manager reads, keeping admin's
+    command = compose["services"]["airflow-init"]["command"][-1]
+    passwords = compose["services"]["airflow-init"]["environment"]["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"]
+    snippet = command.split('python -c "', 1)[1].split('" &&', 1)[0].replace(passwords, str(tmp_path / "p.json"))
+    (tmp_path / "p.json").write_text(json.dumps({"admin": "generated-by-airflow"}))
+    subprocess.run([sys.executable, "-c", snippet], check=True, env={**os.environ, "PIPELINE_API_PASSWORD": "s3cret"})
+    assert json.loads((tmp_path / "p.json").read_text()) == {"admin": "generated-by-airflow", "pipeline": "s3cret"}
+    assert f"chown 50000:0 {passwords}" in command  # the API server (user 50000) reads it

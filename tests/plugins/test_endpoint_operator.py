@@ -1,4 +1,4 @@
-"""The deploy operator against moto: create, adopt on a rerun, a new stack per try, deferral, validation."""
+"""The deploy operator against moto: create, adopt on a rerun, recreate a Failed endpoint, deferral, validation."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from airflow.sdk.exceptions import TaskDeferred
 from detection_airflow import DetectionEndpointOperator, StoppableSageMakerTrigger
 
 from include.sagemaker.naming import RunIdentity
+from tests.support.aws_fixtures import registered
 from tests.support.sagemaker_deployments import AWS, MODEL_DATA, NOW, deploy, deploy_builder, inventory
 
 
@@ -40,6 +41,31 @@ def test_deploy_creates_the_stack_and_a_rerun_adopts_it(aws, task_context) -> No
     }
     assert deploy(task_context(2)) == result  # a retry: the names are the run's, so it adopts the stack too
     assert all(len(names) == 1 for names in inventory().values())
+
+
+def test_a_retry_deletes_an_endpoint_left_failed_and_creates_it_again(aws, task_context) -> None:
+    from moto.sagemaker.models import sagemaker_backends
+
+    from tests.support.aws_stand_ins import ACCOUNT, REGION
+
+    first = deploy(task_context())
+    failed = sagemaker_backends[ACCOUNT][REGION].endpoints[first["endpoint_name"]]
+    failed.endpoint_status, failed.failure_reason = "Failed", "CapacityError: no ml.m5.xlarge capacity"
+    calls: list[str] = []
+    sent = [(f"before-call.sagemaker.{operation}", lambda model, **_: calls.append(model.name))
+            for operation in ("DeleteEndpoint", "CreateEndpoint", "UpdateEndpoint", "CreateModel",
+                              "CreateEndpointConfig")]  # fmt: skip
+    with registered(sent):
+        again = deploy(task_context(2))  # the retry
+    assert again == first  # the same name, InService: neither adopted Failed nor a second endpoint under another name
+    assert calls == ["DeleteEndpoint", "CreateEndpoint"]  # the model and config are the run's, adopted
+    assert inventory() == {
+        "models": first["model_names"],
+        "endpoint_configs": [first["endpoint_config_name"]],
+        "endpoints": [first["endpoint_name"]],
+    }
+    endpoint = sagemaker_backends[ACCOUNT][REGION].endpoints[first["endpoint_name"]]
+    assert endpoint is not failed and endpoint.endpoint_status == "InService"
 
 
 def test_deferred_deployment_polls_for_the_whole_wait(aws, task_context) -> None:

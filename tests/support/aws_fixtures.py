@@ -22,6 +22,7 @@ from tests.support.aws_stand_ins import (
     CompilationStandIn,
     InvokeStandIn,
     StopStandIn,
+    TrialListStandIn,
     UpdateEndpointStandIn,
     start_in_progress,
 )
@@ -62,7 +63,7 @@ def aws(aws_credentials: None) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _registered(handlers: list[tuple[str, Any]]) -> Iterator[None]:
+def registered(handlers: list[tuple[str, Any]]) -> Iterator[None]:
     import boto3
     from botocore.handlers import BUILTIN_HANDLERS
 
@@ -80,7 +81,7 @@ def _registered(handlers: list[tuple[str, Any]]) -> Iterator[None]:
 def stop_calls() -> Iterator[StopStandIn]:
     """The Stop* stand-in; yields it so tests can see which stops were asked for."""
     stand_in = StopStandIn()
-    with _registered([(f"before-call.sagemaker.{op}", stand_in) for op in STOPS]):
+    with registered([(f"before-call.sagemaker.{op}", stand_in) for op in STOPS]):
         yield stand_in
 
 
@@ -88,7 +89,7 @@ def stop_calls() -> Iterator[StopStandIn]:
 def invoke_calls() -> Iterator[InvokeStandIn]:
     """The binary InvokeEndpoint stand-in; yields it so tests can see what was sent."""
     stand_in = InvokeStandIn()
-    with _registered([("before-call.sagemaker-runtime.InvokeEndpoint", stand_in)]):
+    with registered([("before-call.sagemaker-runtime.InvokeEndpoint", stand_in)]):
         yield stand_in
 
 
@@ -96,7 +97,7 @@ def invoke_calls() -> Iterator[InvokeStandIn]:
 def endpoint_updates() -> Iterator[UpdateEndpointStandIn]:
     """The UpdateEndpoint stand-in; yields it so tests can see the requests and play a rollback."""
     stand_in = UpdateEndpointStandIn()
-    with _registered([("before-call.sagemaker.UpdateEndpoint", stand_in)]):
+    with registered([("before-call.sagemaker.UpdateEndpoint", stand_in)]):
         yield stand_in
 
 
@@ -104,7 +105,7 @@ def endpoint_updates() -> Iterator[UpdateEndpointStandIn]:
 def neo_jobs() -> Iterator[CompilationStandIn]:
     """The Neo stand-in (a new compilation job's status, its stop); yields it so tests can set the status."""
     stand_in = CompilationStandIn()
-    with _registered(
+    with registered(
         [
             ("after-call.sagemaker.CreateCompilationJob", stand_in.created),
             ("before-call.sagemaker.StopCompilationJob", stand_in.stop),
@@ -114,8 +115,16 @@ def neo_jobs() -> Iterator[CompilationStandIn]:
 
 
 @pytest.fixture
+def tuning_trials() -> Iterator[TrialListStandIn]:
+    """ListTrainingJobsForHyperParameterTuningJob on moto (two trials a page); yields the stand-in."""
+    stand_in = TrialListStandIn()
+    with registered([("before-call.sagemaker.ListTrainingJobsForHyperParameterTuningJob", stand_in)]):
+        yield stand_in
+
+
+@pytest.fixture
 def jobs_start_in_progress() -> Iterator[None]:
-    with _registered(
+    with registered(
         [
             ("after-call.sagemaker.CreateTrainingJob", start_in_progress),
             ("after-call.sagemaker.CreateHyperParameterTuningJob", start_in_progress),

@@ -181,3 +181,71 @@ class UpdateEndpointStandIn:
             endpoint.failure_reason = None
         endpoint.endpoint_status = "InService"
         return _answer(200, {"EndpointArn": endpoint.arn})
+
+
+class TrialListStandIn:
+    """ListTrainingJobsForHyperParameterTuningJob, which moto lacks, answered from moto's own jobs as SageMaker does.
+
+    A tuning job's trials are moto's training jobs named ``<tuning job>-<NNN>-<8 hex>`` (SageMaker's naming);
+    each is summarised with its tuned values (the hyperparameters the tuning job's ranges name), status,
+    and the objective's final value from its FinalMetricDataList. Pages hold at most :attr:`per_page` trials
+    (SageMaker may return fewer than MaxResults) and carry a NextToken; every request is kept in :attr:`requests`.
+    :meth:`finish` makes moto's tuning job report its real best trial instead of moto's canned one.
+    """
+
+    def __init__(self, per_page: int = 2) -> None:
+        self.per_page = per_page
+        self.requests: list[dict[str, Any]] = []
+
+    @staticmethod
+    def summaries(tuning_job_name: str) -> list[dict[str, Any]]:
+        backend = _backend()
+        tuning = backend.hyper_parameter_tuning_jobs[tuning_job_name]
+        config = tuning.hyper_parameter_tuning_job_config
+        objective = config["HyperParameterTuningJobObjective"]
+        tuned = {r["Name"] for ranges in config["ParameterRanges"].values() for r in ranges}
+        out = []
+        for name, job in sorted(backend.training_jobs.items()):
+            if not name.startswith(f"{tuning_job_name}-"):
+                continue
+            value = next((m["Value"] for m in job.final_metric_data_list if m["MetricName"] == objective["MetricName"]),
+                         None)  # fmt: skip
+            summary = {
+                "TrainingJobName": name,
+                "TrainingJobArn": job.arn,
+                "TuningJobName": tuning_job_name,
+                "CreationTime": job.creation_time,
+                "TrainingStartTime": job.training_start_time,
+                "TrainingEndTime": job.training_end_time,
+                "TrainingJobStatus": job.training_job_status,
+                "TunedHyperParameters": {k: v for k, v in job.hyper_parameters.items() if k in tuned},
+                "ObjectiveStatus": "Succeeded" if value is not None else "Failed",
+            }
+            if value is not None:
+                summary["FinalHyperParameterTuningJobObjectiveMetric"] = {**objective, "Value": value}
+            if getattr(job, "failure_reason", None):
+                summary["FailureReason"] = job.failure_reason
+            out.append(summary)
+        return out
+
+    def finish(self, tuning_job_name: str) -> dict[str, Any]:
+        """Make moto's tuning job report its best trial (highest objective); returns that trial's summary."""
+        done = [s for s in self.summaries(tuning_job_name) if s["ObjectiveStatus"] == "Succeeded"]
+        best = max(done, key=lambda s: s["FinalHyperParameterTuningJobObjectiveMetric"]["Value"])
+        _backend().hyper_parameter_tuning_jobs[tuning_job_name].best_training_job = best
+        return best
+
+    def __call__(self, model: Any, params: dict[str, Any], **_: Any) -> tuple[Any, dict[str, Any]]:
+        request = json.loads(params["body"])
+        self.requests.append(request)
+        name = request["HyperParameterTuningJobName"]
+        if name not in _backend().hyper_parameter_tuning_jobs:
+            message = f"Amazon SageMaker can't find a tuning job named {name}."
+            return _answer(400, {"Error": {"Code": "ResourceNotFound", "Message": message}})
+        start = int(request.get("NextToken") or 0)
+        size = min(self.per_page, int(request.get("MaxResults") or 10))
+        trials = self.summaries(name)
+        page: dict[str, Any] = {"TrainingJobSummaries": trials[start : start + size]}
+        if start + size < len(trials):
+            page["NextToken"] = str(start + size)
+        return _answer(200, page)

@@ -143,3 +143,76 @@ def test_two_trials_are_recorded_and_the_best_model_handed_on(tiny_data: Path, t
     copied = tmp_path / "tiny-tune" / "model.tar.gz"
     assert copied.read_bytes() == (tmp_path / best["TrainingJobName"] / "output" / "model.tar.gz").read_bytes()
     assert json.loads((tmp_path / "tiny-tune" / "tuning.json").read_text()) == record
+
+
+TUNER = """
+import json, sys
+from include.training.local_tuner import run_tuning_job
+run_tuning_job(json.loads(open(sys.argv[1]).read()), cores=1)
+"""
+
+
+@pytest.mark.slow
+def test_a_retried_tuning_task_polls_a_live_job_then_replaces_a_lost_one_and_takes_a_completed_one(
+    tiny_data: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    import psutil
+
+    # try 1: a tuning task (its own process) whose single trial would train for 200 epochs
+    long = tuning_request(tiny_data, tmp_path, "tt", max_jobs=1, parallel=1)
+    long["TrainingJobDefinition"]["StaticHyperParameters"]["epochs"] = "200"
+    (tmp_path / "request.json").write_text(json.dumps(long))
+    root = Path(__file__).resolve().parents[2]
+    first = subprocess.Popen([sys.executable, "-c", TUNER, str(tmp_path / "request.json")], cwd=root)
+    record = tmp_path / "tt" / "tuning.json"
+    try:
+        deadline = time.monotonic() + 120
+        while not (record.exists() and list(tmp_path.glob("tt-001-*/output/training.json"))):
+            assert first.poll() is None and time.monotonic() < deadline, "tuning did not start"
+            time.sleep(0.2)
+        assert json.loads(record.read_text())["TunerPid"] == first.pid
+
+        # try 2 (the same run, one-epoch trials): try 1's process lives, so it re-attaches and waits for it
+        outcome: dict[str, Any] = {}
+        retry = threading.Thread(
+            target=lambda: outcome.update(
+                run_tuning_job(tuning_request(tiny_data, tmp_path, "tt", max_jobs=1, parallel=1), cores=1)
+            )
+        )
+        with caplog.at_level("INFO", logger="include.training.local_tuner"):
+            retry.start()
+            time.sleep(3)
+            assert retry.is_alive() and "tuning job tt of this run is still running: re-attaching" in caplog.text
+            assert not (tmp_path / "tt-t2").exists()
+            trainer = psutil.Process(first.pid).children(recursive=True)
+            first.kill()  # try 1's worker dies: the job is lost with it
+            first.wait(15)
+            psutil.wait_procs(trainer, timeout=10)
+            retry.join(300)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert not retry.is_alive()
+    lost = json.loads(record.read_text())
+    assert lost["HyperParameterTuningJobStatus"] == "Failed" and "tuning process was lost" in lost["FailureReason"]
+    assert outcome["HyperParameterTuningJobName"] == "tt-t2" and outcome["HyperParameterTuningJobStatus"] == "Completed"
+    (trial,) = outcome["TrainingJobSummaries"]
+    assert trial["TrainingJobName"].startswith("tt-t2-001-") and trial["TrainingJobStatus"] == "Completed"
+
+    # try 3: the run's newest tuning job has completed: taken, nothing trains
+    started = time.monotonic()
+    again = run_tuning_job(tuning_request(tiny_data, tmp_path, "tt", max_jobs=1, parallel=1), cores=1)
+    assert again == outcome and time.monotonic() - started < 2
+    killed = [p.name for p in tmp_path.glob("tt-001-*")]  # try 1's trial, never finished
+    assert len(killed) == 1 and not (tmp_path / killed[0] / "output" / "model.tar.gz").exists()
+    assert {p.name for p in tmp_path.iterdir() if p.name.startswith("tt")} == {
+        "tt",
+        "tt-t2",
+        *killed,
+        trial["TrainingJobName"],
+    }

@@ -424,7 +424,8 @@ def cmd_transform(args: argparse.Namespace) -> Any:
     from include.sagemaker.naming import RunIdentity
     from include.stages import prelabels, run_transform
 
-    plan = {**_transform_plan(args), "workers": args.workers}
+    plan = _transform_plan(args)
+    plan["workers"] = args.workers or plan["workers"]
     result = run_transform(plan, RunIdentity(dag_id=plan["dag_id"], run_id=plan["run_id"], try_number=1))
     if args.prelabels:
         result["prelabels"] = prelabels(plan)

@@ -765,6 +765,7 @@ def resolve_transform(params: dict[str, Any], dag_id: str, run_id: str) -> dict[
         "output_uri": storage.normalize(params.get("output_uri") or storage.join(root, TRANSFORM_FOLDER)),
         "prelabels_uri": storage.normalize(params.get("prelabels_uri") or storage.join(root, PRELABELS_FOLDER)),
         "score_threshold": params.get("score_threshold"),
+        "workers": cfg.transform.workers,
     }
     log.info("transform %s with %s (%s) into %s", plan["input_uri"], plan["model_uri"], source, plan["output_uri"])
     return plan
@@ -815,13 +816,12 @@ def finish_transform(plan: dict[str, Any], result: dict[str, Any]) -> dict[str, 
 
 def run_transform(plan: dict[str, Any], run: Any) -> dict[str, Any]:
     """The whole transform in one call (the CLI): the request through :func:`include.execution.execute`
-    (``plan["workers"]``: local processes instead of ``transform.workers``)."""
+    (``plan["workers"]``: local processes, ``transform.workers`` unless the command line says)."""
     from include.execution import TRANSFORM, execute
 
     cfg = load_config(params=plan["params"])
-    workers = plan.get("workers") or cfg.transform.workers
     result = execute(TRANSFORM, transform_request(plan, run), backend=cfg.backend, region=cfg.sagemaker.region,
-                     local_options={"workers": workers})  # fmt: skip
+                     local_options={"workers": plan.get("workers")})  # fmt: skip
     return finish_transform(plan, result)
 
 

@@ -11,7 +11,8 @@ The wait is sized from the image count: every invocation of every image timing o
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from airflow.providers.amazon.aws.operators.sagemaker import SageMakerTransformOperator
 
@@ -19,6 +20,9 @@ from detection_airflow.jobs import JobSpec, _JobOperatorMixin
 from include.execution import TRANSFORM
 from include.sagemaker.naming import TRANSFORM as TRANSFORM_KIND
 from include.sagemaker.results import transform_result
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
 
 TRANSFORM_JOB = JobSpec(
     TRANSFORM, "TransformJobName", TRANSFORM_KIND, "transform", "Transform", "describe_transform_job",
@@ -30,7 +34,8 @@ class DetectionTransformOperator(_JobOperatorMixin, SageMakerTransformOperator):
     """Score every image of the request's input with its model on SageMaker (provider operator) or locally.
 
     Parameters as :class:`~detection_airflow.jobs.DetectionTrainingOperator`; ``request_builder`` returns the
-    combined ``{"Model", "Transform"}`` request.
+    combined ``{"Model", "Transform"}`` request; ``local_options_builder(context)`` the local executor's keyword
+    arguments (``workers``).
 
     :return: ``{"backend", "job_name", "status", "model_name", "input_uri", "input_type", "output_uri", "counts"}``
         (``counts`` from the local executor; on SageMaker the ``result_handler`` adds them).
@@ -39,8 +44,15 @@ class DetectionTransformOperator(_JobOperatorMixin, SageMakerTransformOperator):
     template_fields = (*SageMakerTransformOperator.template_fields, "backend")
     job = TRANSFORM_JOB
 
-    def __init__(self, **kwargs: Any) -> None:  # wrapped by Airflow's metaclass (see detection_airflow.base)
+    def __init__(  # wrapped by Airflow's metaclass (see detection_airflow.base)
+        self, *, local_options_builder: Callable[[Context], Mapping[str, Any]] | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
+        self.local_options_builder = local_options_builder
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        options = self.local_options_builder(context) if self.local_options_builder is not None else {}
+        return self.execute_request(context, local_options=dict(options))
 
     @classmethod
     def provider_arguments(cls, deferrable: bool, kwargs: dict[str, Any]) -> dict[str, Any]:

@@ -66,7 +66,7 @@ PARAMS = {
     params=PARAMS,
 )
 def batch_inference():
-    @task(retries=0)
+    @task
     def resolve(**context) -> dict:
         """The model, input, output and pre-label folders of this run (a bad param fails here)."""
         from include.stages import resolve_transform

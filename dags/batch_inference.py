@@ -69,13 +69,11 @@ def batch_inference():
     @task
     def resolve(**context) -> dict:
         """The model, input, output and pre-label folders of this run (a bad param fails here)."""
+        from detection_airflow.context import run_params
+
         from include.stages import resolve_transform
 
-        params = dict(context["params"])
-        for events in (context.get("triggering_asset_events") or {}).values():
-            for event in events:
-                params.update({k: v for k, v in (event.extra or {}).items() if k in PARAMS})
-        return resolve_transform(params, context["dag"].dag_id, context["run_id"])
+        return resolve_transform(run_params(context, PARAMS), context["dag"].dag_id, context["run_id"])
 
     transform = DetectionTransformOperator(
         task_id="transform",

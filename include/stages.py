@@ -743,7 +743,7 @@ def resolve_transform(params: dict[str, Any], dag_id: str, run_id: str) -> dict[
     from include.endpoints.lifecycle import model_artifact_uri
     from include.run_layout import PRELABELS_FOLDER, TRANSFORM_FOLDER, safe_id
 
-    settings = {k: v for k, v in params.items() if k in ("backend",) and v is not None}
+    settings = {"backend": params["backend"]} if params.get("backend") else {}
     cfg = load_config(params=settings)
     if not params.get("input_uri"):
         raise ValueError("input_uri is required: the folder or S3 prefix of images to score")

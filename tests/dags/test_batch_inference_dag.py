@@ -106,3 +106,18 @@ def test_sagemaker_run_checks_images_first_and_sends_a_manifest(
     assert prelabels["images"] == len(GOOD) and prelabels["output"].startswith(f"s3://{bucket}/runs/batch_inference/")
     tasks = json.loads(storage.read_text(prelabels["files"]["labelstudio"]))
     assert {t["data"]["image"] for t in tasks} == {f"s3://{bucket}/unlabelled/{n}" for n in GOOD}
+
+
+def test_new_unlabelled_images_trigger_a_run_that_takes_the_events_input() -> None:
+    """Scheduled on the ``unlabelled_images`` asset; an event's ``extra`` overrides the run's params (only those)."""
+    from types import SimpleNamespace
+
+    from detection_airflow.context import run_params
+
+    dag = parsed_dag("batch_inference")
+    assert dag.timetable.asset_condition.name == "unlabelled_images"
+    event = SimpleNamespace(extra={"input_uri": "s3://b/new/2026-12-04/", "score_threshold": 0.6, "owner": "x"})
+    context = {"params": {"input_uri": "", "score_threshold": None, "backend": "local"},
+               "triggering_asset_events": {"unlabelled_images": [event]}}  # fmt: skip
+    assert run_params(context, dag.params) == {"input_uri": "s3://b/new/2026-12-04/", "score_threshold": 0.6,
+                                               "backend": "local"}  # fmt: skip

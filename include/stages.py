@@ -798,7 +798,7 @@ def transform_request(plan: dict[str, Any], run: Any) -> dict[str, Any]:
 def finish_transform(plan: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
     """The transform's result with its counts and the paths of its error records; on the sagemaker backend
     transform.json is written now (SageMaker's description, counted from the output folder)."""
-    from include.transform.outputs import read_output
+    from include.transform.outputs import error_records
 
     if result["backend"] == "sagemaker":
         from include.sagemaker.client import sagemaker_client
@@ -807,7 +807,7 @@ def finish_transform(plan: dict[str, Any], result: dict[str, Any]) -> dict[str, 
         cfg = load_config(params=plan["params"])
         description = sagemaker_client(cfg.sagemaker.region).describe_transform_job(TransformJobName=result["job_name"])
         result = {**result, "counts": record_job(description)}
-    errors = sorted(read_output(result["output_uri"]).errors)
+    errors = error_records(result["output_uri"])
     if errors:
         log.warning("%d inputs could not be scored (error records in %s): %s", len(errors), result["output_uri"],
                     ", ".join(errors[:10]) + (" ..." if len(errors) > 10 else ""))  # fmt: skip

@@ -62,7 +62,13 @@ def _load(model_uri: str, runtime: str, threads: int | None) -> None:
     try:
         _MODEL = load_model(model_uri, runtime)
     except Exception as exc:  # reported by the first input this worker takes
-        _LOAD_ERROR = f"{type(exc).__name__}: {exc}"
+        _LOAD_ERROR = f"{model_uri}: {type(exc).__name__}: {exc}"
+
+
+def _unload() -> None:
+    """Forget the model this process loaded (the caller's, when it scored in-process)."""
+    global _MODEL, _LOAD_ERROR
+    _MODEL, _LOAD_ERROR = None, None
 
 
 def _score(work: _Work) -> tuple[str, str | None]:
@@ -127,7 +133,10 @@ def run_transform_job(request: Mapping[str, Any], workers: int | None = None) ->
     with process_pool(count, _load, (model_uri, runtime, threads)) as pool:
         if pool is None:
             _load(model_uri, runtime, None)
-        results = list(ordered_map(_score, work, pool, chunksize=CHUNK))
+        try:
+            results = list(ordered_map(_score, work, pool, chunksize=CHUNK))
+        finally:
+            _unload()
     return _finish(request, created, time.perf_counter() - started, results, count)
 
 

@@ -76,6 +76,14 @@ def _relative_input(output: str, uri: str) -> str | None:
     return None
 
 
+def error_records(output: str) -> list[str]:
+    """The input paths with an error record in ``output``, sorted (the answers are not read)."""
+    if not storage.exists(output):
+        return []
+    paths = (storage.relative(u, output) for u in storage.walk_files(output))
+    return sorted(p[: -len(TRANSFORM_ERROR_SUFFIX)] for p in paths if p.endswith(TRANSFORM_ERROR_SUFFIX))
+
+
 def timestamp(moment: datetime) -> str:
     """A record's time: ISO 8601 with the offset, as boto3's datetimes serialize."""
     return moment.isoformat()

@@ -16,7 +16,7 @@ from include import storage
 from include.execution import TRANSFORM, execute
 from include.run_layout import TRANSFORM_ERROR_SUFFIX, TRANSFORM_JSON, TRANSFORM_OUTPUT_SUFFIX
 from include.serving.contract import content_type_for
-from include.transform.local_job import TransformFailedError
+from include.transform.local_job import ModelLoadError, TransformFailedError
 from include.transform.outputs import read_output
 from tests.transform.conftest import CORRUPT, GOOD, local_transform_request
 
@@ -111,3 +111,9 @@ def test_bad_inputs_and_outputs_are_refused_with_their_names(bccd_transform: dic
                                       storage.normalize(tmp_path / "out"))  # fmt: skip
     with pytest.raises(FileNotFoundError, match="none.tar.gz"):
         execute(TRANSFORM, missing, backend="local")
+    (folder / "cells.jpg").write_bytes((bccd_transform["input"] / GOOD[0]).read_bytes())
+    (tmp_path / "broken.tar.gz").write_text("not an archive")
+    broken = local_transform_request(storage.normalize(tmp_path / "broken.tar.gz"), storage.normalize(folder),
+                                     storage.normalize(tmp_path / "out"))  # fmt: skip
+    with pytest.raises(ModelLoadError, match="the model could not be loaded: .*broken.tar.gz"):
+        execute(TRANSFORM, broken, backend="local", local_options={"workers": 1})

@@ -69,3 +69,15 @@ def test_killing_the_task_stops_its_transform_job(builder, task_context, stop_ca
     job = boto3.client("sagemaker", region_name=REGION).describe_transform_job(TransformJobName=name)
     assert job["TransformJobStatus"] == "Stopped" and storage.exists(job["TransformInput"]["DataSource"][
         "S3DataSource"]["S3Uri"])  # fmt: skip
+
+
+def test_a_retry_of_a_killed_worker_reattaches_to_the_running_job(builder, task_context) -> None:
+    sent = RequestLog()
+    with registered([("after-call.sagemaker.CreateTransformJob", start_in_progress), ("before-send", sent)]):
+        names = []
+        for try_number in (1, 2):  # try 1 created the job and deferred; then its worker died
+            op = DetectionTransformOperator(task_id="transform", request_builder=builder, deferrable=True, **AWS)
+            with pytest.raises(TaskDeferred) as deferred:
+                op.execute(task_context(try_number))
+            names.append(deferred.value.trigger.job_name)
+    assert names[0] == names[1] and sent.operations("sagemaker").count("CreateTransformJob") == 1

@@ -151,12 +151,11 @@ def object_detection_pipeline():
     @task(retries=0)
     def resolve_config(**context) -> dict:
         """Validate the configuration with the params applied; a bad value fails here."""
+        from detection_airflow.context import run_params
+
         from include.stages import resolve
 
-        params = dict(context["params"])
-        for event_list in (context.get("triggering_asset_events") or {}).values():
-            for event in event_list:
-                params.update({k: v for k, v in (event.extra or {}).items() if k in PARAMS})
+        params = run_params(context, PARAMS)
         ctx = resolve(params, context["dag"].dag_id, context["run_id"], airflow_url=_airflow_url(context))
         return ctx.as_dict()
 

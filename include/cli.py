@@ -408,6 +408,46 @@ def cmd_weights(args: argparse.Namespace) -> Any:
     return listing
 
 
+# --- batch transform and pre-labels ----------------------------------------------------------------
+
+
+def _transform_plan(args: argparse.Namespace) -> dict[str, Any]:
+    """The plan :func:`include.stages.resolve_transform` makes of the command line (a run named after the time)."""
+    from include.stages import resolve_transform
+
+    params = {"backend": args.backend, "model": args.model, "input_uri": args.input, "output_uri": args.output,
+              "prelabels_uri": getattr(args, "prelabels", None)}  # fmt: skip
+    return resolve_transform(params, "cli", f"cli-{datetime.now(UTC):%Y%m%dT%H%M%S}")
+
+
+def cmd_transform(args: argparse.Namespace) -> Any:
+    from include.sagemaker.naming import RunIdentity
+    from include.stages import prelabels, run_transform
+
+    plan = _transform_plan(args)
+    plan["workers"] = args.workers or plan["workers"]
+    result = run_transform(plan, RunIdentity(dag_id=plan["dag_id"], run_id=plan["run_id"], try_number=1))
+    if args.prelabels:
+        result["prelabels"] = prelabels(plan)
+    return result
+
+
+def cmd_prelabel(args: argparse.Namespace) -> Any:
+    from include.stages import prelabels
+    from include.transform.outputs import read_output
+
+    record = read_output(args.transform).record
+    model = args.model or record.get("ModelDataUrl")
+    if not model and not args.classes:
+        raise ValueError(f"{args.transform}: its transform.json names no model (a SageMaker job's): give --model or "
+                         "--classes")  # fmt: skip
+    cfg = _config(args)
+    plan = {"params": {"backend": cfg.backend}, "output_uri": args.transform, "prelabels_uri": args.output,
+            "model_uri": model, "classes": args.classes, "score_threshold": args.score_threshold,
+            "formats": args.format}  # fmt: skip
+    return prelabels(plan, image_root_url=args.image_root_url)
+
+
 def cmd_config_show(args: argparse.Namespace) -> Any:
     overrides: dict[str, Any] = {}
     if args.backend:
@@ -806,6 +846,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--window-hours", type=int, help=f"captured data of the last N hours {default('monitoring.window_hours')}"
     )
     p.add_argument("--output", help="folder for the files (default: <storage>/detection_monitoring/<run>)")
+    _add_transform_commands(add, default, model_help)
 
     p = sub.add_parser("config", help="configuration")
     p.add_argument("action", choices=["show"], help="show: the resolved configuration as JSON")
@@ -815,6 +856,34 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("stack", help="the local Airflow stack: up | down | run (developer tooling, devtools/)")
     p.set_defaults(func=cmd_stack)
     return parser
+
+
+def _add_transform_commands(add: Callable[..., argparse.ArgumentParser], default: Callable[[str], str],
+                            model_help: str) -> None:  # fmt: skip
+    """``transform`` and ``prelabel``."""
+    from include.transform.prelabels import PRELABEL_FORMATS
+
+    p = add("transform", cmd_transform, "score every image under a folder or S3 prefix (SageMaker Batch Transform): "
+            "<output>/<image>.out per image, error records, transform.json")  # fmt: skip
+    p.add_argument("--model", help=f"{model_help} (default: the registry's champion)")
+    p.add_argument("--input", required=True, help="folder or S3 prefix of the images (JPEG/PNG, any depth)")
+    p.add_argument("--output", required=True, help="folder or S3 prefix for the .out files (outside --input)")
+    p.add_argument("--workers", type=int, help=f"local: processes scoring at once {default('transform.workers')}")
+    p.add_argument("--prelabels", help="also write pre-labels of the output to this folder (default: none)")
+
+    p = add("prelabel", cmd_prelabel, "pre-labels from a transform's output: COCO, Label Studio tasks with scored "
+            "predictions, a Ground Truth manifest")  # fmt: skip
+    p.add_argument("--transform", required=True, help="a transform's output folder (holding transform.json)")
+    p.add_argument("--output", required=True, help="folder for coco/, labelstudio/ and groundtruth/")
+    p.add_argument("--model", help="the model whose classes.json names the classes (default: the transform's model)")
+    p.add_argument("--classes", type=_class_list, help="class names in class-id order, comma-separated, for a model "
+                   "without classes.json (default: the model's)")  # fmt: skip
+    p.add_argument("--format", action="append", choices=list(PRELABEL_FORMATS),
+                   help=f"repeat for several {default('transform.prelabel_formats')}")  # fmt: skip
+    p.add_argument("--score-threshold", type=_fraction,
+                   help=f"boxes kept {default('transform.prelabel_score_threshold')}")  # fmt: skip
+    p.add_argument("--image-root-url", help="Label Studio: URL prefix of the images (default: their s3:// URI, or a "
+                   "local-files URL relative to the transform's input folder)")  # fmt: skip
 
 
 def _version() -> str:

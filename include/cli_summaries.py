@@ -296,7 +296,31 @@ def weights(args: argparse.Namespace, r: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-#: command -> its summary (commands without one print their JSON result).
+def transform(args: argparse.Namespace, r: Mapping[str, Any]) -> list[str]:
+    c = r["counts"]
+    lines = [f"transform {r['job_name']} {r['status']}: {c['outputs']} of {c['inputs']} images scored into "
+             f"{r['output_uri']} (<image>.out), {c['errors']} error records"]  # fmt: skip
+    lines += [f"  could not score {path}" for path in r.get("error_records", [])[:5]]
+    if r.get("prelabels"):
+        p = r["prelabels"]
+        lines.append(f"pre-labels: {p['boxes']} boxes at score >= {p['score_threshold']:g} on {p['images']} images "
+                     f"in {p['output']}")  # fmt: skip
+    folder = getattr(args, "prelabels", None) or sibling(args.output, "prelabels")
+    return [*lines, f"next: {CLI} prelabel --transform {args.output} --output {folder} --score-threshold 0.5"]
+
+
+def prelabel(args: argparse.Namespace, r: Mapping[str, Any]) -> list[str]:
+    files = r["files"]
+    lines = [f"{r['boxes']} boxes at score >= {r['score_threshold']:g} on {r['images']} images "
+             f"({r['images_without_boxes']} without one; {r['left_out_with_errors']} inputs with errors left out)"]
+    lines += [f"  {kind}: {uri}" for kind, uri in files.items()]
+    if "labelstudio" in files:
+        lines.append("Label Studio: create a project with labelstudio/label_config.xml, import labelstudio/tasks.json "
+                     "(the boxes arrive as predictions to accept or correct), review, export as JSON")  # fmt: skip
+    return [*lines, f"next: {CLI} ingest --format labelstudio --source EXPORT.json --output "
+                    f"{sibling(args.output, 'ingest')}"]  # fmt: skip
+
+
 def monitor(args: argparse.Namespace, r: Mapping[str, Any]) -> list[str]:
     lines = [f"{r['status']}: {r['reason']}", f"report: {r['report_uri']}",
              f"Model Monitor files: {r['statistics_uri']}, {r['violations_uri']}"]  # fmt: skip
@@ -305,6 +329,7 @@ def monitor(args: argparse.Namespace, r: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+#: command -> its summary (commands without one print their JSON result).
 SUMMARIES: dict[str, Summary] = {
     "ingest": ingest,
     "validate": validate,
@@ -326,4 +351,6 @@ SUMMARIES: dict[str, Summary] = {
     "rollback": rollback,
     "weights": weights,
     "monitor": monitor,
+    "transform": transform,
+    "prelabel": prelabel,
 }

@@ -26,6 +26,7 @@ from include.sagemaker.results import (
     deployment_result,
     processing_result,
     training_result,
+    transform_result,
     tuning_result,
 )
 from include.sagemaker.validation import validate_request
@@ -43,9 +44,15 @@ COMPILATION = "CreateCompilationJob"
 PROCESSING = "CreateProcessingJob"
 #: The combined ``{"Model", "EndpointConfig", "Endpoint"}`` request (:func:`sagemaker.requests.deployment_request`).
 DEPLOYMENT = "Deployment"
+#: The combined ``{"Model", "Transform"}`` request (:func:`sagemaker.requests.transform_request`): a batch transform.
+TRANSFORM = "CreateTransformJob"
 BACKENDS = ("sagemaker", "local")
 #: Parts of the combined deployment request and the operation each one is.
 DEPLOYMENT_PARTS = {"Model": "CreateModel", "EndpointConfig": "CreateEndpointConfig", "Endpoint": "CreateEndpoint"}
+#: Parts of the combined transform request (``Model`` left out: the model exists on SageMaker already).
+TRANSFORM_PARTS = {"Model": "CreateModel", "Transform": TRANSFORM}
+#: Operations whose request combines parts, the part that must be there, and each part's operation.
+COMBINED = {DEPLOYMENT: ("Endpoint", DEPLOYMENT_PARTS), TRANSFORM: ("Transform", TRANSFORM_PARTS)}
 
 
 @dataclass(frozen=True)
@@ -61,7 +68,8 @@ class JobCalls:
 
 
 #: The jobs :func:`send_with_boto3` waits for. Training and tuning jobs are stopped by the DAG's operators
-#: (``on_kill``) and teardown; a compilation job, which has no operator, is stopped when its wait is interrupted.
+#: (``on_kill``) and teardown; compilation, processing and transform jobs are also stopped when the wait here is
+#: interrupted. A transform request is combined (``{"Model", "Transform"}``): the model is created first.
 JOBS = {
     TRAINING: JobCalls("training job", "TrainingJobName", "create_training_job", "describe_training_job",
                        "TrainingJobStatus"),
@@ -71,6 +79,8 @@ JOBS = {
                           "describe_compilation_job", "CompilationJobStatus", "stop_compilation_job"),
     PROCESSING: JobCalls("processing job", "ProcessingJobName", "create_processing_job", "describe_processing_job",
                          "ProcessingJobStatus", "stop_processing_job"),
+    TRANSFORM: JobCalls("transform job", "TransformJobName", "create_transform_job", "describe_transform_job",
+                        "TransformJobStatus", "stop_transform_job"),
 }  # fmt: skip
 #: Seconds between polls while waiting for a job sent with boto3.
 POLL_S = 30
@@ -94,14 +104,16 @@ def check_backend(backend: str, where: str = "") -> str:
 
 
 def validate(operation: str, request: Mapping[str, Any], *, backend: str) -> None:
-    """Check ``request`` against botocore's model of ``operation`` (each part of a deployment request)."""
+    """Check ``request`` against botocore's model of ``operation`` (each part of a deployment or transform
+    request)."""
     local = backend == "local"
-    if operation != DEPLOYMENT:
+    if operation not in COMBINED:
         validate_request(operation, request, local_uris=local)
         return
-    if "Endpoint" not in request:
-        raise ValueError("the deployment request needs an 'Endpoint' part")
-    for part, part_operation in DEPLOYMENT_PARTS.items():
+    required, parts = COMBINED[operation]
+    if required not in request:
+        raise ValueError(f"the {operation} request needs a {required!r} part (it has {sorted(request)})")
+    for part, part_operation in parts.items():
         if part in request:
             validate_request(part_operation, request[part], local_uris=local)
 
@@ -123,6 +135,10 @@ def run_locally(operation: str, request: dict[str, Any], **options: Any) -> Mapp
         from include.endpoints.local import run_local_deployment
 
         return run_local_deployment(request, **options)
+    if operation == TRANSFORM:
+        from include.transform.local_job import run_transform_job
+
+        return run_transform_job(request, **options)
     raise ValueError(f"no local executor for {operation!r}")
 
 
@@ -172,6 +188,14 @@ def send_with_boto3(
         return deploy(sm, request, poll_s=poll_s)
     if operation not in JOBS:
         raise ValueError(f"cannot send {operation!r}")
+    if operation == TRANSFORM:  # the model first (unless it exists), then the job
+        from include.transform.sagemaker_job import create_model_unless_exists, transform_wait_seconds
+
+        create_model_unless_exists(sm, request)
+        request = request["Transform"]
+        max_wait_s = transform_wait_seconds(request)
+    else:
+        max_wait_s = max_duration_seconds(request)
     job = JOBS[operation]
     name = request[job.name_key]
     getattr(sm, job.create)(**request)
@@ -180,7 +204,7 @@ def send_with_boto3(
     return _wait_for_job(
         lambda: getattr(sm, job.describe)(**{job.name_key: name}),
         job.status_key,
-        max_duration_seconds(request) + WAIT_MARGIN_S,
+        max_wait_s + WAIT_MARGIN_S,
         poll_s,
         stop,
     )
@@ -192,6 +216,7 @@ RESULTS: dict[str, Callable[..., dict[str, Any]]] = {
     DEPLOYMENT: deployment_result,
     COMPILATION: compilation_result,
     PROCESSING: processing_result,
+    TRANSFORM: transform_result,
 }
 
 

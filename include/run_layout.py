@@ -30,6 +30,22 @@ QUARANTINE_TABLE = "quarantine.parquet"
 #: Evaluation's ranked label issues of the validation split, which export turns into flags.
 LABEL_ISSUES_JSON = "label_issues.json"
 
+# --- batch transform (CreateTransformJob) output, on both backends ---------------------------------
+#: SageMaker's suffix of a transform's output: ``<S3OutputPath>/<path relative to the input prefix>.out``,
+#: each holding the endpoint's JSON answer (``{"prediction": [[class, score, xmin, ymin, xmax, ymax], ...]}``).
+TRANSFORM_OUTPUT_SUFFIX = ".out"
+#: The record of an input that could not be scored, beside where its ``.out`` would be:
+#: ``<output>/<relative path>.error.json`` holding ``{"input", "error", "type"}``.
+TRANSFORM_ERROR_SUFFIX = ".error.json"
+#: The transform's DescribeTransformJob-shaped record with ``Counts`` (``inputs``, ``outputs``, ``errors``), at the
+#: output's top.
+TRANSFORM_JSON = "transform.json"
+#: The manifest of the images sent on the sagemaker backend (those the pre-flight could decode), at the output's top.
+TRANSFORM_MANIFEST = "transform.manifest"
+#: A batch_inference run's folders under its run root: the transform output and the pre-labels made from it.
+TRANSFORM_FOLDER = "transform"
+PRELABELS_FOLDER = "prelabels"
+
 
 def safe_id(text: str) -> str:
     """A run or DAG id made safe for file names and S3 keys (``:``/``+`` and the like become ``_``)."""

@@ -862,3 +862,118 @@ def _monitoring_baseline(cfg: PipelineConfig, baseline: Any) -> str:
         version = lookup.version
     log.info("monitoring against version %s's baseline %s", version.version, version.baseline_uri)
     return version.baseline_uri
+# --- batch transform and pre-labels (the batch_inference DAG and the CLI's transform / prelabel) ----------
+
+
+def resolve_transform(params: dict[str, Any], dag_id: str, run_id: str) -> dict[str, Any]:
+    """What a batch transform scores with what, and where its output and pre-labels go (``params``: the
+    ``batch_inference`` DAG's); the plan the later steps take.
+
+    ``model``: any path ``evaluate`` takes (a training output, job folder, tuning folder or model.tar.gz); empty:
+    the registry's champion. ``output_uri`` / ``prelabels_uri`` default to the run's folders
+    ``<storage>/<dag>/<run>/transform`` and ``.../prelabels``.
+    """
+    from include.endpoints.lifecycle import model_artifact_uri
+    from include.run_layout import PRELABELS_FOLDER, TRANSFORM_FOLDER, safe_id
+
+    settings = {"backend": params["backend"]} if params.get("backend") else {}
+    cfg = load_config(params=settings)
+    if not params.get("input_uri"):
+        raise ValueError("input_uri is required: the folder or S3 prefix of images to score")
+    if params.get("model"):
+        model_uri, source = model_artifact_uri(str(params["model"])), str(params["model"])
+    else:
+        from include.endpoints.production import release_from_registry
+
+        model_uri, source = release_from_registry(_registry_or_none(cfg, required=True), None).model_uri, "champion"
+    root = storage.join(cfg.storage.base_uri or "", safe_id(dag_id), safe_id(run_id))
+    plan = {
+        "dag_id": dag_id,
+        "run_id": run_id,
+        "params": settings,
+        "backend": cfg.backend,
+        "model_uri": storage.normalize(model_uri),
+        "model_source": source,
+        "input_uri": storage.normalize(str(params["input_uri"])),
+        "output_uri": storage.normalize(params.get("output_uri") or storage.join(root, TRANSFORM_FOLDER)),
+        "prelabels_uri": storage.normalize(params.get("prelabels_uri") or storage.join(root, PRELABELS_FOLDER)),
+        "score_threshold": params.get("score_threshold"),
+        "workers": cfg.transform.workers,
+    }
+    log.info("transform %s with %s (%s) into %s", plan["input_uri"], plan["model_uri"], source, plan["output_uri"])
+    return plan
+
+
+def transform_request(plan: dict[str, Any], run: Any) -> dict[str, Any]:
+    """The combined ``{"Model", "Transform"}`` request of ``plan`` for this run and try.
+
+    On the sagemaker backend every input is checked first (SageMaker fails the whole job on one bad image):
+    the bad ones get their error records now and the request names a manifest of the others.
+    """
+    from include.sagemaker.requests import LOCAL_ROLE_ARN, MANIFEST_FILE, S3_PREFIX, TransformSettings
+    from include.sagemaker.requests import transform_request as build
+
+    cfg = load_config(params=plan["params"])
+    t = cfg.transform
+    settings = TransformSettings(t.instance_type, t.instance_count, t.max_concurrent_transforms, t.max_payload_mb,
+                                 t.invocation_timeout_seconds, t.invocation_max_retries)  # fmt: skip
+    input_uri, input_type = plan["input_uri"], S3_PREFIX
+    if cfg.backend == "sagemaker":
+        from include.transform.sagemaker_job import prepare
+
+        checked = prepare(plan["input_uri"], plan["output_uri"], t.max_payload_mb * 1024 * 1024)
+        input_uri, input_type = checked["manifest_uri"], MANIFEST_FILE
+    return build(run, model_data_url=plan["model_uri"], role_arn=cfg.sagemaker.role_arn or LOCAL_ROLE_ARN,
+                 region=cfg.sagemaker.region, input_uri=input_uri, output_uri=plan["output_uri"], settings=settings,
+                 input_type=input_type)  # fmt: skip
+
+
+def finish_transform(plan: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
+    """The transform's result with its counts and the paths of its error records; on the sagemaker backend
+    transform.json is written now (SageMaker's description, counted from the output folder)."""
+    from include.transform.outputs import error_records
+
+    if result["backend"] == "sagemaker":
+        from include.sagemaker.client import sagemaker_client
+        from include.transform.sagemaker_job import record_job
+
+        cfg = load_config(params=plan["params"])
+        description = sagemaker_client(cfg.sagemaker.region).describe_transform_job(TransformJobName=result["job_name"])
+        result = {**result, "counts": record_job(description)}
+    errors = error_records(result["output_uri"])
+    if errors:
+        log.warning("%d inputs could not be scored (error records in %s): %s", len(errors), result["output_uri"],
+                    ", ".join(errors[:10]) + (" ..." if len(errors) > 10 else ""))  # fmt: skip
+    return {**result, "error_records": errors[:50], "model_uri": plan["model_uri"]}
+
+
+def run_transform(plan: dict[str, Any], run: Any) -> dict[str, Any]:
+    """The whole transform in one call (the CLI): the request through :func:`include.execution.execute`
+    (``plan["workers"]``: local processes, ``transform.workers`` unless the command line says)."""
+    from include.execution import TRANSFORM, execute
+
+    cfg = load_config(params=plan["params"])
+    result = execute(TRANSFORM, transform_request(plan, run), backend=cfg.backend, region=cfg.sagemaker.region,
+                     local_options={"workers": plan.get("workers")})  # fmt: skip
+    return finish_transform(plan, result)
+
+
+def prelabels(plan: dict[str, Any], image_root_url: str | None = None) -> dict[str, Any]:
+    """Pre-labels (COCO, Label Studio, Ground Truth manifest) from the plan's transform output, with the model's
+    class names (``plan["classes"]``, in class-id order, for a model without classes.json)."""
+    from include.serving.draw import read_classes
+    from include.transform.outputs import read_output
+    from include.transform.prelabels import write_prelabels
+
+    t = load_config(params=plan["params"]).transform
+    threshold = plan.get("score_threshold")
+    names = plan.get("classes")  # a SageMaker-trained model.tar.gz holds no classes.json
+    return write_prelabels(
+        read_output(plan["output_uri"]),
+        dict(enumerate(names)) if names else read_classes(plan["model_uri"]),
+        plan["prelabels_uri"],
+        score_threshold=t.prelabel_score_threshold if threshold is None else float(threshold),
+        formats=plan.get("formats") or t.prelabel_formats,
+        label_attribute=t.label_attribute,
+        image_root_url=image_root_url,
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -271,3 +272,38 @@ def test_release_and_endpoint_rollback_say_what_is_missing(tmp_path: Path, monke
     assert main(["--json", "production"]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert shown == {"endpoint_name": "detector-prod", "backend": "local", "endpoint": None, "history": []}
+
+
+# --- batch transform and pre-labels ---------------------------------------------------------------------------
+
+
+def test_transform_then_prelabel_from_the_command_line(
+    spread_artifact: str, tmp_path: Path, monkeypatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """CLI -> stage -> execute -> local executor; the summaries' next commands are accepted by the CLI."""
+    from tests.transform.conftest import CORRUPT, GOOD, make_photo_folder
+
+    monkeypatch.setenv("DETECTION__STORAGE__BASE_URI", str(tmp_path / "storage"))
+    photos, out = make_photo_folder(tmp_path / "unlabelled"), tmp_path / "scored"
+    args = ["transform", "--model", spread_artifact, "--input", str(photos), "--output", str(out), "--workers", "1"]
+    assert main(args) == 0
+    lines = capsys.readouterr().err.splitlines()
+    assert f"{len(GOOD)} of {len(GOOD) + 1} images scored into file://{out} (<image>.out), 1 error records" in lines[-3]
+    assert lines[-2] == f"  could not score {CORRUPT}"
+    assert lines[-1] == f"next: detection-pipeline prelabel --transform {out} --output {tmp_path}/prelabels " \
+                        "--score-threshold 0.5"  # fmt: skip
+    build_parser().parse_args(_next_commands(lines)[0])
+
+    assert main([*_next_commands(lines)[0], "--format", "coco", "--format", "labelstudio"]) == 0
+    lines = capsys.readouterr().err.splitlines()
+    assert re.fullmatch(rf"\d+ boxes at score >= 0.5 on {len(GOOD)} images \(0 without one; 1 inputs with errors "
+                        r"left out\)", lines[0]), lines[0]  # fmt: skip
+    assert (tmp_path / "prelabels" / "coco" / "instances.json").is_file()
+    assert not (tmp_path / "prelabels" / "groundtruth").exists()
+    build_parser().parse_args(_next_commands(lines)[0])
+
+    assert main(["transform", "--model", spread_artifact, "--input", str(photos), "--output", str(photos / "o")]) == 1
+    assert "is inside the input" in capsys.readouterr().err
+    assert main(["prelabel", "--transform", str(photos), "--output", str(tmp_path / "p")]) == 1
+    assert f"{photos}/transform.json does not exist: file://{photos} is not a transform's output folder" in (
+        capsys.readouterr().err)  # fmt: skip

@@ -320,6 +320,25 @@ class Monitoring(Section):
     def threshold_settings(self) -> dict[str, dict[str, float]]:
         """``{feature or "default": {"psi", "p_value"}}`` with only the values set."""
         return {name: t.model_dump(exclude_none=True) for name, t in self.thresholds.items()}
+class Transform(Section):
+    """Batch transform (``detection-pipeline transform``, the ``batch_inference`` DAG) and its pre-labels.
+
+    ``workers``: local processes (null: every core). The others are the CreateTransformJob request's
+    (sagemaker backend); ``max_payload_mb`` also bounds the images the local executor takes.
+    """
+
+    workers: PositiveInt | None = None
+    instance_type: str = Field("ml.m5.xlarge", pattern=INSTANCE_TYPE)
+    instance_count: PositiveInt = 1
+    max_concurrent_transforms: PositiveInt = 4
+    max_payload_mb: int = Field(6, ge=1, le=100)
+    invocation_timeout_seconds: int = Field(60, ge=1, le=3600)
+    invocation_max_retries: int = Field(1, ge=0, le=3)
+    prelabel_score_threshold: float = Field(0.3, ge=0, le=1)
+    prelabel_formats: list[Literal["coco", "labelstudio", "groundtruth"]] = Field(
+        default_factory=lambda: ["coco", "labelstudio", "groundtruth"], min_length=1
+    )
+    label_attribute: str = Field("bounding-box", min_length=1)  # the Ground Truth manifest's
 
 
 class PipelineConfig(Section):
@@ -340,4 +359,5 @@ class PipelineConfig(Section):
     promotion: Promotion = Field(default_factory=Promotion)
     monitoring: Monitoring = Field(default_factory=Monitoring)
     local: Local = Field(default_factory=Local)
+    transform: Transform = Field(default_factory=Transform)
     sagemaker: SageMaker = Field(default_factory=SageMaker)

@@ -32,7 +32,6 @@ from include.monitoring.sources import (
     Sample,
     capture_samples,
     source_kind,
-    transform_errors,
     transform_samples,
 )
 
@@ -207,7 +206,8 @@ def _samples(
     kind = source_kind(source)
     if kind == CAPTURE:
         return capture_samples(source, start, end), kind, 0
-    return transform_samples(source, input_uri), kind, transform_errors(source)
+    samples, errors = transform_samples(source, input_uri)
+    return samples, kind, errors
 
 
 def monitor(

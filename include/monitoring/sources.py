@@ -1,10 +1,10 @@
 """What monitoring reads: an endpoint's captured invocations, or a batch transform's output.
 
 Capture records come through :mod:`include.endpoints.capture` (the one home of SageMaker's format), kept
-when their ``inferenceTime`` falls in the window. A batch transform's output is ``<output>/<relative input
-path>.out`` per image holding the endpoint's JSON answer, per-file error records for images it could not
-score, and ``transform.json`` (DescribeTransformJob's shape, whose ``TransformInput`` names the input
-prefix); the image of ``a/b.jpg.out`` is ``<input>/a/b.jpg``.
+when their ``inferenceTime`` falls in the window. A batch transform's output is read by
+:mod:`include.transform.outputs` (``<output>/<relative input path>.out`` per image, error records, and
+``transform.json`` naming the input prefix or, on SageMaker, the manifest that holds it); the image of
+``a/b.jpg.out`` is ``<input>/a/b.jpg``.
 """
 
 from __future__ import annotations
@@ -17,13 +17,10 @@ from datetime import datetime
 from typing import Any
 
 from include import storage
+from include.run_layout import TRANSFORM_JSON, TRANSFORM_OUTPUT_SUFFIX
 
 log = logging.getLogger(__name__)
 
-#: A batch transform's files (issue 19's transform writes them; SageMaker names outputs ``<input>.out``).
-OUT_SUFFIX = ".out"
-TRANSFORM_RECORD = "transform.json"
-ERROR_SUFFIX = ".error.json"
 CAPTURE, TRANSFORM = "capture", "transform"
 
 
@@ -38,11 +35,11 @@ class Sample:
 
 def source_kind(uri: str) -> str:
     """``transform`` when ``uri`` holds a transform's record or ``.out`` files, else ``capture``."""
-    if storage.exists(storage.join(uri, TRANSFORM_RECORD)):
+    if storage.exists(storage.join(uri, TRANSFORM_JSON)):
         return TRANSFORM
     if storage.exists(uri) and storage.isdir(uri):
         for path in storage.walk_files(uri):
-            if path.endswith(OUT_SUFFIX):
+            if path.endswith(TRANSFORM_OUTPUT_SUFFIX):
                 return TRANSFORM
             if path.endswith(".jsonl"):
                 return CAPTURE
@@ -90,37 +87,21 @@ def capture_samples(prefix: str, start: datetime | None = None, end: datetime | 
         yield Sample(name, image, prediction)
 
 
-def transform_input(output_uri: str) -> str | None:
-    """The input prefix ``transform.json`` records (DescribeTransformJob's ``TransformInput``), if any."""
-    record_uri = storage.join(output_uri, TRANSFORM_RECORD)
-    if not storage.exists(record_uri):
-        return None
-    record = json.loads(storage.read_text(record_uri))
-    source = ((record.get("TransformInput") or {}).get("DataSource") or {}).get("S3DataSource") or {}
-    return source.get("S3Uri")
+def transform_samples(output_uri: str, input_uri: str | None = None) -> tuple[list[Sample], int]:
+    """Every answer of a transform's output (read by :mod:`include.transform.outputs`, the one reader of that
+    layout) with its input image from ``input_uri``, else the input prefix its ``transform.json`` names; and how
+    many images the transform could not score (its error records)."""
+    from include.transform.outputs import read_output
 
-
-def transform_samples(output_uri: str, input_uri: str | None = None) -> Iterator[Sample]:
-    """Every ``.out`` of a transform's output with its input image (from ``input_uri``, else the one
-    ``transform.json`` names; without either, predictions only)."""
-    output_uri = storage.normalize(output_uri)
-    input_uri = input_uri or transform_input(output_uri)
-    root = output_uri.rstrip("/") + "/"
-    for uri in sorted(storage.walk_files(output_uri)):
-        if not uri.endswith(OUT_SUFFIX):
-            continue
-        relative = uri[len(root) : -len(OUT_SUFFIX)]
-        prediction = _prediction(storage.read_bytes(uri), uri)
+    output = read_output(output_uri)
+    prefix = input_uri or output.input_prefix
+    samples = []
+    for relative, prediction in sorted(output.answers.items()):
+        image_uri = storage.join(prefix, relative)
         image = None
-        if input_uri:
-            image_uri = storage.join(input_uri, relative)
-            if storage.exists(image_uri):
-                image = storage.read_bytes(image_uri)
-            else:
-                log.warning("%s: its input %s is gone; its prediction is kept", uri, image_uri)
-        yield Sample(relative, image, prediction)
-
-
-def transform_errors(output_uri: str) -> int:
-    """How many images the transform could not score (its error records)."""
-    return sum(1 for uri in storage.walk_files(output_uri) if uri.endswith(ERROR_SUFFIX))
+        if storage.exists(image_uri):
+            image = storage.read_bytes(image_uri)
+        else:
+            log.warning("%s: its input %s is gone; its prediction is kept", output.uri, image_uri)
+        samples.append(Sample(relative, image, prediction))
+    return samples, len(output.errors)

@@ -45,11 +45,13 @@ def _keep_freed_memory() -> None:
         libc.mallopt(param, 64 << 20)
 
 
-def _init_worker() -> None:
+def _init_worker(initializer: Callable[..., None] | None = None, initargs: tuple = ()) -> None:
     import cv2
 
     cv2.setNumThreads(1)
     _keep_freed_memory()
+    if initializer is not None:
+        initializer(*initargs)
 
 
 @contextlib.contextmanager
@@ -65,8 +67,13 @@ def _main_script_hidden() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def process_pool(workers: int | None = None) -> Iterator[ProcessPoolExecutor | None]:
+def process_pool(
+    workers: int | None = None, initializer: Callable[..., None] | None = None, initargs: tuple = ()
+) -> Iterator[ProcessPoolExecutor | None]:
     """A pool of ``workers`` processes (default: all CPUs), or ``None`` when one process is asked for.
+
+    ``initializer(*initargs)`` runs once in each worker after its own set-up (a module-level function:
+    loading a model once per process); with no pool the caller runs it itself when it needs to.
 
     Every worker is started at once, so workers import while the caller goes on (reading and
     planning); pending work is cancelled when the block exits with an error. A daemonic process
@@ -79,7 +86,8 @@ def process_pool(workers: int | None = None) -> Iterator[ProcessPoolExecutor | N
     if count <= 1:
         yield None
         return
-    pool = ProcessPoolExecutor(count, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker)
+    spawn = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(count, mp_context=spawn, initializer=_init_worker, initargs=(initializer, initargs))
     with _main_script_hidden():
         try:
             for _ in range(count):

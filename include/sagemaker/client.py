@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 log = logging.getLogger(__name__)
 
-JobKind = Literal["training", "tuning", "compilation", "processing"]
+JobKind = Literal["training", "tuning", "compilation", "processing", "transform"]
 #: ``(region) -> boto3.Session``; installed by the Airflow plugin (see the module docstring).
 SessionFactory = Callable[[str | None], Any]
 
@@ -100,7 +100,8 @@ def names_containing(sm: Any, operation: str, result_key: str, name_key: str, to
 
 
 def stop_job(sm: Any, kind: JobKind, name: str) -> bool:
-    """Ask SageMaker to stop a training, tuning, compilation or processing job; False when it is gone or not running."""
+    """Ask SageMaker to stop a training, tuning, compilation, processing or transform job; False when it is gone or
+    not running."""
     from botocore.exceptions import ClientError
 
     try:
@@ -110,6 +111,8 @@ def stop_job(sm: Any, kind: JobKind, name: str) -> bool:
             sm.stop_compilation_job(CompilationJobName=name)
         elif kind == "processing":
             sm.stop_processing_job(ProcessingJobName=name)
+        elif kind == "transform":
+            sm.stop_transform_job(TransformJobName=name)
         else:
             sm.stop_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)
     except ClientError as err:

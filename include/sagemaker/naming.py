@@ -22,6 +22,7 @@ TUNING = "tune"
 MODEL = "model"
 ENDPOINT_CONFIG = "epconf"
 ENDPOINT = "endpoint"
+TRANSFORM = "transform"
 
 #: SageMaker's length limits (tuning job names are short: 32 characters).
 MAX_NAME_LENGTH = 63

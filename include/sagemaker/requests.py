@@ -21,6 +21,7 @@ from include.sagemaker.naming import (
     ENDPOINT_CONFIG,
     KEEP_UNTIL_TAG,
     MODEL,
+    TRANSFORM,
     RunIdentity,
     job_name,
     tag_value,
@@ -48,6 +49,8 @@ __all__ = [
     "model_request",
     "shard_processing_request",
     "training_job_request",
+    "transform_duration_seconds",
+    "transform_request",
     "tuning_job_request",
     "validate_request",
 ]
@@ -552,6 +555,89 @@ def shard_processing_request(
         "StoppingCondition": {"MaxRuntimeInSeconds": max_runtime_seconds},
         "Tags": tags,
     }
+
+
+# --- batch transform ---------------------------------------------------------------------------
+
+#: What the built-in algorithm takes for inference (JPEG and PNG both; ``image/jpeg`` names only one of them).
+TRANSFORM_CONTENT_TYPE = "application/x-image"
+#: S3DataType of a transform's input: every object under a prefix, or a manifest listing them.
+S3_PREFIX = "S3Prefix"
+MANIFEST_FILE = "ManifestFile"
+
+
+@dataclass(frozen=True)
+class TransformSettings:
+    """The knobs of a CreateTransformJob request (``transform:`` in the configuration)."""
+
+    instance_type: str = "ml.m5.xlarge"
+    instance_count: int = 1
+    max_concurrent_transforms: int = 4
+    max_payload_mb: int = 6
+    invocation_timeout_seconds: int = 60
+    invocation_max_retries: int = 1
+
+
+def transform_request(
+    run: RunIdentity,
+    *,
+    model_data_url: str,
+    role_arn: str,
+    region: str,
+    input_uri: str,
+    output_uri: str,
+    settings: TransformSettings,
+    input_type: Literal["S3Prefix", "ManifestFile"] = "S3Prefix",
+    image: str | None = None,
+    runtime: str = "mxnet",
+) -> dict[str, dict[str, Any]]:
+    """``{"Model", "Transform"}``, the combined config ``SageMakerTransformOperator`` takes: CreateModel of the
+    run's model (:func:`model_request`) and CreateTransformJob scoring every image under ``input_uri`` with it.
+
+    One image per object, so ``SplitType`` None and ``BatchStrategy`` SingleRecord; each answer goes to
+    ``<output_uri>/<path under the input>.out`` (``AssembleWith`` None), the endpoint's JSON.
+    """
+    model_name = run.name(MODEL)
+    transform = {
+        "TransformJobName": run.name(TRANSFORM),
+        "ModelName": model_name,
+        "MaxConcurrentTransforms": settings.max_concurrent_transforms,
+        "MaxPayloadInMB": settings.max_payload_mb,
+        "BatchStrategy": "SingleRecord",
+        "ModelClientConfig": {
+            "InvocationsTimeoutInSeconds": settings.invocation_timeout_seconds,
+            "InvocationsMaxRetries": settings.invocation_max_retries,
+        },
+        "TransformInput": {
+            "DataSource": {"S3DataSource": {"S3DataType": input_type, "S3Uri": input_uri}},
+            "ContentType": TRANSFORM_CONTENT_TYPE,
+            "CompressionType": "None",
+            "SplitType": "None",
+        },
+        "TransformOutput": {"S3OutputPath": output_uri, "Accept": "application/json", "AssembleWith": "None"},
+        "TransformResources": {"InstanceType": settings.instance_type, "InstanceCount": settings.instance_count},
+        "Tags": run.tags(),
+    }
+    model = model_request(
+        name=model_name,
+        model_data_url=model_data_url,
+        role_arn=role_arn,
+        image=image or builtin_image(region),
+        tags=run.tags(),
+        runtime=runtime,
+    )
+    return {"Model": model, "Transform": transform}
+
+
+def transform_duration_seconds(transform: Mapping[str, Any], images: int) -> int:
+    """The longest a transform of ``images`` images can take: every invocation timing out on every try, the
+    instances' concurrent invocations working through them in waves (provisioning excluded)."""
+    client = transform.get("ModelClientConfig", {})
+    per_image = int(client.get("InvocationsTimeoutInSeconds", 600)) * (1 + int(client.get("InvocationsMaxRetries", 3)))
+    lanes = max(1, int(transform.get("MaxConcurrentTransforms") or 1)) * int(
+        transform["TransformResources"]["InstanceCount"]
+    )
+    return per_image * max(1, math.ceil(images / lanes))
 
 
 def max_duration_seconds(request: Mapping[str, Any]) -> int:

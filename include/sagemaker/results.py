@@ -1,4 +1,5 @@
-"""Small XCom results of training, tuning, deployment, Neo compilation and processing jobs, alike on both backends.
+"""Small XCom results of training, tuning, deployment, Neo compilation, processing and transform jobs, alike on
+both backends.
 
 Each is read from a description shaped as SageMaker's ``Describe*`` answer: the provider's operators
 (and boto3) return the real ones, the local executors return dicts of the same shape, so one function
@@ -13,7 +14,9 @@ from typing import Any
 from include.sagemaker.training_metrics import final_metrics
 
 #: The keys that name a job in a Describe*Job answer.
-NAME_KEYS = ("TrainingJobName", "HyperParameterTuningJobName", "CompilationJobName", "ProcessingJobName")
+NAME_KEYS = (
+    "TrainingJobName", "HyperParameterTuningJobName", "CompilationJobName", "ProcessingJobName", "TransformJobName"
+)  # fmt: skip
 
 
 class DescriptionError(ValueError):
@@ -124,4 +127,20 @@ def processing_result(description: Mapping[str, Any], *, backend: str) -> dict[s
         "job_name": _get(description, "ProcessingJobName"),
         "status": _get(description, "ProcessingJobStatus"),
         "outputs": {o["OutputName"]: o["S3Output"]["S3Uri"] for o in outputs if "S3Output" in o},
+    }
+
+
+def transform_result(description: Mapping[str, Any], *, backend: str) -> dict[str, Any]:
+    """A transform job's name, status, model, input and output (DescribeTransformJob), and ``counts`` (inputs,
+    outputs, errors) where the record has them (the local executor's; on SageMaker the pipeline adds them after)."""
+    source = _get(description, "TransformInput", "DataSource", "S3DataSource")
+    return {
+        "backend": backend,
+        "job_name": _get(description, "TransformJobName"),
+        "status": _get(description, "TransformJobStatus"),
+        "model_name": description.get("ModelName"),
+        "input_uri": source["S3Uri"],
+        "input_type": source["S3DataType"],
+        "output_uri": _get(description, "TransformOutput", "S3OutputPath"),
+        "counts": dict(description.get("Counts") or {}),
     }

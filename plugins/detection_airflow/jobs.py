@@ -116,7 +116,19 @@ class _JobOperatorMixin(DetectionOperatorMixin):
 
     def build_request(self, context: Context) -> dict[str, Any]:
         request = super().build_request(context)
-        request.setdefault(self.job.name_key, run_identity(context).name(self.name_kind()))
+        self.job_part(request).setdefault(self.job.name_key, run_identity(context).name(self.name_kind()))
+        return request
+
+    def job_part(self, request: dict[str, Any]) -> dict[str, Any]:
+        """The part of the request that creates the job (all of it, but for a combined request)."""
+        return request
+
+    def job_wait_seconds(self, request: dict[str, Any]) -> int:
+        """The longest the request's job may run (the wait is this plus ``wait_margin``)."""
+        return max_duration_seconds(request)
+
+    def provider_config(self, request: dict[str, Any]) -> dict[str, Any]:
+        """The config the provider's operator sends (the request; a subclass may leave out what exists)."""
         return request
 
     def _describe(self, name: str) -> Mapping[str, Any] | None:
@@ -133,11 +145,12 @@ class _JobOperatorMixin(DetectionOperatorMixin):
     def send_to_sagemaker(self, context: Context, request: dict[str, Any]) -> Mapping[str, Any]:
         """Re-attach to this run's job still running, take its completed one, or start one (:mod:`include.reattach`)."""
         run = run_identity(context)
-        found = find_job(self._describe, request[self.job.name_key], self.job.status_key, run.try_number)
+        part = self.job_part(request)
+        found = find_job(self._describe, part[self.job.name_key], self.job.status_key, run.try_number)
         self.log.info("%s", found.message(f"{self.job.stop_kind} job"))  # type: ignore[attr-defined]
-        request[self.job.name_key] = found.name
-        self.config = request
-        self.max_ingestion_time = max(self.max_ingestion_time or 0, max_duration_seconds(request) + self.wait_margin)
+        part[self.job.name_key] = found.name
+        self.config = self.provider_config(request)
+        self.max_ingestion_time = max(self.max_ingestion_time or 0, self.job_wait_seconds(request) + self.wait_margin)
         if found.action == "take":
             return serialize(found.description)
         try:
@@ -167,7 +180,8 @@ class _JobOperatorMixin(DetectionOperatorMixin):
         try:
             self.on_kill()
         except Exception:
-            self.log.exception("could not stop %s job %s", self.job.stop_kind, self.config.get(self.job.name_key))  # type: ignore[attr-defined]
+            self.log.exception("could not stop %s job %s", self.job.stop_kind,  # type: ignore[attr-defined]
+                               self.job_part(self.config).get(self.job.name_key))  # fmt: skip
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
         result = super().execute_complete(context, event)  # type: ignore[misc]
@@ -178,7 +192,7 @@ class _JobOperatorMixin(DetectionOperatorMixin):
 
     def on_kill(self) -> None:
         """Stop the SageMaker job this task started (the provider's operators leave it running)."""
-        name = self.config.get(self.job.name_key) if self.backend == "sagemaker" else None
+        name = self.job_part(self.config).get(self.job.name_key) if self.backend == "sagemaker" else None
         if name:
             stop_job(self.hook.conn, self.job.stop_kind, name)  # type: ignore[attr-defined]
 

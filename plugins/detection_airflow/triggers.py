@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from airflow.triggers.base import BaseTrigger
 
 #: Trigger job types whose cloud job can be stopped, and the kind :func:`stop_job` takes.
-STOPPABLE = {"training": "training", "tuning": "tuning", "processing": "processing"}
+STOPPABLE = {"training": "training", "tuning": "tuning", "processing": "processing", "transform": "transform"}
 
 
 class StoppableSageMakerTrigger(SageMakerTrigger):

@@ -1,6 +1,6 @@
 """Stand-ins for the SageMaker calls moto (5.2) lacks, and the test constants.
 
-moto has no StopTrainingJob / StopHyperParameterTuningJob / StopCompilationJob, creates jobs already
+moto has no StopTrainingJob / StopHyperParameterTuningJob / StopTransformJob / StopCompilationJob, creates jobs already
 ``Completed`` and cannot take a binary InvokeEndpoint body. :class:`StopStandIn` answers those two calls the
 way SageMaker does (and changes moto's state accordingly); :func:`start_in_progress` leaves new
 jobs ``InProgress`` as SageMaker does; :class:`InvokeStandIn` takes image bodies and answers from
@@ -45,6 +45,7 @@ STOPS = {
         "hyper_parameter_tuning_jobs",
         "hyper_parameter_tuning_job_status",
     ),
+    "StopTransformJob": ("TransformJobName", "transform_jobs", "transform_job_status"),
 }
 
 
@@ -70,8 +71,10 @@ class StopStandIn:
 
 
 def start_in_progress(parsed: dict[str, Any], model: Any, **_: Any) -> None:
-    """After CreateTrainingJob / CreateHyperParameterTuningJob: the new job runs (SageMaker's first state)."""
+    """After CreateTrainingJob / CreateHyperParameterTuningJob / CreateTransformJob: the new job runs (SageMaker's
+    first state)."""
     arn_key, table, status_attr = {
+        "CreateTransformJob": ("TransformJobArn", "transform_jobs", "transform_job_status"),
         "CreateTrainingJob": ("TrainingJobArn", "training_jobs", "training_job_status"),
         "CreateHyperParameterTuningJob": (
             "HyperParameterTuningJobArn",

@@ -13,6 +13,8 @@ containers would, through the same moto server and the project's own code:
   job says it is (an untrained SSD for the run's classes, exported as the local trainer exports
   one, ``hyperparams.json`` holding the job's hyperparameters) and the algorithm's metric lines
   in the job's CloudWatch log stream;
+* :class:`TransformContainer` (after CreateTransformJob) scores each image of the job's manifest (or prefix) with
+  the job's model and writes ``<S3OutputPath>/<path>.out``, as the built-in algorithm's batch transform does;
 * :class:`InferenceContainer` (after CreateEndpoint) loads the endpoint's model from its
   CreateModel record (or the model package it names) and queues, in moto's InvokeEndpoint results,
   that model's answers to the images the smoke test will send, in the order it sends them.
@@ -280,3 +282,41 @@ class ProcessingContainer:
 def _under(root: str, container_path: str) -> Path:
     """Where the container's absolute ``container_path`` lies on this machine."""
     return Path(root) / container_path.lstrip("/")
+
+
+@dataclass(eq=False)  # botocore keeps handlers in sets: identity hashing
+class TransformContainer:
+    """``after-call.sagemaker.CreateTransformJob``: the job's images scored by its model, one ``.out`` each.
+
+    The inputs are the manifest's entries (or every object under the prefix), each answered with the endpoint's
+    JSON at ``<S3OutputPath>/<path under the prefix>.out``; an image that does not decode fails the job, as on
+    SageMaker (which then keeps only the outputs written so far).
+    """
+
+    region: str
+    jobs: list[str] = field(default_factory=list)
+
+    def __call__(self, parsed: dict[str, Any], **_: Any) -> None:
+        import boto3
+
+        from include.model_artifact import decode_image, load_detector
+        from include.serving.contract import to_prediction
+
+        if "TransformJobArn" not in parsed:
+            return
+        sagemaker = boto3.client("sagemaker", region_name=self.region)
+        job = sagemaker.describe_transform_job(TransformJobName=parsed["TransformJobArn"].rsplit("/", 1)[-1])
+        model = sagemaker.describe_model(ModelName=job["ModelName"])["PrimaryContainer"]["ModelDataUrl"]
+        detector = load_detector(model)
+        source = job["TransformInput"]["DataSource"]["S3DataSource"]
+        if source["S3DataType"] == "ManifestFile":
+            document = json.loads(storage.read_text(source["S3Uri"]))
+            prefix, paths = document[0]["prefix"], document[1:]
+        else:
+            prefix = source["S3Uri"]
+            paths = [storage.relative(u, prefix) for u in storage.walk_files(prefix)]
+        output = job["TransformOutput"]["S3OutputPath"]
+        for path in paths:
+            detections = detector.predict(decode_image(storage.read_bytes(storage.join(prefix, path))))
+            storage.write_text(storage.join(output, f"{path}.out"), json.dumps(to_prediction(detections.tolist())))
+        self.jobs.append(job["TransformJobName"])

@@ -47,16 +47,24 @@ def groundtruth_line(
     label_attribute: str,
     job_name: str,
     creation_date: str,
+    confidences: list[float] | None = None,
+    human_annotated: bool = True,
 ) -> str:
-    """One output-manifest line; ``objects`` are ``(class_id, left, top, width, height)`` in pixels."""
+    """One output-manifest line; ``objects`` are ``(class_id, left, top, width, height)`` in pixels.
+
+    ``confidences``: one per object (default 1.0, a person's box); a model's pre-labels pass their scores and
+    ``human_annotated=False``.
+    """
+    if confidences is not None and len(confidences) != len(objects):
+        raise ValueError(f"{len(confidences)} confidences for {len(objects)} objects")
     record = {
         "source-ref": source_ref,
         label_attribute: ltwh_label(size, objects),
         f"{label_attribute}-metadata": {
-            "objects": [{"confidence": 1.0} for _ in objects],
+            "objects": [{"confidence": c} for c in (confidences if confidences is not None else [1.0] * len(objects))],
             "class-map": {str(k): v for k, v in sorted(class_map.items())},
             "type": OBJECT_DETECTION,
-            "human-annotated": "yes",
+            "human-annotated": "yes" if human_annotated else "no",
             "creation-date": creation_date,
             "job-name": job_name,
         },

@@ -25,27 +25,42 @@ def coco_document(data: ExportData, split: str) -> tuple[dict[str, Any], dict[st
         images.append({"id": image_id, "file_name": image, "width": int(first.width), "height": int(first.height)})
         paths[first.image_uri] = image
         for r in group:
-            w, h = r.xmax - r.xmin, r.ymax - r.ymin
-            annotation = {
-                "id": len(annotations) + 1,
-                "image_id": image_id,
-                "category_id": int(r.class_id) + 1,
-                "bbox": [r.xmin, r.ymin, w, h],
-                "area": w * h,
-                "iscrowd": 0,
-                "segmentation": [],
-            }
+            annotation = coco_annotation(len(annotations) + 1, image_id, r.class_id, (r.xmin, r.ymin, r.xmax, r.ymax))
             if flag_of(r.quality_issue):
                 annotation["attributes"] = {"quality_issue": r.quality_issue, "quarantined": bool(r.quarantined)}
             annotations.append(annotation)
-    categories = [{"id": k + 1, "name": name, "supercategory": ""} for k, name in sorted(data.classes.items())]
+    return coco_instances("detection-pipeline export", images, annotations, data.classes), paths
+
+
+def coco_annotation(
+    annotation_id: int, image_id: int, class_id: int, box: tuple[float, float, float, float]
+) -> dict[str, Any]:
+    """One COCO annotation of the pixel box ``(xmin, ymin, xmax, ymax)``; the category is ``class_id + 1``."""
+    xmin, ymin, xmax, ymax = box
+    w, h = xmax - xmin, ymax - ymin
     return {
-        "info": {"description": "detection-pipeline export"},
+        "id": annotation_id,
+        "image_id": image_id,
+        "category_id": int(class_id) + 1,
+        "bbox": [xmin, ymin, w, h],
+        "area": w * h,
+        "iscrowd": 0,
+        "segmentation": [],
+    }
+
+
+def coco_instances(
+    description: str, images: list[dict[str, Any]], annotations: list[dict[str, Any]], classes: dict[int, str]
+) -> dict[str, Any]:
+    """A COCO instances document; categories from ``classes`` (id ``class_id + 1``)."""
+    categories = [{"id": k + 1, "name": name, "supercategory": ""} for k, name in sorted(classes.items())]
+    return {
+        "info": {"description": description},
         "licenses": [],
         "images": images,
         "annotations": annotations,
         "categories": categories,
-    }, paths
+    }
 
 
 def write_coco(data: ExportData, output_uri: str) -> tuple[dict[str, str], list[str]]:

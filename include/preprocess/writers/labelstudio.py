@@ -38,7 +38,8 @@ def _percent(box: tuple[float, float, float, float], width: float, height: float
     }
 
 
-def _region(region_id: str, box: tuple, name: str, width: int, height: int) -> dict[str, Any]:
+def region(region_id: str, box: tuple, name: str, width: int, height: int) -> dict[str, Any]:
+    """A rectangle region of the pixel box ``(xmin, ymin, xmax, ymax)`` in percent of the image, labelled ``name``."""
     return {
         "id": region_id,
         "type": "rectanglelabels",
@@ -69,13 +70,13 @@ def write_labelstudio(data: ExportData, output_uri: str, image_root_url: str = L
         width, height = int(first.width), int(first.height)
         result = []
         for k, r in enumerate(rows, start=1):
-            region = _region(f"t{task_id}r{k}", (r.xmin, r.ymin, r.xmax, r.ymax), r.class_name, width, height)
+            labelled = region(f"t{task_id}r{k}", (r.xmin, r.ymin, r.xmax, r.ymax), r.class_name, width, height)
             if flag_of(r.quality_issue):
-                region["meta"] = {"text": [r.quality_issue]}
-            result.append(region)
+                labelled["meta"] = {"text": [r.quality_issue]}
+            result.append(labelled)
         predicted = [
             {
-                **_region(f"t{task_id}p{k}", tuple(s["predicted_box"]), s["predicted_class"], width, height),
+                **region(f"t{task_id}p{k}", tuple(s["predicted_box"]), s["predicted_class"], width, height),
                 "score": s["predicted_score"],
                 "meta": {"text": [s["description"]]},
             }

@@ -112,7 +112,8 @@ def validate(operation: str, request: Mapping[str, Any], *, backend: str) -> Non
         return
     required, parts = COMBINED[operation]
     if required not in request:
-        raise ValueError(f"the {operation} request needs a {required!r} part (it has {sorted(request)})")
+        article = "an" if required[0] in "AEIOU" else "a"
+        raise ValueError(f"the {operation} request needs {article} {required!r} part (it has {sorted(request)})")
     for part, part_operation in parts.items():
         if part in request:
             validate_request(part_operation, request[part], local_uris=local)

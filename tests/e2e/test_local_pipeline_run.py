@@ -191,11 +191,12 @@ def test_a_rejection_or_no_answer_in_time_ends_the_run_with_nothing_deployed(
     assert (tags["approval.decision"], tags["approval.by"]) == ("rejected", "timeout")
     assert "deploy.endpoint_name" not in tags
 
-    # This run (after the approval test's, on the same generated sample and request) reused that run's RecordIO
-    # build, training and evaluation: each task put the hit's note on its own task instance through the REST API,
-    # as the stack's `pipeline` user (the airflow_api connection), and the UI's API reads it back.
+    # The unanswered run (one run at a time: it started after the rejected one, on the same generated sample and
+    # request) reused the earlier run's RecordIO build, training and evaluation whatever ran before this test: each
+    # task put the hit's note on its own task instance through the REST API, as the stack's `pipeline` user (the
+    # airflow_api connection), and the UI's API reads it back.
     for task, step in (("plan_recordio", "recordio"), ("train", "training"), ("evaluate", "evaluation")):
-        ti = airflow_client.request("GET", f"/dags/{PIPELINE_DAG_ID}/dagRuns/{run_id}/taskInstances/{task}")
+        ti = airflow_client.request("GET", f"/dags/{PIPELINE_DAG_ID}/dagRuns/{unanswered}/taskInstances/{task}")
         assert (ti["note"] or "").startswith(f"cache hit: {step} "), (task, ti["note"])
 
 

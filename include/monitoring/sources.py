@@ -47,17 +47,15 @@ def source_kind(uri: str) -> str:
 
 
 def _prediction(body: bytes, where: str) -> list[list[float]]:
+    """The rows of a captured answer, checked by the serving contract (the one definition of the answer)."""
+    from include.serving.contract import check_prediction_schema
+
     try:
         answer = json.loads(body)
-        rows = answer["prediction"]
-        if not isinstance(rows, list) or any(not isinstance(r, list) or len(r) != 6 for r in rows):
-            raise TypeError("rows are not [class, score, xmin, ymin, xmax, ymax] lists")
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ValueError(
-            f'{where}: not the endpoint\'s answer {{"prediction": [[class, score, xmin, ymin, xmax, '
-            f"ymax], ...]}} ({type(exc).__name__}: {exc})"
-        ) from None
-    return rows
+        check_prediction_schema(answer)
+    except ValueError as exc:  # JSONDecodeError is a ValueError
+        raise ValueError(f"{where}: not the endpoint's answer ({exc})") from None
+    return answer["prediction"]
 
 
 def _record_time(record: dict[str, Any]) -> datetime:
